@@ -1,0 +1,107 @@
+"""The Backend interface: one round in, a stream of text deltas and one RoundEnd out.
+
+A backend knows nothing about continuation: the engine builds each round's messages (in the
+Messages API shape; a final assistant message is a prefill), and the backend turns them into
+one model call. Errors are converted to the ``autocontinue.errors`` tree here, at the boundary.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+from ..catalogue import ModelSpec
+from ..usage import Usage
+
+__all__ = ["RoundRequest", "BackendDelta", "RoundEnd", "BackendEvent", "Backend"]
+
+
+@dataclass(frozen=True)
+class RoundRequest:
+    """One model call, in Messages API terms."""
+
+    model: str
+    #: Messages API messages. Assistant content may be a list of text blocks (segments of the
+    #: answer so far, one per earlier round); a final assistant message is a prefill.
+    messages: list[dict[str, Any]]
+    max_tokens: int
+    system: str | list[dict[str, Any]] | None = None
+    stop_sequences: tuple[str, ...] = ()
+    temperature: float | None = None
+    #: Ask the backend to use prompt caching where it has it.
+    cache: bool = True
+    #: Seed for backends that sample locally.
+    seed: int | None = None
+    #: Index of the round (0-based), for backends that keep per-run state (KV cache).
+    round_index: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BackendDelta:
+    """A piece of generated text, exactly as the model produced it."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class RoundEnd:
+    """The call finished. ``stop_reason`` uses the Messages API's values."""
+
+    stop_reason: str
+    usage: Usage
+    stop_sequence: str | None = None
+    request_id: str | None = None
+
+
+BackendEvent = Union[BackendDelta, RoundEnd]
+
+
+class Backend(abc.ABC):
+    """One model service. Subclasses implement ``stream_round`` (and may override the rest)."""
+
+    #: "anthropic", "local", ...
+    name: str = "base"
+    #: Model used when the caller names none.
+    default_model: str = ""
+
+    @abc.abstractmethod
+    def model_spec(self, model: str) -> ModelSpec:
+        """Limits and prices for ``model``; raises UnknownModelError if it cannot serve it."""
+
+    @abc.abstractmethod
+    def stream_round(self, request: RoundRequest) -> Iterator[BackendEvent]:
+        """Run one call: yield BackendDelta items, then exactly one RoundEnd.
+
+        A stream that breaks after text arrived raises StreamInterruptedError carrying that
+        text; other failures raise the matching BackendError subclass.
+        """
+
+    async def astream_round(self, request: RoundRequest) -> AsyncIterator[BackendEvent]:
+        """Async twin of ``stream_round``; the default runs the sync one in a worker thread."""
+        import asyncio
+
+        iterator = self.stream_round(request)
+        sentinel = object()
+        while True:
+            item = await asyncio.to_thread(next, iterator, sentinel)
+            if item is sentinel:
+                return
+            yield item
+
+    def count_tokens(self, request: RoundRequest) -> int | None:
+        """Prompt tokens of ``request`` if the backend can tell cheaply, else None."""
+        return None
+
+    def endpoint_key(self) -> str:
+        """Identifies where calls go (for remembering per-endpoint facts such as prefill)."""
+        return self.name
+
+    def prefill_supported(self, model: str) -> bool:
+        """Whether a final assistant message continues the same turn on this backend."""
+        return self.model_spec(model).prefill
+
+    def close(self) -> None:
+        """Release resources (model weights, connections)."""

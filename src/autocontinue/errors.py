@@ -1,0 +1,130 @@
+"""The exception tree. Every error the library raises is an AutocontinueError.
+
+    AutocontinueError                 root; .hint says what to change, .partial keeps text so far
+    ├── ConfigurationError            bad arguments, refused before any call
+    │   ├── UnknownModelError         model id not in the catalogue (or 404 from the API)
+    │   └── MissingCredentialsError   anthropic backend without a key
+    ├── BackendUnavailableError       a backend's extra is not installed, or its model file is bad
+    ├── BackendError                  the model service failed; .status_code, .request_id
+    │   ├── PrefillNotSupportedError  the API refused a final assistant message
+    │   ├── ContextWindowError        prompt too long / model_context_window_exceeded
+    │   ├── AuthenticationError       401/403
+    │   ├── InvalidRequestError       any other 400
+    │   └── TransientBackendError     429, 5xx, 529, connection lost: worth retrying
+    │       └── StreamInterruptedError  a stream broke after some text arrived (.text_received)
+    └── JournalError                  the run journal is unreadable, corrupt or too new
+
+SDK and llama.cpp errors are converted once, at the backend boundary, with ``raise ... from``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "AutocontinueError",
+    "ConfigurationError",
+    "UnknownModelError",
+    "MissingCredentialsError",
+    "BackendUnavailableError",
+    "BackendError",
+    "PrefillNotSupportedError",
+    "ContextWindowError",
+    "AuthenticationError",
+    "InvalidRequestError",
+    "TransientBackendError",
+    "StreamInterruptedError",
+    "JournalError",
+]
+
+
+class AutocontinueError(Exception):
+    """Root of every error autocontinue raises."""
+
+    def __init__(self, message: str, *, hint: str | None = None, partial: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        #: One sentence that says what to change.
+        self.hint = hint
+        #: The Result so far when a run failed part-way (text is never lost).
+        self.partial = partial
+
+    def one_line(self) -> str:
+        """``message (hint)`` on one line, for the command line."""
+        text = " ".join(self.message.split())
+        if self.hint:
+            text += f" (hint: {' '.join(self.hint.split())})"
+        return text
+
+
+class ConfigurationError(AutocontinueError):
+    """An argument is wrong; nothing was sent."""
+
+
+class UnknownModelError(ConfigurationError):
+    """The model id is not known."""
+
+
+class MissingCredentialsError(ConfigurationError):
+    """The anthropic backend has no API key."""
+
+
+class BackendUnavailableError(AutocontinueError):
+    """A backend cannot start: its extra is missing or its model file is unreadable."""
+
+
+class BackendError(AutocontinueError):
+    """The model service answered with an error."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        request_id: str | None = None,
+        error_type: str | None = None,
+        hint: str | None = None,
+        partial: Any = None,
+    ) -> None:
+        super().__init__(message, hint=hint, partial=partial)
+        self.status_code = status_code
+        self.request_id = request_id
+        self.error_type = error_type
+
+
+class PrefillNotSupportedError(BackendError):
+    """The API refused a final assistant message for this model."""
+
+
+class ContextWindowError(BackendError):
+    """The prompt plus max_tokens does not fit the model's context window."""
+
+
+class AuthenticationError(BackendError):
+    """The key was refused."""
+
+
+class InvalidRequestError(BackendError):
+    """The API refused the request as malformed."""
+
+
+class TransientBackendError(BackendError):
+    """Overload, rate limit, server error or lost connection: retrying may succeed."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        #: Seconds the server asked us to wait, if it said.
+        self.retry_after = retry_after
+
+
+class StreamInterruptedError(TransientBackendError):
+    """The stream broke after some text had arrived; that text is kept in ``text_received``."""
+
+    def __init__(self, message: str, *, text_received: str = "", usage: Any = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.text_received = text_received
+        self.usage = usage
+
+
+class JournalError(AutocontinueError):
+    """The run journal cannot be read or written."""
