@@ -15,6 +15,7 @@ __all__ = [
     "STOP_REASONS",
     "RoundReport",
     "Result",
+    "Checkpoint",
     "RoundStarted",
     "TextDelta",
     "RoundFinished",
@@ -99,6 +100,18 @@ class Result:
         }
 
 
+@dataclass
+class Checkpoint:
+    """Where an interrupted run stood: resume with ``stream(..., resume=checkpoint)``."""
+
+    #: Answer text emitted so far (starts with the prefill, if any).
+    text: str
+    #: Received but not emitted tail at that moment.
+    held: str = ""
+    #: Rounds completed so far (their usage and cost carry into the resumed result).
+    rounds: list[RoundReport] = field(default_factory=list)
+
+
 @dataclass(frozen=True)
 class RoundStarted:
     index: int
@@ -111,6 +124,9 @@ class TextDelta:
     """Answer text, already repaired at seams; concatenating every TextDelta gives Result.text."""
 
     text: str
+    #: The tail received but not yet emitted (trailing whitespace, a half word): a checkpoint
+    #: of (emitted text, held) is enough to resume the run.
+    held: str = ""
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,477 @@
+"""The round loop: folds backend events into the continuation state and emits engine events.
+
+``Engine`` is sans-I/O: it plans a round (a RoundRequest), takes the text deltas and the end
+of that round, and says what happened as events. Two short drivers, ``run_sync`` and
+``run_async``, move data between it and a backend; the CLI, the journal and the progress line
+only listen to the events.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, replace
+from typing import Any
+
+from . import seams
+from .backends.base import Backend, BackendDelta, RoundEnd, RoundRequest
+from .errors import (
+    AutocontinueError,
+    BackendError,
+    ContextWindowError,
+    InvalidRequestError,
+    PrefillNotSupportedError,
+    TransientBackendError,
+)
+from .events import (
+    Checkpoint,
+    Event,
+    Finished,
+    Result,
+    Retrying,
+    RoundFinished,
+    RoundReport,
+    RoundStarted,
+    StrategyChanged,
+    TextDelta,
+)
+from .memory import PrefillMemory
+from .state import ContinuationState, count_words, decide_next_round
+from .strategies import CONTINUE_INSTRUCTION, LENGTHEN_INSTRUCTION, build_messages
+from .usage import Usage
+
+__all__ = ["RetryPolicy", "Engine", "run_sync", "run_async"]
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Round retries after the SDK's own retries are spent (backoff in seconds)."""
+
+    #: Consecutive failed attempts without new text before the run gives up.
+    max_attempts: int = 6
+    base_delay: float = 1.0
+    max_delay: float = 30.0
+    #: Injected so tests can record sleeps instead of waiting.
+    sleep: Callable[[float], Any] = time.sleep
+
+    def delay(self, attempt: int, retry_after: float | None) -> float:
+        backoff = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
+        backoff *= 1 + 0.1 * random.random()
+        return max(backoff, retry_after or 0.0)
+
+
+_PROMPT_PLUS_MAX = re.compile(r"(\d+)\s*\+\s*(\d+)\s*>\s*(\d+)")
+_PROMPT_TOO_LONG = re.compile(r"prompt is too long:\s*(\d+) tokens\s*>\s*(\d+)")
+_MAX_TOKENS_OVER = re.compile(r"max_tokens:\s*(\d+)\s*>\s*(\d+)")
+
+
+class Engine:
+    """One run's continuation logic, driven round by round."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        state: ContinuationState,
+        *,
+        model: str,
+        prompt: list[dict[str, Any]],
+        system: Any = None,
+        requested_strategy: str = "auto",
+        stop_sequences: tuple[str, ...] = (),
+        temperature: float | None = None,
+        cache: bool = True,
+        seed: int | None = None,
+        extra: dict[str, Any] | None = None,
+        retry: RetryPolicy | None = None,
+        memory: PrefillMemory | None = None,
+    ) -> None:
+        self.backend = backend
+        self.state = state
+        self.model = model
+        self.prompt = prompt
+        self.system = system
+        self.requested_strategy = requested_strategy
+        self.stop_sequences = stop_sequences
+        self.temperature = temperature
+        self.cache = cache
+        self.seed = seed
+        self.extra = extra or {}
+        self.retry = retry or RetryPolicy()
+        self.memory = memory or PrefillMemory()
+        self._attempts = 0
+        self._retries_this_round = 0
+        self._round: _RoundInProgress | None = None
+        self._next_prompt_tokens: int | None = None
+
+    # -- start and finish -------------------------------------------------------------------
+
+    def start(self, opening: str, already_emitted: int = 0) -> list[Event]:
+        """Take the text the answer starts with (a prefill, or a resumed checkpoint).
+
+        Its first ``already_emitted`` characters were shown before (a resumed run), so only
+        the rest is emitted as an event.
+        """
+        base, held = seams.split_for_continuation(opening, self.state.strategy)
+        if len(base) < already_emitted:
+            base, held = opening[:already_emitted], opening[already_emitted:]
+        self.state.segments.append("")
+        self.state.add_text(base)
+        self.state.held = held
+        new = base[already_emitted:]
+        return [TextDelta(new, held)] if new else []
+
+    def result(self, stop_reason: str) -> Result:
+        s = self.state
+        return Result(
+            text=s.text + (s.held if stop_reason == "interrupted" else ""),
+            stop_reason=stop_reason,
+            rounds=list(s.rounds),
+            usage=s.usage,
+            cost_usd=s.cost_usd,
+            model=self.model,
+            backend=self.backend.name,
+        )
+
+    def _finish(self, stop_reason: str) -> list[Event]:
+        events: list[Event] = []
+        if self.state.held:
+            held, self.state.held = self.state.held, ""
+            self.state.add_text(held)
+            events.append(TextDelta(held, ""))
+        self.state.stop_reason = stop_reason
+        events.append(Finished(self.result(stop_reason)))
+        return events
+
+    def fail(self, error: AutocontinueError) -> AutocontinueError:
+        """Attach the text so far to ``error`` (nothing is lost), for the caller to raise."""
+        if error.partial is None:
+            error.partial = self.result("interrupted")
+        return error
+
+    # -- one round --------------------------------------------------------------------------
+
+    def plan(self) -> tuple[RoundRequest | None, list[Event]]:
+        """The next call, or None and the closing events when the run is over."""
+        state = self.state
+        decision = decide_next_round(state)
+        if decision.stop_reason:
+            return None, self._finish(decision.stop_reason)
+        max_tokens = decision.max_tokens
+        if self._next_prompt_tokens is not None:
+            room = state.budgets.context_window - self._next_prompt_tokens
+            max_tokens = min(max_tokens, room)
+        strategy = "user-turn" if decision.why == "min_words" else state.strategy
+        instruction = CONTINUE_INSTRUCTION
+        if decision.why == "min_words":
+            instruction = LENGTHEN_INSTRUCTION.format(
+                words=count_words(state.text), target=state.budgets.min_words
+            )
+        has_text = bool(state.text.strip())
+        report_strategy = strategy if has_text else "initial"
+        messages = build_messages(self.prompt, state.segments, strategy, instruction=instruction)
+        request = RoundRequest(
+            model=self.model,
+            messages=messages,
+            max_tokens=max_tokens,
+            system=self.system,
+            stop_sequences=self.stop_sequences,
+            temperature=self.temperature,
+            cache=self.cache,
+            seed=self.seed,
+            round_index=len(state.rounds),
+            extra=self.extra,
+        )
+        self._round = _RoundInProgress(state, report_strategy, strategy, max_tokens, has_text)
+        return request, [RoundStarted(len(state.rounds), report_strategy, max_tokens)]
+
+    def on_delta(self, text: str) -> list[Event]:
+        assert self._round is not None, "on_delta outside a round"
+        return self._round.feed(text)
+
+    @property
+    def round_cut_short(self) -> bool:
+        """True once ``until`` appeared: the driver should stop reading this round."""
+        return self._round is not None and self._round.until_hit
+
+    def end_round(self, end: RoundEnd | None) -> list[Event]:
+        """Close the round: ``end`` from the backend, or None if it stopped early or broke."""
+        current = self._round
+        assert current is not None, "end_round outside a round"
+        self._round = None
+        self._next_prompt_tokens = None
+        if end is None:
+            stop = "until" if current.until_hit else "interrupted"
+            end = RoundEnd(stop_reason=stop, usage=Usage())
+        continuing = end.stop_reason in ("max_tokens", "interrupted")
+        current.close(continuing)
+        if current.produced or end.stop_reason != "interrupted":
+            self._attempts = 0
+        usage = end.usage
+        report = RoundReport(
+            index=len(self.state.rounds),
+            strategy=current.report_strategy,
+            max_tokens=current.max_tokens,
+            stop_reason=end.stop_reason,
+            stop_sequence=end.stop_sequence,
+            usage=usage,
+            seam=current.seam_report(),
+            chars=current.chars,
+            request_id=end.request_id,
+            retries=self._retries_this_round,
+            cost_usd=self.state.spec.cost(usage),
+            duration_s=round(time.monotonic() - current.started, 6),
+        )
+        self._retries_this_round = 0
+        self.state.record_round(report)
+        return [*current.take_events(), RoundFinished(report, len(self.state.text))]
+
+    # -- failures ---------------------------------------------------------------------------
+
+    def on_prefill_refused(self, error: PrefillNotSupportedError) -> list[Event]:
+        """Switch to user-turn for this model (remembered per endpoint) and redo the round."""
+        self._discard_round()
+        if self.requested_strategy == "prefill" or self.state.strategy != "prefill":
+            error.hint = error.hint or "use strategy auto or user-turn for this model"
+            raise self.fail(error)
+        self.memory.remember_refusal(self.backend.endpoint_key(), self.model)
+        self.state.strategy = "user-turn"
+        return [StrategyChanged(self.model, "prefill", "user-turn", error.message)]
+
+    def on_transient(self, error: TransientBackendError) -> tuple[float, list[Event]]:
+        """Keep what arrived, then wait before the next attempt (or give up: raises)."""
+        events: list[Event] = []
+        produced = self._round is not None and self._round.produced
+        if self._round is not None:
+            if produced:
+                events = self.end_round(None)
+            else:
+                self._discard_round()
+        self._attempts = 0 if produced else self._attempts + 1
+        self._retries_this_round += 1
+        if self._attempts >= self.retry.max_attempts:
+            error.hint = error.hint or "the service keeps failing; try again later with resume"
+            raise self.fail(error)
+        delay = 0.0 if produced else self.retry.delay(self._attempts, error.retry_after)
+        index = len(self.state.rounds)
+        events.append(Retrying(index, self._retries_this_round, delay, error.one_line()))
+        return delay, events
+
+    def on_limit(self, error: BackendError) -> list[Event]:
+        """The request was too big for the model: shrink the call, or end the run."""
+        self._discard_round()
+        text = error.message
+        over = _MAX_TOKENS_OVER.search(text)
+        if isinstance(error, InvalidRequestError) and over:
+            budgets = self.state.budgets
+            self.state.budgets = replace(budgets, max_tokens_per_call=int(over.group(2)))
+            return []
+        both = _PROMPT_PLUS_MAX.search(text)
+        if isinstance(error, ContextWindowError) and both:
+            prompt_tokens, window = int(both.group(1)), int(both.group(3))
+            if window - prompt_tokens >= 16 and self._next_prompt_tokens != prompt_tokens:
+                self._next_prompt_tokens = prompt_tokens
+                return []
+        if isinstance(error, ContextWindowError):
+            return self._finish("context_exhausted")
+        raise self.fail(error)
+
+    def _discard_round(self) -> None:
+        if self._round is not None and self._round.produced:
+            self.end_round(None)
+        self._round = None
+
+
+class _RoundInProgress:
+    """The text of one round as it streams: seam repair first, then the unsafe tail held."""
+
+    def __init__(
+        self,
+        state: ContinuationState,
+        report_strategy: str,
+        strategy: str,
+        max_tokens: int,
+        has_text: bool,
+    ) -> None:
+        self.state = state
+        self.report_strategy = report_strategy
+        self.max_tokens = max_tokens
+        self.started = time.monotonic()
+        self.hold_strategy = state.strategy
+        self.repairer = (
+            seams.SeamRepairer(state.text[-seams.ECHO_WINDOW :], state.held, strategy)
+            if has_text
+            else None
+        )
+        if self.repairer is None:
+            # Nothing to join onto: an empty or whitespace-only prefill is just the answer's start.
+            self.pending = state.held
+        else:
+            self.pending = ""
+        state.held = ""
+        state.segments.append("")
+        self.chars = 0
+        self.produced = False
+        self.until_hit = False
+        self.events: list[Event] = []
+
+    def feed(self, text: str) -> list[Event]:
+        if not text or self.until_hit:
+            return []
+        self.produced = True
+        out = self.repairer.feed(text) if self.repairer else text
+        self._take(out, hold=True)
+        return self.take_events()
+
+    def _take(self, out: str, *, hold: bool) -> None:
+        pending = self.pending + out
+        until = self.state.budgets.until
+        if until:
+            tail = self.state.text[-(len(until) - 1) :] if len(until) > 1 else ""
+            found = (tail + pending).find(until)
+            if found >= 0:
+                cut = found + len(until) - len(tail)
+                self._emit(pending[:cut], "")
+                self.pending = ""
+                self.until_hit = True
+                return
+        if hold:
+            base, held = seams.split_for_continuation(pending, self.hold_strategy)
+        else:
+            base, held = pending, ""
+        self._emit(base, held)
+        self.pending = held
+
+    def _emit(self, text: str, held: str) -> None:
+        self.state.held = held
+        if text:
+            self.state.add_text(text)
+            self.chars += len(text)
+            self.events.append(TextDelta(text, held))
+
+    def close(self, continuing: bool) -> None:
+        """End of the piece: flush the repairer; hold the tail only if another round follows."""
+        if self.until_hit:
+            return
+        out = self.repairer.finish() if self.repairer else ""
+        self._take(out, hold=continuing)
+
+    def take_events(self) -> list[Event]:
+        events, self.events = self.events, []
+        return events
+
+    def seam_report(self) -> dict[str, Any]:
+        if self.repairer is None:
+            return {}
+        return self.repairer.report.to_dict()
+
+
+# -- drivers --------------------------------------------------------------------------------
+
+
+def _close(stream: Any) -> None:
+    close = getattr(stream, "close", None)
+    if close is not None:
+        close()
+
+
+def run_sync(engine: Engine, opening: str, already_emitted: int = 0) -> Iterator[Event]:
+    """Drive ``engine`` against its backend's ``stream_round`` until the run is over."""
+    yield from engine.start(opening, already_emitted)
+    while True:
+        request, events = engine.plan()
+        yield from events
+        if request is None:
+            return
+        try:
+            stream = engine.backend.stream_round(request)
+            ended = False
+            try:
+                for item in stream:
+                    if isinstance(item, BackendDelta):
+                        yield from engine.on_delta(item.text)
+                        if engine.round_cut_short:
+                            break
+                    elif isinstance(item, RoundEnd):
+                        ended = True
+                        yield from engine.end_round(item)
+            finally:
+                _close(stream)
+            if not ended:
+                if engine.round_cut_short:
+                    yield from engine.end_round(None)
+                else:
+                    raise TransientBackendError("the stream ended without a stop reason")
+        except PrefillNotSupportedError as error:
+            yield from engine.on_prefill_refused(error)
+        except TransientBackendError as error:
+            delay, events = engine.on_transient(error)
+            yield from events
+            if delay:
+                engine.retry.sleep(delay)
+        except (ContextWindowError, InvalidRequestError) as error:
+            yield from engine.on_limit(error)
+        except AutocontinueError as error:
+            raise engine.fail(error) from error.__cause__
+
+
+async def run_async(
+    engine: Engine, opening: str, already_emitted: int = 0
+) -> AsyncIterator[Event]:
+    """The async twin of ``run_sync`` over the backend's ``astream_round``."""
+    import asyncio
+
+    for event in engine.start(opening, already_emitted):
+        yield event
+    while True:
+        request, events = engine.plan()
+        for event in events:
+            yield event
+        if request is None:
+            return
+        try:
+            stream = engine.backend.astream_round(request)
+            ended = False
+            try:
+                async for item in stream:
+                    if isinstance(item, BackendDelta):
+                        for event in engine.on_delta(item.text):
+                            yield event
+                        if engine.round_cut_short:
+                            break
+                    elif isinstance(item, RoundEnd):
+                        ended = True
+                        for event in engine.end_round(item):
+                            yield event
+            finally:
+                aclose = getattr(stream, "aclose", None)
+                if aclose is not None:
+                    await aclose()
+            if not ended:
+                if engine.round_cut_short:
+                    for event in engine.end_round(None):
+                        yield event
+                else:
+                    raise TransientBackendError("the stream ended without a stop reason")
+        except PrefillNotSupportedError as error:
+            for event in engine.on_prefill_refused(error):
+                yield event
+        except TransientBackendError as error:
+            delay, events = engine.on_transient(error)
+            for event in events:
+                yield event
+            if delay:
+                await asyncio.sleep(delay)
+        except (ContextWindowError, InvalidRequestError) as error:
+            for event in engine.on_limit(error):
+                yield event
+        except AutocontinueError as error:
+            raise engine.fail(error) from error.__cause__
+
+
+def resume_state(state: ContinuationState, checkpoint: Checkpoint) -> str:
+    """Load a checkpoint's rounds into ``state``; returns the opening text to emit."""
+    for report in checkpoint.rounds:
+        state.record_round(report)
+    return checkpoint.text + checkpoint.held

@@ -1,0 +1,176 @@
+"""The continuation state, and the pure decisions made from it: budgets and when to stop.
+
+Nothing here does I/O. ``decide_next_round`` looks at the state after a round and returns
+either a stop reason or the ``max_tokens`` for the next call; the engine does the rest.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from .catalogue import ModelSpec
+from .events import RoundReport
+from .usage import Usage
+
+__all__ = [
+    "Budgets",
+    "ContinuationState",
+    "Decision",
+    "decide_next_round",
+    "estimate_tokens",
+    "count_words",
+    "STOP_ON_MODEL_REASON",
+]
+
+#: Fewest output tokens worth a call; below this the context is treated as exhausted.
+MIN_USEFUL_TOKENS = 16
+#: Tokens added to the next prompt beyond the last one's input and output (the user turn that
+#: asks to continue, block framing), plus a margin because the next prompt is an estimate.
+CONTINUATION_OVERHEAD = 64
+ESTIMATE_MARGIN = 1.02
+
+#: Model stop reasons that end the run at once, and the run stop reason they become.
+STOP_ON_MODEL_REASON = {
+    "stop_sequence": "stop_sequence",
+    "refusal": "refusal",
+    "model_context_window_exceeded": "context_exhausted",
+    "tool_use": "end_turn",
+    "pause_turn": "end_turn",
+}
+
+_WORD = re.compile(r"\S+")
+
+
+def count_words(text: str) -> int:
+    """Words as LongBench-Write counts English: runs of non-space characters."""
+    return sum(1 for _ in _WORD.finditer(text))
+
+
+def estimate_tokens(text: str) -> int:
+    """A deliberately high estimate of a text's tokens (about 3 characters a token)."""
+    return len(text) // 3 + 1
+
+
+@dataclass(frozen=True)
+class Budgets:
+    """The limits of one run."""
+
+    #: ``max_tokens`` of each call (already capped at the model's maximum).
+    max_tokens_per_call: int
+    max_rounds: int = 20
+    max_output_tokens: int | None = None
+    until: str | None = None
+    min_words: int | None = None
+    #: Context window of the model, in tokens.
+    context_window: int = 200_000
+
+
+@dataclass
+class ContinuationState:
+    """Everything the engine knows about a run in progress."""
+
+    spec: ModelSpec
+    budgets: Budgets
+    #: Answer text emitted so far (starts with the prefill, if any). Never retracted.
+    text: str = ""
+    #: Received but not emitted: trailing whitespace or a half word the next round may redo.
+    held: str = ""
+    #: ``text`` split by the round that produced it: stable assistant blocks for the cache.
+    segments: list[str] = field(default_factory=list)
+    rounds: list[RoundReport] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)
+    cost_usd: float = 0.0
+    #: "prefill" or "user-turn": how the next continuation is asked for.
+    strategy: str = "prefill"
+    #: Prompt tokens of the first call (exact when known, else an estimate).
+    prompt_tokens: int = 0
+    #: Input (all kinds) plus output tokens of the last completed call, when known.
+    last_call_tokens: int | None = None
+    #: Set once the run is over.
+    stop_reason: str | None = None
+
+    @property
+    def completed_rounds(self) -> int:
+        """Rounds that count against ``max_rounds`` (a broken stream resumed is not a round)."""
+        return sum(1 for r in self.rounds if r.stop_reason != "interrupted")
+
+    def add_text(self, text: str) -> None:
+        """Append emitted text to the current round's segment."""
+        if text:
+            self.text += text
+            self.segments[-1] += text
+
+    def record_round(self, report: RoundReport) -> None:
+        self.rounds.append(report)
+        self.usage += report.usage
+        self.cost_usd += report.cost_usd
+        if report.stop_reason != "interrupted":
+            self.last_call_tokens = report.usage.total_input_tokens + report.usage.output_tokens
+
+    def next_prompt_tokens(self) -> int:
+        """Estimate of the next call's prompt: what the last call read plus what it wrote."""
+        if self.last_call_tokens is not None and self.last_call_tokens > 0:
+            grown = self.last_call_tokens + estimate_tokens(self.held) + CONTINUATION_OVERHEAD
+            return int(grown * ESTIMATE_MARGIN)
+        return self.prompt_tokens + estimate_tokens(self.text + self.held) + CONTINUATION_OVERHEAD
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Either stop (``stop_reason``) or make another call with ``max_tokens``."""
+
+    stop_reason: str | None = None
+    max_tokens: int = 0
+    #: Why another round is needed: "max_tokens" (capped), "min_words" (ended too early),
+    #: "interrupted" (a stream broke), "start".
+    why: str = ""
+
+
+def _room_for_output(state: ContinuationState) -> int:
+    budgets = state.budgets
+    room = budgets.context_window - state.next_prompt_tokens()
+    limit = min(budgets.max_tokens_per_call, room)
+    if budgets.max_output_tokens is not None:
+        limit = min(limit, budgets.max_output_tokens - state.usage.output_tokens)
+    return limit
+
+
+def _budget_stop(state: ContinuationState) -> str | None:
+    budgets = state.budgets
+    if budgets.max_output_tokens is not None and state.usage.output_tokens >= budgets.max_output_tokens:
+        return "max_output_tokens"
+    if state.completed_rounds >= budgets.max_rounds:
+        return "max_rounds"
+    return None
+
+
+def _next(state: ContinuationState, why: str) -> Decision:
+    stop = _budget_stop(state)
+    if stop:
+        return Decision(stop_reason=stop)
+    max_tokens = _room_for_output(state)
+    if max_tokens < MIN_USEFUL_TOKENS:
+        if state.budgets.max_output_tokens is not None and max_tokens >= 1:
+            remaining = state.budgets.max_output_tokens - state.usage.output_tokens
+            if max_tokens == remaining:
+                return Decision(max_tokens=max_tokens, why=why)
+        return Decision(stop_reason="context_exhausted")
+    return Decision(max_tokens=max_tokens, why=why)
+
+
+def decide_next_round(state: ContinuationState) -> Decision:
+    """What to do after the last round (or before the first)."""
+    if not state.rounds:
+        return _next(state, "start")
+    last = state.rounds[-1].stop_reason or "end_turn"
+    if state.budgets.until and state.budgets.until in state.text:
+        return Decision(stop_reason="until")
+    if last in STOP_ON_MODEL_REASON:
+        return Decision(stop_reason=STOP_ON_MODEL_REASON[last])
+    if last in ("max_tokens", "interrupted"):
+        return _next(state, last)
+    # end_turn: the model thinks it is done; min_words may disagree.
+    if state.budgets.min_words and count_words(state.text + state.held) < state.budgets.min_words:
+        return _next(state, "min_words")
+    return Decision(stop_reason="end_turn")
