@@ -1,0 +1,84 @@
+"""The ``autocontinue emulate`` command: serve the API emulator until interrupted.
+
+Prints ``listening on http://HOST:PORT`` on stderr once it accepts connections. Ctrl-C stops it
+cleanly. A bad option value prints one line (``error: ... (hint: ...)``) and exits with code 2;
+a port that cannot be bound exits with code 1.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ..errors import AutocontinueError
+
+__all__ = ["emulate"]
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+@click.command("emulate")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (loopback by default).")
+@click.option("--port", default="8089", show_default=True, help="Port to bind (0 picks a free one).")
+@click.option("--seed", default="0", show_default=True, help="Seed of the answers, quirks and faults.")
+@click.option("--length", default="2000", show_default=True, help="Tokens in each full answer.")
+@click.option("--source", default="numbered", show_default=True, help="numbered, corpus:PATH or local.")
+@click.option("--quirks", default="", help="e.g. echo:0.5,preamble:1,drop-space:0.3,early-stop:0.2")
+@click.option("--faults", default="", help="e.g. 529:0.1,429:0.05,500:0.02,drop:0.05,stream-error:0.02 or 529@1,drop@3")
+@click.option("--decode-rate", default=None, help="Output tokens per second per stream (unset: as fast as possible).")
+@click.option("--rpm", default=None, help="Requests per minute allowed.")
+@click.option("--otpm", default=None, help="Output tokens per minute allowed.")
+@click.option("--model-spec", "model_specs", multiple=True, help="NAME:context=4000,max_output=300,prefill=no (repeatable).")
+@click.option("--api-key", default=None, help="Require this key (x-api-key); without it any key is accepted.")
+def emulate(host, port, seed, length, source, quirks, faults, decode_rate, rpm, otpm, model_specs, api_key):
+    """Serve a local emulator of the Anthropic Messages API until interrupted."""
+    from . import bind_socket, build_config, make_server, url_for
+
+    try:
+        config = build_config(
+            seed=_number(seed, int, "seed"),
+            length=_number(length, int, "length"),
+            source=source,
+            quirks=quirks,
+            faults=faults,
+            decode_rate=_number(decode_rate, float, "decode rate"),
+            rpm=_number(rpm, int, "rpm"),
+            otpm=_number(otpm, int, "otpm"),
+            model_specs=model_specs,
+            api_key=api_key,
+        )
+    except AutocontinueError as exc:
+        _fail(exc.one_line(), 2)
+    try:
+        port = int(port)
+    except ValueError:
+        _fail(f"bad port {port!r} (hint: use a number in 0..65535)", 2)
+    if not 0 <= port <= 65535:
+        _fail(f"bad port {port} (hint: use 0..65535)", 2)
+    try:
+        sock = bind_socket(host, port)
+    except OSError as exc:
+        _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc} (hint: choose another --port)", 1)
+    url = url_for(sock)
+    server = make_server(config, sock, on_started=lambda: click.echo(f"listening on {url}", err=True))
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        sys.exit(130)
+    finally:
+        sock.close()
+
+
+def _number(value, kind, name):
+    if value is None:
+        return None
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        from ..errors import ConfigurationError
+
+        raise ConfigurationError(f"bad {name} {value!r}", hint=f"the {name} must be a number") from None

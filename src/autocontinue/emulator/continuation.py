@@ -1,0 +1,112 @@
+"""What the emulated model sends for one request: where it resumes, quirks, max_tokens, stops.
+
+A continuation goes on from the end of the longest common prefix of the assistant text it was
+given and the full answer: a prefill cut mid-word continues mid-word (``"bro"`` -> ``"wn"``),
+a user-turn text cut back to a whitespace continues with that whitespace (``" brown"``).
+The output is the quirk prefix (preamble, echo) then the answer from there, cut at
+``max_tokens`` by the tokenizer, then at the first stop sequence (the matched string is not
+sent; the tokens up to and including it are counted, as a model generated them).
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass
+
+from .quirks import QuirkChoice, echo_text
+from .sources import Answer
+from .tokenizer import token_starts
+
+__all__ = ["Plan", "resume_offset", "plan_output"]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The response text and its token boundaries, with the stop that ends it."""
+
+    text: str
+    #: Start offset of every emitted token in ``text``, then ``len(text)``.
+    bounds: list[int]
+    output_tokens: int
+    stop_reason: str
+    stop_sequence: str | None = None
+
+    def chunks(self, tokens_per_chunk: int) -> list[tuple[str, int]]:
+        """(text, token count) pieces of at most ``tokens_per_chunk`` tokens each."""
+        bounds = self.bounds
+        last = len(bounds) - 1
+        step = max(1, tokens_per_chunk)
+        out = []
+        for i in range(0, last, step):
+            j = min(i + step, last)
+            piece = self.text[bounds[i] : bounds[j]]
+            if piece:
+                out.append((piece, j - i))
+        return out
+
+
+def resume_offset(answer: str, given: str) -> int:
+    """Length of the longest common prefix of ``answer`` and ``given`` (binary search, C speed)."""
+    lo, hi = 0, min(len(answer), len(given))
+    if answer[:hi] == given[:hi]:
+        return hi
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if answer[:mid] == given[:mid]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def _answer_segment(answer: Answer, start: int, early_stop: float) -> tuple[str, list[int]]:
+    """The answer from char ``start`` to its (possibly early) end, with token bounds."""
+    starts = answer.starts
+    total = answer.token_count
+    k = bisect.bisect_right(starts, start) - 1  # token holding ``start``
+    k = min(max(k, 0), total)
+    end_index = total
+    if early_stop and k < total:
+        remaining = total - k
+        end_index = k + max(1, int(remaining * early_stop))
+    end = starts[end_index]
+    if start >= end:
+        return "", [0]
+    bounds = [0] + [s - start for s in starts[k + 1 : end_index]] + [end - start]
+    return answer.text[start:end], bounds
+
+
+def plan_output(
+    answer: Answer,
+    mode: str,
+    assistant_text: str,
+    quirks: QuirkChoice,
+    max_tokens: int,
+    stop_sequences: tuple[str, ...] = (),
+) -> Plan:
+    """The whole response for a request (see the module docstring)."""
+    start = resume_offset(answer.text, assistant_text) if mode != "fresh" else 0
+    echo = echo_text(assistant_text, quirks.echo_words) if mode != "fresh" else ""
+    if quirks.drop_space and not echo:
+        while start < len(answer.text) and answer.text[start].isspace():
+            start += 1
+    segment, seg_bounds = _answer_segment(answer, start, quirks.early_stop)
+    prefix = (quirks.preamble + "\n\n" if quirks.preamble else "") + echo
+    prefix_bounds = token_starts(prefix)[:-1] if prefix else []
+    text = prefix + segment
+    bounds = prefix_bounds + [len(prefix) + b for b in seg_bounds]
+    hit_max = len(bounds) - 1 > max_tokens
+    if hit_max:
+        bounds = bounds[: max_tokens + 1]
+        text = text[: bounds[-1]]
+    return _apply_stops(text, bounds, stop_sequences, "max_tokens" if hit_max else "end_turn")
+
+
+def _apply_stops(text: str, bounds: list[int], stops: tuple[str, ...], reason: str) -> Plan:
+    hits = [(text.find(s), -len(s), s) for s in stops if s and s in text]
+    if not hits:
+        return Plan(text, bounds, len(bounds) - 1, reason)
+    at, _, matched = min(hits)
+    used = bisect.bisect_left(bounds, at + len(matched))  # tokens generated through the match
+    kept = [b for b in bounds if b < at] + [at]
+    return Plan(text[:at], kept, used, "stop_sequence", matched)

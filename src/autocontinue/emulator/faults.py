@@ -1,0 +1,84 @@
+"""Injected faults: by seeded probability, or scripted onto exact request numbers.
+
+``--faults 529:0.1,429:0.05,500:0.02,drop:0.05,stream-error:0.02`` gives each request (of
+``POST /v1/messages``) that chance of each fault, rolled from the seed and the request's number
+since start or reset (so a retry of the same request can succeed). The script form
+``529@1,drop@3`` puts a fault on an exact request number (1-based): here the 1st request gets
+529 and the 3rd is dropped mid-stream. Both forms mix. A dict works too:
+``{"529": 0.1, "drop@3": True}``.
+
+``529``
+    ``overloaded_error`` ``Overloaded``.
+``429``
+    ``rate_limit_error`` with ``retry-after: 1``.
+``500``
+    ``api_error`` ``Internal server error``.
+``drop``
+    The connection is closed mid-response after about a third of the deltas (a non-streaming
+    response is cut inside its JSON body).
+``stream-error``
+    A 200 stream gets ``event: error`` (``overloaded_error``) after about a third of the
+    deltas, then ends. On a non-streaming request it is a 529.
+
+Faults are rolled after the request passed every check: an invalid request still gets its 400.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass, field
+from typing import Mapping
+
+from .quirks import parse_probabilities
+
+__all__ = ["FAULT_NAMES", "FaultPlan", "parse_faults"]
+
+FAULT_NAMES = ("529", "429", "500", "drop", "stream-error")
+
+
+@dataclass(frozen=True)
+class FaultPlan:
+    """Probabilities per fault and scripted faults per request number."""
+
+    probabilities: dict[str, float] = field(default_factory=dict)
+    script: dict[int, str] = field(default_factory=dict)
+
+    def fault_for(self, seed: int, request_number: int) -> str | None:
+        """The fault for the ``request_number``-th request, or None."""
+        if request_number in self.script:
+            return self.script[request_number]
+        if not self.probabilities:
+            return None
+        digest = hashlib.sha256(f"{seed}\x1ffaults\x1f{request_number}".encode()).digest()
+        rng = random.Random(int.from_bytes(digest[:8], "big"))
+        for name in FAULT_NAMES:
+            if rng.random() < self.probabilities.get(name, 0.0):
+                return name
+        return None
+
+
+def parse_faults(spec: str | Mapping[str, object] | None) -> FaultPlan:
+    """Read ``--faults``; raises ValueError naming the bad item."""
+    if not spec:
+        return FaultPlan()
+    if isinstance(spec, Mapping):
+        items = [(str(k), v) for k, v in spec.items()]
+    else:
+        items = []
+        for item in filter(None, (part.strip() for part in spec.split(","))):
+            name, sep, value = item.partition(":")
+            items.append((name.strip(), value if sep else "1"))
+    probabilities: dict[str, object] = {}
+    script: dict[int, str] = {}
+    for name, value in items:
+        if "@" in name:
+            kind, _, number = name.partition("@")
+            if kind not in FAULT_NAMES:
+                raise ValueError(f"unknown fault {kind!r}; choose from {', '.join(FAULT_NAMES)}")
+            if not number.isdigit() or int(number) < 1:
+                raise ValueError(f"fault {name!r}: the request number after @ must be a positive integer")
+            script[int(number)] = kind
+        else:
+            probabilities[name] = value
+    return FaultPlan(parse_probabilities(probabilities, FAULT_NAMES, "fault"), script)

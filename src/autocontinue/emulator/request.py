@@ -1,0 +1,320 @@
+"""Reading and checking a Messages API request, with the real API's error statuses and texts.
+
+``parse_request`` turns a JSON body into a ``ParsedRequest`` or raises ``ApiError`` carrying
+the status, error type and message the real API would send. The checks, in order:
+
+1. shape: ``model``, ``messages``, ``max_tokens`` present and typed (pydantic-style texts such
+   as ``max_tokens: Field required``), roles ``user``/``assistant``, content a string or blocks;
+2. ``temperature`` outside 0..1: ``temperature: range: 0..1``;
+3. empty content: ``messages.N: all messages must have non-empty content except for the
+   optional final assistant message`` (an empty text block: ``messages: text content blocks
+   must be non-empty``);
+4. more than 4 ``cache_control`` blocks: ``A maximum of 4 blocks with cache_control may be
+   provided. Found N.``;
+5. unknown model: 404 ``model: <id>``;
+6. ``max_tokens`` above the model's maximum: ``max_tokens: 100000 > 64000, which is the maximum
+   allowed number of output tokens for claude-sonnet-4-5``;
+7. a final assistant message (prefill) to a model that refuses it: ``This model does not
+   support assistant message prefill. The conversation must end with a user message.``;
+8. a final assistant message ending in whitespace: ``messages: final assistant content cannot
+   end with trailing whitespace``;
+9. the context window (checked by the app once tokens are counted, see ``check_context``):
+   a prompt over the window gives ``prompt is too long: N tokens > C maximum``; a prompt that
+   fits but not with ``max_tokens`` gives ``input length and `max_tokens` exceed context limit:
+   N + M > C, decrease input length or `max_tokens` and try again``.
+
+Consecutive turns of the same role are merged, as the API does. The conversation is then read
+as one of three shapes: ``fresh`` (no assistant text yet), ``prefill`` (a final assistant
+message: the answer continues it) or ``user-turn`` (an assistant turn then a final user turn:
+the answer continues the assistant turn).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from ..catalogue import ModelSpec
+from .tokenizer import MESSAGE_OVERHEAD, SYSTEM_OVERHEAD, count_tokens
+
+__all__ = ["ApiError", "PromptBlock", "ParsedRequest", "parse_request", "check_context"]
+
+MAX_CACHE_BREAKPOINTS = 4
+
+
+class ApiError(Exception):
+    """An error response: HTTP status, ``error.type`` and message, plus extra headers."""
+
+    def __init__(self, status: int, error_type: str, message: str, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.error_type = error_type
+        self.message = message
+        self.headers = headers or {}
+
+
+def invalid(message: str) -> ApiError:
+    return ApiError(400, "invalid_request_error", message)
+
+
+@dataclass(frozen=True)
+class PromptBlock:
+    """One content block of the prompt, in order (system blocks first)."""
+
+    role: str
+    #: Stable identity of the block's content (cache_control excluded).
+    key: str
+    #: Tokens of the block, plus the message/system overhead when it opens one.
+    tokens: int
+    #: The block's ``cache_control`` dict, or None.
+    cache_control: dict[str, Any] | None = None
+
+
+@dataclass
+class ParsedRequest:
+    """A checked request."""
+
+    model: str
+    spec: ModelSpec
+    max_tokens: int
+    stream: bool
+    blocks: list[PromptBlock]
+    system_text: str
+    first_user_text: str
+    #: "fresh", "prefill" or "user-turn".
+    mode: str
+    #: The assistant text the answer must continue ("" when fresh).
+    assistant_text: str
+    stop_sequences: tuple[str, ...] = ()
+    #: Canonical JSON of system + messages, for seeding per-request decisions.
+    content_key: str = ""
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def input_tokens(self) -> int:
+        return sum(block.tokens for block in self.blocks)
+
+
+def _require(body: dict, name: str) -> Any:
+    if name not in body:
+        raise invalid(f"{name}: Field required")
+    return body[name]
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _block_text(block: dict, where: str) -> str:
+    """The text a block contributes (non-text blocks count by their JSON)."""
+    if not isinstance(block, dict):
+        raise invalid(f"{where}: Input should be a valid dictionary or object to extract fields from")
+    kind = block.get("type")
+    if not isinstance(kind, str):
+        raise invalid(f"{where}.type: Field required")
+    if kind == "text":
+        text = block.get("text")
+        if not isinstance(text, str):
+            raise invalid(f"{where}.text: Field required" if text is None else f"{where}.text: Input should be a valid string")
+        return text
+    if kind in ("image", "document", "tool_use", "tool_result", "thinking", "redacted_thinking", "search_result"):
+        rest = {k: v for k, v in block.items() if k != "cache_control"}
+        return json.dumps(rest, sort_keys=True, ensure_ascii=False)
+    raise invalid(
+        f"{where}.type: Input tag '{kind}' found using 'type' does not match any of the expected tags: "
+        "'text', 'image', 'document', 'tool_use', 'tool_result', 'thinking', 'redacted_thinking', 'search_result'"
+    )
+
+
+def _cache_control(block: dict, where: str) -> dict | None:
+    control = block.get("cache_control")
+    if control is None:
+        return None
+    if not isinstance(control, dict) or control.get("type") != "ephemeral":
+        raise invalid(f"{where}.cache_control.type: Input should be 'ephemeral'")
+    if control.get("ttl", "5m") not in ("5m", "1h"):
+        raise invalid(f"{where}.cache_control.ttl: Input should be '5m' or '1h'")
+    return control
+
+
+def _content_blocks(content: Any, where: str) -> list[tuple[str, dict | None, str]]:
+    """(text, cache_control, key) for each block of a message or system content."""
+    if isinstance(content, str):
+        return [(content, None, json.dumps(["s", content], ensure_ascii=False))]
+    if not isinstance(content, list):
+        raise invalid(f"{where}: Input should be a valid string or a list of content blocks")
+    out = []
+    for j, block in enumerate(content):
+        place = f"{where}.{j}"
+        text = _block_text(block, place)
+        if block.get("type") == "text" and text == "":
+            raise invalid("messages: text content blocks must be non-empty")
+        control = _cache_control(block, place)
+        key = json.dumps([block.get("type"), text], ensure_ascii=False)
+        out.append((text, control, key))
+    return out
+
+
+def _check_scalars(body: dict, count_only: bool) -> tuple[int, bool, tuple[str, ...]]:
+    max_tokens = 0
+    if not count_only:
+        max_tokens = _require(body, "max_tokens")
+        if not _is_int(max_tokens):
+            raise invalid("max_tokens: Input should be a valid integer")
+        if max_tokens < 1:
+            raise invalid("max_tokens: Input should be greater than or equal to 1")
+    temperature = body.get("temperature")
+    if temperature is not None:
+        if not _is_number(temperature):
+            raise invalid("temperature: Input should be a valid number")
+        if not 0 <= temperature <= 1:
+            raise invalid("temperature: range: 0..1")
+    for name in ("top_p",):
+        value = body.get(name)
+        if value is not None and (not _is_number(value) or not 0 <= value <= 1):
+            raise invalid(f"{name}: range: 0..1")
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        raise invalid("stream: Input should be a valid boolean")
+    stops = body.get("stop_sequences") or []
+    if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):
+        raise invalid("stop_sequences: Input should be a valid list of strings")
+    if any(not s.strip() for s in stops):
+        raise invalid("stop_sequences: each stop sequence must contain non-whitespace")
+    return max_tokens, stream, tuple(stops)
+
+
+def _read_messages(messages: Any) -> list[tuple[str, list[tuple[str, dict | None, str]]]]:
+    if not isinstance(messages, list):
+        raise invalid("messages: Input should be a valid list")
+    if not messages:
+        raise invalid("messages: at least one message is required")
+    out = []
+    last = len(messages) - 1
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict):
+            raise invalid(f"messages.{i}: Input should be a valid dictionary or object to extract fields from")
+        role = message.get("role")
+        if role not in ("user", "assistant"):
+            raise invalid(f"messages.{i}.role: Input should be 'user' or 'assistant'")
+        if "content" not in message:
+            raise invalid(f"messages.{i}.content: Field required")
+        blocks = _content_blocks(message["content"], f"messages.{i}.content")
+        empty = not blocks or all(text == "" for text, _, _ in blocks)
+        if empty and not (i == last and role == "assistant"):
+            raise invalid(
+                f"messages.{i}: all messages must have non-empty content except for the optional final assistant message"
+            )
+        out.append((role, blocks))
+    return out
+
+
+def _merged_turns(messages: list[tuple[str, list]]) -> list[tuple[str, str]]:
+    turns: list[tuple[str, str]] = []
+    for role, blocks in messages:
+        text = "".join(text for text, _, _ in blocks)
+        if turns and turns[-1][0] == role:
+            turns[-1] = (role, turns[-1][1] + text)
+        else:
+            turns.append((role, text))
+    return turns
+
+
+def _conversation_shape(turns: list[tuple[str, str]]) -> tuple[str, str]:
+    """(mode, assistant text) of the merged turns."""
+    if turns[-1][0] == "assistant":
+        if turns[-1][1] == "":
+            return "fresh", ""
+        return "prefill", turns[-1][1]
+    for role, text in reversed(turns):
+        if role == "assistant":
+            return "user-turn", text
+    return "fresh", ""
+
+
+def _prompt_blocks(system: Any, messages: list[tuple[str, list]]) -> tuple[list[PromptBlock], str]:
+    blocks: list[PromptBlock] = []
+    system_text = ""
+    if system is not None and system != "" and system != []:
+        if isinstance(system, list):
+            for j, block in enumerate(system):
+                if not isinstance(block, dict) or block.get("type") != "text":
+                    raise invalid(f"system.{j}.type: Input should be 'text'")
+        system_blocks = _content_blocks(system, "system")
+        for n, (text, control, key) in enumerate(system_blocks):
+            extra = SYSTEM_OVERHEAD if n == 0 else 0
+            blocks.append(PromptBlock("system", key, count_tokens(text) + extra, control))
+        system_text = "".join(text for text, _, _ in system_blocks)
+    for role, content in messages:
+        for n, (text, control, key) in enumerate(content or [("", None, '["s", ""]')]):
+            extra = MESSAGE_OVERHEAD if n == 0 else 0
+            blocks.append(PromptBlock(role, key, count_tokens(text) + extra, control))
+    return blocks, system_text
+
+
+def parse_request(body: Any, resolve: Callable[[str], ModelSpec | None], *, count_only: bool = False) -> ParsedRequest:
+    """Check ``body`` as the API would and read it; raises ApiError."""
+    if not isinstance(body, dict):
+        raise invalid("Input should be a valid dictionary or object to extract fields from")
+    model = _require(body, "model")
+    if not isinstance(model, str):
+        raise invalid("model: Input should be a valid string")
+    messages = _read_messages(_require(body, "messages"))
+    max_tokens, stream, stops = _check_scalars(body, count_only)
+    system = body.get("system")
+    if system is not None and not isinstance(system, (str, list)):
+        raise invalid("system: Input should be a valid string or a list of text blocks")
+    blocks, system_text = _prompt_blocks(system, messages)
+    breakpoints = sum(1 for block in blocks if block.cache_control is not None)
+    if breakpoints > MAX_CACHE_BREAKPOINTS:
+        raise invalid(f"A maximum of {MAX_CACHE_BREAKPOINTS} blocks with cache_control may be provided. Found {breakpoints}.")
+    spec = resolve(model)
+    if spec is None:
+        raise ApiError(404, "not_found_error", f"model: {model}")
+    if not count_only and max_tokens > spec.max_output:
+        raise invalid(
+            f"max_tokens: {max_tokens} > {spec.max_output}, which is the maximum allowed number of output tokens for {spec.id}"
+        )
+    turns = _merged_turns(messages)
+    mode, assistant_text = _conversation_shape(turns)
+    if not count_only and turns[-1][0] == "assistant":
+        if not spec.prefill:
+            raise invalid(
+                "This model does not support assistant message prefill. The conversation must end with a user message."
+            )
+        if assistant_text and assistant_text[-1].isspace():
+            raise invalid("messages: final assistant content cannot end with trailing whitespace")
+    first_user = next((text for role, text in turns if role == "user"), "")
+    content_key = json.dumps([system_text, turns], ensure_ascii=False)
+    return ParsedRequest(
+        model=model,
+        spec=spec,
+        max_tokens=max_tokens,
+        stream=stream,
+        blocks=blocks,
+        system_text=system_text,
+        first_user_text=first_user,
+        mode=mode,
+        assistant_text=assistant_text,
+        stop_sequences=stops,
+        content_key=content_key,
+        raw=body,
+    )
+
+
+def check_context(request: ParsedRequest) -> None:
+    """Raise the API's 400 when the prompt (plus max_tokens) does not fit the context window."""
+    prompt = request.input_tokens
+    window = request.spec.context_window
+    if prompt > window:
+        raise invalid(f"prompt is too long: {prompt} tokens > {window} maximum")
+    if prompt + request.max_tokens > window:
+        raise invalid(
+            f"input length and `max_tokens` exceed context limit: {prompt} + {request.max_tokens} > {window}, "
+            "decrease input length or `max_tokens` and try again"
+        )
