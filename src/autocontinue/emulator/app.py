@@ -276,6 +276,7 @@ def usage_json(usage: Usage, output_tokens: int) -> dict[str, Any]:
         },
         "output_tokens": output_tokens,
         "service_tier": "standard",
+        "inference_geo": "not_available",
     }
 
 
@@ -290,6 +291,7 @@ def message_json(outcome: Outcome, *, streaming_start: bool = False) -> dict[str
         "content": content,
         "stop_reason": None if streaming_start else plan.stop_reason,
         "stop_sequence": None if streaming_start else plan.stop_sequence,
+        "stop_details": None,
         "usage": usage_json(outcome.usage, 1 if streaming_start else outcome.usage.output_tokens),
     }
 
@@ -329,7 +331,7 @@ def stream_tail(outcome: Outcome) -> str:
             "message_delta",
             {
                 "type": "message_delta",
-                "delta": {"stop_reason": plan.stop_reason, "stop_sequence": plan.stop_sequence},
+                "delta": {"stop_reason": plan.stop_reason, "stop_sequence": plan.stop_sequence, "stop_details": None},
                 "usage": {
                     "input_tokens": usage.input_tokens,
                     "cache_creation_input_tokens": usage.cache_creation_input_tokens,
