@@ -1,0 +1,49 @@
+"""Options shared by the commands that produce an answer, and opening the journal."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..journal import Journal, default_journal_path
+from .errors import CommandFailed
+
+__all__ = ["output_options", "journal_options", "open_journal"]
+
+
+def output_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """-o FILE, --json and --quiet."""
+    for decorator in reversed(
+        [
+            click.option(
+                "-o", "--output", "output", metavar="FILE",
+                help="Write the answer to FILE (atomically, at the end) instead of stdout.",
+            ),
+            click.option("--json", "as_json", is_flag=True, help="Print one JSON object (text, rounds, usage, cost) instead of the text."),
+            click.option("-q", "--quiet", is_flag=True, help="Nothing on stderr but errors."),
+        ]
+    ):
+        command = decorator(command)
+    return command
+
+
+def journal_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--journal PATH and --no-journal."""
+    command = click.option("--no-journal", is_flag=True, help="Do not record the run (it cannot be resumed).")(command)
+    command = click.option(
+        "--journal", "journal_path", metavar="PATH",
+        help="Journal file (default: $AUTOCONTINUE_HOME/journal.sqlite3 or the user data directory).",
+    )(command)
+    return command
+
+
+def open_journal(journal_path: str | None, no_journal: bool = False) -> Journal | None:
+    """The journal to record in, or None with --no-journal."""
+    if no_journal:
+        if journal_path:
+            raise CommandFailed("--journal and --no-journal contradict each other", hint="keep one of them")
+        return None
+    return Journal(Path(journal_path) if journal_path else default_journal_path())

@@ -1,0 +1,130 @@
+"""What the user sees on stderr: a live progress line (terminal only) and a one-line summary.
+
+``Progress`` is a listener on engine events; it never touches stdout. The live line is drawn
+with rich only when stderr is a terminal and stdout is not the same terminal showing the
+streamed answer (a redrawn line there would tear the text); otherwise only notes (retries,
+strategy changes) and the final summary are printed.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from ..events import Finished, Result, Retrying, RoundFinished, RoundStarted, StrategyChanged, TextDelta
+from .errors import BUDGET_STOPS
+
+__all__ = ["Progress", "summary_line", "progress_line"]
+
+_BUDGET_HINTS = {
+    "max_rounds": "raise --max-rounds",
+    "max_output_tokens": "raise --max-output-tokens",
+    "context_exhausted": "the context window is full; shorten the prompt",
+}
+
+
+def progress_line(*, round_index: int, strategy: str, tokens: int, elapsed: float, cost: float) -> str:
+    """``round 3 · prefill · ~1,234 tokens · 52 tok/s · $0.0123``."""
+    rate = tokens / elapsed if elapsed > 0 else 0.0
+    return (
+        f"round {round_index + 1} · {strategy} · ~{tokens:,} tokens · {rate:.0f} tok/s · ${cost:.4f}"
+    )
+
+
+def summary_line(result: Result, *, elapsed: float | None = None) -> str:
+    """One line for the end of a run: stop reason, rounds, tokens, cost, run id."""
+    parts = [result.stop_reason or "stopped"]
+    parts.append(f"{len(result.rounds)} round{'s' if len(result.rounds) != 1 else ''}")
+    parts.append(f"{result.usage.output_tokens:,} tokens out, {result.usage.total_input_tokens:,} in")
+    if elapsed is not None:
+        parts.append(f"{elapsed:.1f} s")
+    parts.append(f"${result.cost_usd:.4f}")
+    if result.run_id:
+        parts.append(f"run {result.run_id}")
+    line = " · ".join(parts)
+    if result.stop_reason in BUDGET_STOPS:
+        line += f" (the answer may be incomplete: {_BUDGET_HINTS[result.stop_reason]})"
+    return line
+
+
+class Progress:
+    """Listens to a run's events; shows a live line if ``live`` and notes unless ``quiet``."""
+
+    def __init__(self, *, live: bool, quiet: bool, rounds_done: int = 0, cost_so_far: float = 0.0) -> None:
+        self.quiet = quiet
+        self.live_enabled = live and not quiet
+        self.started = time.monotonic()
+        self._round = rounds_done
+        self._strategy = ""
+        self._chars = 0
+        self._tokens_done = 0
+        self._cost = cost_so_far
+        self._live: Any = None
+        self._console: Any = None
+
+    def __enter__(self) -> "Progress":
+        if self.live_enabled:
+            from rich.console import Console
+            from rich.live import Live
+
+            self._console = Console(stderr=True)
+            self._live = Live(
+                self._render(), console=self._console, transient=True, refresh_per_second=4,
+                redirect_stdout=False, redirect_stderr=False,
+            )
+            self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._live is not None:
+            live, self._live = self._live, None
+            live.__exit__(None, None, None)
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def on_event(self, event: object) -> None:
+        if isinstance(event, TextDelta):
+            self._chars += len(event.text)
+        elif isinstance(event, RoundStarted):
+            self._round, self._strategy = event.index, event.strategy
+        elif isinstance(event, RoundFinished):
+            self._tokens_done += event.report.usage.output_tokens
+            self._cost += event.report.cost_usd
+            self._chars = 0
+        elif isinstance(event, Retrying):
+            self.note(
+                f"round {event.index + 1} failed ({event.error}); retry {event.attempt} in {event.delay_s:.1f} s"
+            )
+        elif isinstance(event, StrategyChanged):
+            self.note(f"{event.model} refused {event.old} ({event.reason}); continuing with {event.new}")
+        elif isinstance(event, Finished):
+            self.close()
+            return
+        if self._live is not None:
+            self._live.update(self._render())
+
+    def note(self, line: str) -> None:
+        """A one-line note on stderr (above the live line when there is one)."""
+        if self.quiet:
+            return
+        from .errors import say
+
+        if self._console is not None:
+            self._console.print(f"autocontinue: {line}", markup=False, highlight=False)
+        else:
+            say(line)
+
+    def _render(self) -> Any:
+        from rich.text import Text
+
+        tokens = self._tokens_done + self._chars // 4
+        line = progress_line(
+            round_index=self._round, strategy=self._strategy or "starting", tokens=tokens,
+            elapsed=self.elapsed, cost=self._cost,
+        )
+        return Text(line, style="dim")

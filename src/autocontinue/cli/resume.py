@@ -1,0 +1,80 @@
+"""``autocontinue resume [RUN_ID]``: finish an interrupted run from its last checkpoint."""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from ..journal import Journal, RunRecord, redact_url
+from .common import journal_options, open_journal, output_options
+from .errors import CommandFailed, say, warn
+from .execute import execute
+from .inputs import check_output_path
+from .output import AnswerOutput
+from .progress import summary_line
+
+__all__ = ["resume", "find_run"]
+
+
+def find_run(journal: Journal, run_id: str) -> RunRecord:
+    """The run with this id (or unique prefix); CommandFailed naming the id if absent."""
+    try:
+        return journal.get(run_id)
+    except KeyError:
+        raise CommandFailed(
+            f"no run {run_id!r} in the journal {journal.path}", hint="list runs with: autocontinue runs"
+        ) from None
+
+
+@click.command("resume")
+@click.argument("run_id", required=False)
+@output_options
+@journal_options
+def resume(run_id: str | None, output: str | None, as_json: bool, quiet: bool,
+           journal_path: str | None, no_journal: bool) -> None:
+    """Finish an interrupted run (default: the latest unfinished one).
+
+    Prints the whole answer: the text saved before the interruption, then the rest as it
+    streams. The request (prompt, model, options) is the one the journal recorded.
+    """
+    if no_journal:
+        raise CommandFailed("resume reads the journal; --no-journal leaves nothing to resume", hint="drop --no-journal")
+    journal = open_journal(journal_path)
+    assert journal is not None
+    record = find_run(journal, run_id) if run_id else journal.latest_unfinished()
+    out_file = check_output_path(output)
+    answer = AnswerOutput(out_file=out_file, as_json=as_json)
+    if record is None:
+        if not quiet:
+            say("no unfinished run to resume (list runs with: autocontinue runs)")
+        raise SystemExit(0)
+    if record.finished:
+        say(f"run {record.id} already finished ({record.stop_reason}); printing its answer")
+        answer.write(record.text)
+        result = record.result()
+        answer.finish(result)
+        if not quiet:
+            say("done: " + summary_line(result))
+        raise SystemExit(0)
+    if record.is_alive_elsewhere():
+        raise CommandFailed(
+            f"run {record.id} is still running (pid {record.pid})",
+            hint="wait for it, or stop that process first",
+        )
+    _warn_if_endpoint_changed(record, quiet)
+    if not quiet:
+        say(f"resuming run {record.id} from {len(record.text):,} characters and {len(record.rounds)} rounds")
+    code = execute(record.request, journal=journal, output=answer, quiet=quiet, resume_from=record)
+    raise SystemExit(code)
+
+
+def _warn_if_endpoint_changed(record: RunRecord, quiet: bool) -> None:
+    """A resumed anthropic run goes wherever the environment points now; say if that moved."""
+    if quiet or record.backend != "anthropic":
+        return
+    before = record.request.get("base_url")
+    now = os.environ.get("ANTHROPIC_BASE_URL")
+    now = redact_url(now) if now else None
+    if before != now:
+        warn(f"run {record.id} was sent to {before or 'the Anthropic API'}; now it goes to {now or 'the Anthropic API'}")
