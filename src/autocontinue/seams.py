@@ -1,20 +1,610 @@
 """Pure seam repair: where to cut before a continuation, and how to join the next piece.
 
-CONTRACT (the engine depends on these names and meanings; the implementation is pending):
+CONTRACT (the engine depends on these names and meanings):
 
 - ``split_for_continuation(text, strategy, max_partial=32) -> (base, held)``: ``base + held ==
   text``. ``base`` is what is safe to emit now and what the next round sends as the assistant
   turn; it never ends in whitespace. For "prefill", ``held`` is the trailing whitespace. For
   "user-turn", ``held`` is the last whitespace run plus the partial word after it (so the half
   word is regenerated), unless that partial word is longer than ``max_partial`` characters
-  (CJK, long code tokens), in which case only trailing whitespace is held. Never splits a
-  grapheme (combining mark, ZWJ sequence, variation selector, surrogate).
+  (CJK, long code tokens) or is the whole text, in which case only trailing whitespace is
+  held. Never splits a grapheme (combining mark, ZWJ sequence, variation selector,
+  surrogate). Cost: proportional to the held tail, not to ``text``, apart from the slices.
 - ``SeamRepairer(base_tail, held, strategy)``: streaming repair of one new piece that follows
   ``base`` (only its last ``ECHO_WINDOW`` characters are given, so cost does not grow with
   the text). ``feed(delta) -> str`` returns text that is safe to emit; ``finish() -> str``
-  the rest. ``report`` is a SeamReport, complete after ``finish()``.
+  the rest. ``report`` is a SeamReport, complete after ``finish()``. The output is the same
+  for every way of splitting the piece into deltas.
 - ``join_piece(base_tail, held, piece, strategy) -> (text_to_append, SeamReport)``.
-- ``cut_state(text) -> CutState``: open code fence and open XML-like tags at the end of text.
+- ``cut_state(text) -> CutState``: open code fence and open XML-like tags at the end of text
+  (``CutScanner`` does the same incrementally, for callers that see the text in pieces).
+
+How a piece is repaired, in order:
+
+1. Preamble (user-turn only): a short first line such as "Sure, continuing where I left
+   off:" that talks only about continuing is removed with the whitespace after it; then the
+   piece is treated as a fresh start. Up to three such lines in a row are removed.
+2. Echo: the longest suffix of the text, starting at a word start, that the piece starts with
+   is removed. A piece that opens with non-whitespace while the text needs a separator or a
+   glued continuation is itself evidence, so one whole word is enough there. A piece that
+   opens with whitespace would be a genuine continuation, so a repeat after leading
+   whitespace is only trimmed with more evidence: two words and eight characters, or a whole
+   sentence.
+3. Whitespace: if what is left does not open with whitespace, the held whitespace is restored
+   (unless it opens with closing punctuation, or a combining mark that belongs to the text
+   before it).
 """
 
 from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+from .errors import ConfigurationError
+
+__all__ = [
+    "ECHO_WINDOW",
+    "MAX_PREAMBLE",
+    "STRATEGIES",
+    "CutState",
+    "SeamReport",
+    "split_for_continuation",
+    "SeamRepairer",
+    "join_piece",
+    "cut_state",
+    "CutScanner",
+]
+
+#: Trailing characters of the text searched for a repeated tail (the engine passes
+#: ``base[-ECHO_WINDOW:]``).
+ECHO_WINDOW = 2000
+#: Longest line (in characters) that can be a continuation preamble.
+MAX_PREAMBLE = 160
+STRATEGIES = ("prefill", "user-turn")
+_MAX_PREAMBLES = 3
+
+
+# ----------------------------------------------------------------------------- reports
+
+
+@dataclass(frozen=True)
+class CutState:
+    """What is open at the end of a text: a code fence and XML-like tags."""
+
+    #: Info string of an unclosed ``` / ~~~ fence ("" for a bare fence), None when none is open.
+    open_fence: str | None
+    #: Unclosed tags, outermost first (``("story_3",)``).
+    open_tags: tuple[str, ...]
+    #: The text ends inside a word (its last character is a letter, digit or mark).
+    in_word: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"open_fence": self.open_fence, "open_tags": list(self.open_tags), "in_word": self.in_word}
+
+
+@dataclass(frozen=True)
+class SeamReport:
+    """What the seam at the start of one piece trimmed or restored, and why."""
+
+    strategy: str
+    #: The repeated tail removed from the start of the piece.
+    trimmed_echo: str = ""
+    #: The continuation preamble(s) removed, with the whitespace after them.
+    trimmed_preamble: str = ""
+    #: Held whitespace put back because the piece did not bring its own.
+    restored_whitespace: str = ""
+    #: The half word held back for the model to regenerate (user-turn).
+    dropped_partial: str = ""
+    #: State at the cut; the repairer leaves it None, the engine fills it from ``cut_state``.
+    cut: CutState | None = None
+    #: Why, in words.
+    notes: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["cut"] = self.cut.to_dict() if self.cut is not None else None
+        data["notes"] = list(self.notes)
+        return data
+
+
+# ----------------------------------------------------------------------------- characters
+
+_ZWJ = "\u200d"
+_CLOSING_PUNCT = frozenset(",.;:!?)]}…")
+
+
+def _is_extender(ch: str) -> bool:
+    """A character that belongs to the grapheme before it."""
+    o = ord(ch)
+    if (
+        ch == _ZWJ
+        or 0xFE00 <= o <= 0xFE0F
+        or 0x1F3FB <= o <= 0x1F3FF
+        or 0xE0020 <= o <= 0xE007F
+        or 0xE0100 <= o <= 0xE01EF
+        or 0xDC00 <= o <= 0xDFFF
+    ):
+        return True
+    return unicodedata.category(ch) in ("Mn", "Me", "Mc")
+
+
+def _is_regional(ch: str) -> bool:
+    return 0x1F1E6 <= ord(ch) <= 0x1F1FF
+
+
+def _joins(prev: str, ch: str) -> bool:
+    """Would a cut between ``prev`` and ``ch`` split a grapheme?"""
+    if _is_extender(ch):
+        return True
+    if prev == _ZWJ and not ch.isspace():
+        return True
+    if prev == "\r" and ch == "\n":
+        return True
+    return _is_regional(prev) and _is_regional(ch)
+
+
+def is_grapheme_boundary(text: str, i: int) -> bool:
+    """May ``text`` be cut before index ``i`` without splitting a grapheme?"""
+    if i <= 0 or i >= len(text):
+        return True
+    if _is_regional(text[i - 1]) and _is_regional(text[i]):
+        run = 0
+        while i - 1 - run >= 0 and _is_regional(text[i - 1 - run]):
+            run += 1
+        return run % 2 == 0
+    return not _joins(text[i - 1], text[i])
+
+
+def _is_word(ch: str) -> bool:
+    return ch.isalnum() or ch == "_" or _is_extender(ch)
+
+
+def _check_strategy(strategy: str) -> None:
+    if strategy not in STRATEGIES:
+        raise ConfigurationError(
+            f"unknown continuation strategy {strategy!r}",
+            hint=f"use one of: {', '.join(STRATEGIES)}",
+        )
+
+
+# ----------------------------------------------------------------------------- the cut
+
+
+def split_for_continuation(text: str, strategy: str, max_partial: int = 32) -> tuple[str, str]:
+    """Split ``text`` into what is safe to emit and send back (``base``) and what is held."""
+    _check_strategy(strategy)
+    end = len(text)
+    while end > 0 and text[end - 1].isspace():
+        end -= 1
+    if strategy == "prefill" or end == 0:
+        return text[:end], text[end:]
+    start = end
+    while start > 0 and end - start <= max_partial and not text[start - 1].isspace():
+        start -= 1
+    if start == 0 or end - start > max_partial:
+        return text[:end], text[end:]
+    cut = start
+    while cut > 0 and text[cut - 1].isspace():
+        cut -= 1
+    if cut == 0:
+        return text[:end], text[end:]
+    return text[:cut], text[cut:]
+
+
+# ----------------------------------------------------------------------------- preambles
+
+_DECOR = re.compile(r"[*_#>\[\]()`~]+")
+_OPENER = re.compile(
+    r"^(?:(?:sure(?:\s+thing)?|certainly|of\s+course|okay|ok|alright|all\s+right|absolutely|"
+    r"got\s+it|understood|no\s+problem|yes|right|great|gladly|will\s+do|you\s+got\s+it|"
+    r"sounds\s+good|here\s+(?:it\s+is|you\s+go|goes|we\s+go)|apologies|sorry)\b[\s,.!:;\u2014\u2013-]*)+",
+    re.I,
+)
+#: Words that talk about continuing (at least one must be there).
+_CONTINUING = re.compile(
+    r"\bcontinu\w*|\bresum(?:e|es|ed|ing)\b|\bpick(?:s|ed|ing)?\s+(?:(?:it|things|this|that)\s+)?(?:back\s+)?up\b"
+    r"|\bleft\s+off\b|\bwhere\s+(?:\w+\s+){1,3}?(?:left|stopped|ended|paused|broke|was|were|cut|trailed)\b"
+    r"|\bcarry(?:ing)?\s+on\b|\bkeep(?:ing)?\s+going\b|\bproceed\w*",
+    re.I,
+)
+#: "the rest"/"the remainder": continuing only when nothing else is said.
+_REST = re.compile(r"\b(?:rest|remainder|remaining)\b", re.I)
+#: First-person talk about the interruption: allowed even in a heading-like line.
+_PERSONAL = re.compile(r"\b(?:i|we|i'll|i'm|let\s+me)\b|\bleft\s+off\b", re.I)
+_META = frozenset(
+    """
+    continuing continued continuation continue continues resuming resume resumed picking pick
+    picked up where i i'll i'm i've i'd we we'll let let's me my now on from here here's is are
+    the a an of to and with as requested asked you your you've it it's that this then so just
+    right exactly directly immediately seamlessly precisely off left stopped stop stopping was
+    were ended end paused pause broke cut got trailed finished rest remainder remaining part
+    next previous above before last earlier prior story text answer response essay article list
+    code document passage poem piece chapter section paragraph sentence word words reply message
+    output content writing point spot place same mid without repeating repetition repeat again
+    go goes going keep carry carrying proceed proceeding will would can do happy glad help sure
+    thing certainly course okay ok alright absolutely yes no problem great apologies sorry for
+    interruption understood back there at exact
+    """.split()
+)
+_TERMINATORS = ":.!\u2026"
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z]+(?:'[a-z]+)?", text.lower().replace("\u2019", "'"))
+
+
+def _looks_like_title(clause: str) -> bool:
+    words = re.findall(r"[^\W\d_]+", clause)
+    long_words = [w for w in words if len(w) > 3]
+    return len(words) >= 2 and len(long_words) >= 2 and all(w[0].isupper() for w in long_words)
+
+
+def _is_preamble(candidate: str, line_ends: bool) -> bool:
+    """Is ``candidate`` (a first line or sentence of a piece) a preamble about continuing?"""
+    raw = candidate.strip()
+    if not raw or len(raw) > MAX_PREAMBLE:
+        return False
+    heading = raw.startswith("#")
+    bracketed = raw[-1] in ")]"
+    core = " ".join(_DECOR.sub(" ", raw).split())
+    if not core:
+        return False
+    terminated = core[-1] in _TERMINATORS or bracketed
+    if not terminated and not line_ends:
+        return False
+    opener = _OPENER.match(core)
+    clause = core[opener.end() :].strip() if opener else core
+    words = _words(clause)
+    if not words:
+        return line_ends and not heading  # "Sure!" on a line of its own
+    if len(words) > 25 or clause.endswith("?"):
+        return False
+    personal = bool(_PERSONAL.search(clause))
+    if (heading or _looks_like_title(clause)) and not personal:
+        return False
+    other = sum(1 for word in words if word not in _META)
+    if _CONTINUING.search(clause):
+        return other <= (1 if core.endswith(":") else 0)
+    return bool(_REST.search(clause)) and other == 0 and core.endswith(":")
+
+
+def _may_go_on(prefix: str) -> bool:
+    """After a rejected first sentence, can a later one still close a preamble?"""
+    core = " ".join(_DECOR.sub(" ", prefix).split())
+    return bool(_OPENER.match(core) or _CONTINUING.search(core) or _REST.search(core))
+
+
+_UNDECIDED = object()
+
+
+def _find_preamble(buf: str, final: bool) -> Any:
+    """End of the preamble at the start of ``buf`` (with its whitespace), 0 if none, or _UNDECIDED."""
+    if not buf:
+        return 0 if final else _UNDECIDED
+    first = buf[0]
+    if first.isspace() or not (first.isalpha() or first in "*_#>[("):
+        return 0
+    newline = buf.find("\n")
+    limit = min(len(buf) if newline < 0 else newline + 1, MAX_PREAMBLE + 1)
+    ends = [e for e in range(1, limit) if _is_candidate_end(buf, e)]
+    if final and newline < 0 and len(buf) <= MAX_PREAMBLE and not buf[-1].isspace():
+        ends.append(len(buf))
+    for e in ends:
+        j = e
+        while j < len(buf) and buf[j].isspace():
+            j += 1
+        if j == len(buf) and not final:
+            return _UNDECIDED
+        line_ends = "\n" in buf[e:j] or j == len(buf)
+        if _is_preamble(buf[:e], line_ends):
+            return j
+        if "\n" in buf[e:j] or not _may_go_on(buf[:e]):
+            return 0
+    if newline >= 0 or len(buf) > MAX_PREAMBLE or final:
+        return 0
+    return _UNDECIDED
+
+
+def _is_candidate_end(buf: str, e: int) -> bool:
+    if not buf[e].isspace() or buf[e - 1].isspace():
+        return False
+    return buf[e] == "\n" or buf[e - 1] in _TERMINATORS or buf[e - 1] in ")]*_"
+
+
+# ----------------------------------------------------------------------------- echoes
+
+_OPENING_PUNCT = frozenset("\"'“‘«([{<*_")
+_SENTENCE_END = frozenset(".!?…")
+_CLOSERS = "\"'”’»)]}*_"
+
+
+class _Tail:
+    """The searched window of the text so far, indexed by word starts."""
+
+    def __init__(self, text: str, whole: bool) -> None:
+        self.text = text
+        self.whole = whole
+        self.by_first: dict[str, list[int]] = {}
+        last_ws = -1
+        for i, ch in enumerate(text):
+            if ch.isspace():
+                last_ws = i
+            elif self._is_start(i):
+                self.by_first.setdefault(ch, []).append(i)
+        #: Starts after this index hold a single word.
+        self.last_ws = last_ws
+        stripped = text.rstrip(_CLOSERS)
+        self.ends_sentence = bool(stripped) and stripped[-1] in _SENTENCE_END
+
+    def _is_start(self, i: int) -> bool:
+        text = self.text
+        if i == 0:
+            return self.whole and not _is_extender(text[0])
+        if not is_grapheme_boundary(text, i):
+            return False
+        prev = text[i - 1]
+        if prev.isspace():
+            return True
+        return text[i].isalnum() and prev in _OPENING_PUNCT and (i < 2 or not text[i - 2].isalnum())
+
+    def sentence_start(self, i: int) -> bool:
+        text = self.text
+        k = i
+        while k > 0 and text[k - 1].isspace():
+            k -= 1
+        if k == 0:
+            return self.whole
+        if k == i:
+            return False
+        if "\n" in text[k:i]:
+            return True
+        before = text[:k].rstrip(_CLOSERS)
+        return bool(before) and before[-1] in _SENTENCE_END
+
+
+@dataclass
+class _EchoSearch:
+    """Which word starts of the tail the piece may still be repeating."""
+
+    lead: int  # leading whitespace of the piece before the repeat
+    alive: list[int]
+    checked: int
+    done: list[int]
+
+
+# ----------------------------------------------------------------------------- the repairer
+
+
+class SeamRepairer:
+    """Streaming repair of one piece that continues a text whose tail is ``base_tail``."""
+
+    def __init__(self, base_tail: str, held: str, strategy: str, *, window: int = ECHO_WINDOW) -> None:
+        _check_strategy(strategy)
+        self.strategy = strategy
+        whole = len(base_tail) < window
+        self._tail = _Tail(base_tail[-window:] if window > 0 else "", whole)
+        ws = len(held) - len(held.lstrip())
+        self._held_ws = held[:ws]
+        #: The text before the piece surely ended at a word end (whitespace followed it).
+        self._word_end = bool(self._held_ws)
+        self._buf = ""
+        self._phase = "preamble" if strategy == "user-turn" else "echo"
+        self._preambles: list[str] = []
+        self._search: _EchoSearch | None = None
+        self._finished = False
+        notes = (f"held back the partial word {held[ws:]!r} for the model to regenerate",) if held[ws:] else ()
+        self.report = SeamReport(strategy=strategy, dropped_partial=held[ws:], notes=notes)
+
+    def feed(self, delta: str) -> str:
+        """Text of the piece that is safe to emit now, already repaired."""
+        if self._finished:
+            raise ValueError("SeamRepairer.feed() after finish()")
+        if self._phase == "pass":
+            return delta
+        self._buf += delta
+        return self._advance(final=False)
+
+    def finish(self) -> str:
+        """The rest of the piece; after this, ``report`` is complete."""
+        if self._finished:
+            return ""
+        out = "" if self._phase == "pass" else self._advance(final=True)
+        self._finished = True
+        return out
+
+    # -- the phases
+
+    def _advance(self, final: bool) -> str:
+        while self._phase == "preamble":
+            end = _find_preamble(self._buf, final)
+            if end is _UNDECIDED:
+                return ""
+            if end:
+                self._trim_preamble(end)
+            if not end or len(self._preambles) >= _MAX_PREAMBLES:
+                self._phase = "echo"
+        if not self._search_echo(final):
+            return ""
+        return self._decide()
+
+    def _trim_preamble(self, end: int) -> None:
+        text = self._buf[:end]
+        self._preambles.append(text)
+        self._buf = self._buf[end:]
+        self._add(
+            trimmed_preamble=self.report.trimmed_preamble + text,
+            note=f"removed a continuation preamble {text.strip()!r} ({len(text)} chars with its whitespace)",
+        )
+
+    def _search_echo(self, final: bool) -> bool:
+        """Advance the echo search; True when it is decided."""
+        buf = self._buf
+        if self._search is None:
+            lead = 0
+            while lead < len(buf) and buf[lead].isspace():
+                lead += 1
+            if lead == len(buf):
+                if not final:
+                    return False
+                self._search = _EchoSearch(lead, [], lead, [])
+                return True
+            starts = self._tail.by_first.get(buf[lead], [])
+            if lead:  # a repeat after leading whitespace needs several words
+                starts = [i for i in starts if i < self._tail.last_ws]
+            self._search = _EchoSearch(lead, list(starts), lead, [])
+        search = self._search
+        tail = self._tail.text
+        n, p, lead = len(buf), search.checked, search.lead
+        if n > p and search.alive:
+            alive = []
+            for i in search.alive:
+                end = lead + len(tail) - i
+                offset = i + p - lead
+                if n >= end:
+                    if buf.startswith(tail[offset:], p):
+                        (search.done if n > end else alive).append(i)
+                elif tail.startswith(buf[p:], offset):
+                    alive.append(i)
+            search.alive = alive
+        search.checked = n
+        if search.alive and not final:
+            return False
+        if final:
+            search.done.extend(i for i in search.alive if lead + len(tail) - i == n)
+            search.alive = []
+        return True
+
+    def _decide(self) -> str:
+        search = self._search
+        assert search is not None
+        buf, lead = self._buf, search.lead
+        tail = self._tail.text
+        cut = 0
+        for i in sorted(search.done):
+            if self._is_echo(i, lead):
+                cut = lead + len(tail) - i
+                self._note_echo(tail[i:], lead)
+                break
+        else:
+            if search.done:
+                shown = tail[min(search.done) :]
+                self._add(note=f"kept {shown!r} at the start of the piece as new text: too little evidence of a repeat")
+        rest = buf[cut:]
+        self._buf = ""
+        self._phase = "pass"
+        if self._needs_whitespace(rest):
+            self._add(
+                restored_whitespace=self._held_ws,
+                note=f"restored {len(self._held_ws)} chars of whitespace {self._held_ws!r} the piece did not bring",
+            )
+            return self._held_ws + rest
+        if rest and rest[0].isspace() and self._held_ws and not cut:
+            self._add(note="the piece brought its own leading whitespace")
+        return rest
+
+    def _is_echo(self, i: int, lead: int) -> bool:
+        """Is the tail from word start ``i``, found at ``lead`` in the piece, really a repeat?"""
+        # The repeat equals the text's own tail, so cutting it off never splits a grapheme that
+        # the text does not already end in: "cafe" + "\u0301" joins back exactly as sent.
+        repeat = self._tail.text[i:]
+        after = lead + len(repeat)
+        nxt = self._buf[after] if after < len(self._buf) else None
+        if not any(ch.isalnum() for ch in repeat):
+            return False
+        if self._word_end and nxt is not None and _is_word(nxt):
+            return False  # the text ended at a word end; this word goes on, so it is another word
+        if not lead:
+            return True  # a piece that opens with the tail's own words, glued or space-less
+        words = len(repeat.split())
+        whole_sentence = self._tail.sentence_start(i) and self._tail.ends_sentence
+        return words >= 2 and (len(repeat) >= 8 or whole_sentence)
+
+    def _note_echo(self, repeat: str, lead: int) -> None:
+        words = len(repeat.split())
+        where = " after leading whitespace" if lead else ""
+        self._add(
+            trimmed_echo=repeat,
+            note=f"piece repeated the last {words} word{'s' if words != 1 else ''} of the text"
+            f" ({len(repeat)} chars){where}",
+        )
+
+    def _needs_whitespace(self, rest: str) -> bool:
+        if not rest or not self._held_ws or rest[0].isspace() or _is_extender(rest[0]):
+            return False
+        return not (rest[0] in _CLOSING_PUNCT and "\n" not in self._held_ws)
+
+    def _add(self, *, note: str, **fields: str) -> None:
+        self.report = replace(self.report, notes=self.report.notes + (note,), **fields)
+
+
+def join_piece(base_tail: str, held: str, piece: str, strategy: str) -> tuple[str, SeamReport]:
+    """The repaired text to append after ``base`` for a whole ``piece``, and what was done."""
+    repairer = SeamRepairer(base_tail, held, strategy)
+    out = repairer.feed(piece) + repairer.finish()
+    return out, repairer.report
+
+
+# ----------------------------------------------------------------------------- cut state
+
+_FENCE = re.compile(r"^\s*(`{3,}|~{3,})(.*)$")
+_TAG = re.compile(r"<(/?)([A-Za-z_][\w.\-:]*)(?:\s[^<>]*?)?(/?)>")
+_INLINE_CODE = re.compile(r"(`+)(?:(?!\1).)+?\1")
+_VOID_TAGS = frozenset("area base br col embed hr img input link meta param source track wbr".split())
+
+
+class CutScanner:
+    """``cut_state`` fed piece by piece: each ``feed`` costs its own length."""
+
+    def __init__(self) -> None:
+        self._fence: tuple[str, int, str] | None = None  # (char, count, info)
+        self._tags: list[str] = []
+        self._line: list[str] = []
+        self._last = ""
+
+    def feed(self, text: str) -> None:
+        if not text:
+            return
+        self._last = text[-1]
+        if "\n" not in text:
+            self._line.append(text)
+            return
+        lines = text.split("\n")
+        self._line.append(lines[0])
+        self._fence = _apply_line("".join(self._line), self._fence, self._tags)
+        for line in lines[1:-1]:
+            self._fence = _apply_line(line, self._fence, self._tags)
+        self._line = [lines[-1]]
+
+    def state(self) -> CutState:
+        tags = list(self._tags)
+        fence = _apply_line("".join(self._line), self._fence, tags)
+        in_word = bool(self._last) and _is_word(self._last)
+        return CutState(open_fence=fence[2] if fence else None, open_tags=tuple(tags), in_word=in_word)
+
+
+def _apply_line(line: str, fence: tuple[str, int, str] | None, tags: list[str]) -> tuple[str, int, str] | None:
+    """Update the fence and (in place) the open tags with one line."""
+    match = _FENCE.match(line)
+    if fence is not None:
+        if match and match.group(1)[0] == fence[0] and len(match.group(1)) >= fence[1] and not match.group(2).strip():
+            return None
+        return fence
+    if match and not (match.group(1)[0] == "`" and "`" in match.group(2)):
+        return (match.group(1)[0], len(match.group(1)), match.group(2).strip())
+    for closing, name, self_closing in _TAG.findall(_INLINE_CODE.sub("", line)):
+        if self_closing or name.lower() in _VOID_TAGS:
+            continue
+        if not closing:
+            tags.append(name)
+        elif name in tags:
+            del tags[len(tags) - 1 - tags[::-1].index(name) :]
+    return None
+
+
+def cut_state(text: str) -> CutState:
+    """Open code fence and open XML-like tags at the end of ``text`` (one pass, O(len(text)))."""
+    scanner = CutScanner()
+    scanner.feed(text)
+    return scanner.state()
