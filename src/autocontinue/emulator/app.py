@@ -191,7 +191,10 @@ class Emulator:
             self.authenticate(request)
             body = await self.read_json(request)
             parsed = parse_request(body, self.resolve)
-            outcome = self.decide(parsed, number)
+            if self.config.source == "local":  # a real model: generate off the event loop
+                outcome = await asyncio.to_thread(self.decide, parsed, number)
+            else:
+                outcome = self.decide(parsed, number)
         except ApiError as error:
             self.stats.count_error()
             return self.error_response(error, request_id)
