@@ -337,7 +337,9 @@ class _RoundInProgress:
                 self.until_hit = True
                 return
         if hold:
-            base, held = seams.split_for_continuation(pending, self.hold_strategy)
+            base, held = seams.split_for_continuation(
+                pending, self.hold_strategy, fragment=bool(self.state.text)
+            )
         else:
             base, held = pending, ""
         self._emit(base, held)

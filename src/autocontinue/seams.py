@@ -55,6 +55,7 @@ __all__ = [
     "join_piece",
     "cut_state",
     "CutScanner",
+    "is_grapheme_boundary",
 ]
 
 #: Trailing characters of the text searched for a repeated tail (the engine passes
@@ -161,6 +162,11 @@ def _is_word(ch: str) -> bool:
     return ch.isalnum() or ch == "_" or _is_extender(ch)
 
 
+def _is_content(ch: str) -> bool:
+    """A letter, digit or pictograph (not punctuation, not whitespace)."""
+    return ch.isalnum() or unicodedata.category(ch) == "So"
+
+
 def _check_strategy(strategy: str) -> None:
     if strategy not in STRATEGIES:
         raise ConfigurationError(
@@ -172,14 +178,24 @@ def _check_strategy(strategy: str) -> None:
 # ----------------------------------------------------------------------------- the cut
 
 
-def split_for_continuation(text: str, strategy: str, max_partial: int = 32) -> tuple[str, str]:
-    """Split ``text`` into what is safe to emit and send back (``base``) and what is held."""
+def split_for_continuation(
+    text: str, strategy: str, max_partial: int = 32, *, fragment: bool = False
+) -> tuple[str, str]:
+    """Split ``text`` into what is safe to emit and send back (``base``) and what is held.
+
+    ``fragment``: ``text`` follows text already emitted (which never ends in whitespace), so
+    ``base`` may be empty: a fragment " half" is all held, since the emitted text before it
+    is what the next round would send.
+    """
     _check_strategy(strategy)
     end = len(text)
     while end > 0 and text[end - 1].isspace():
         end -= 1
-    if strategy == "prefill" or end == 0:
+    if strategy == "prefill":
         return text[:end], text[end:]
+    # user-turn: the last word is held even when whitespace follows it, because a cut inside
+    # a whitespace run ("692\n" of "692\n    return") cannot tell how much of the run is
+    # missing; the model regenerates the word and the whole run after it.
     start = end
     while start > 0 and end - start <= max_partial and not text[start - 1].isspace():
         start -= 1
@@ -188,7 +204,7 @@ def split_for_continuation(text: str, strategy: str, max_partial: int = 32) -> t
     cut = start
     while cut > 0 and text[cut - 1].isspace():
         cut -= 1
-    if cut == 0:
+    if cut == 0 and not fragment:
         return text[:end], text[end:]
     return text[:cut], text[cut:]
 
@@ -256,9 +272,11 @@ def _is_preamble(candidate: str, line_ends: bool) -> bool:
         return False
     opener = _OPENER.match(core)
     clause = core[opener.end() :].strip() if opener else core
+    if opener and not clause:
+        return line_ends and not heading  # "Sure!" on a line of its own
     words = _words(clause)
     if not words:
-        return line_ends and not heading  # "Sure!" on a line of its own
+        return False
     if len(words) > 25 or clause.endswith("?"):
         return False
     personal = bool(_PERSONAL.search(clause))
@@ -511,8 +529,8 @@ class SeamRepairer:
         repeat = self._tail.text[i:]
         after = lead + len(repeat)
         nxt = self._buf[after] if after < len(self._buf) else None
-        if not any(ch.isalnum() for ch in repeat):
-            return False
+        if not any(_is_content(ch) for ch in repeat):
+            return False  # a repeat of punctuation alone ("--", "**") proves nothing
         if self._word_end and nxt is not None and _is_word(nxt):
             return False  # the text ended at a word end; this word goes on, so it is another word
         if not lead:

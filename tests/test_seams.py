@@ -1,0 +1,506 @@
+"""Seam repair: the cut before a continuation and the join after it (pure, no I/O)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from autocontinue.errors import ConfigurationError
+from autocontinue.seams import (
+    ECHO_WINDOW,
+    CutScanner,
+    CutState,
+    SeamRepairer,
+    SeamReport,
+    cut_state,
+    is_grapheme_boundary,
+    join_piece,
+    split_for_continuation,
+)
+
+STRATEGIES = ("prefill", "user-turn")
+FAST = settings(max_examples=int(__import__("os").environ.get("SEAMS_EXAMPLES", "150")), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def _stream(base_tail: str, held: str, pieces: list[str], strategy: str) -> tuple[str, list[str], SeamReport]:
+    repairer = SeamRepairer(base_tail, held, strategy)
+    outputs = [repairer.feed(piece) for piece in pieces]
+    outputs.append(repairer.finish())
+    return "".join(outputs), outputs, repairer.report
+
+
+def _continue(text_so_far: str, piece: str, strategy: str) -> str:
+    """What the engine does: cut, send base, repair the piece, append."""
+    base, held = split_for_continuation(text_so_far, strategy)
+    out, _ = join_piece(base[-ECHO_WINDOW:], held, piece, strategy)
+    return base + out
+
+
+# ----------------------------------------------------------------------------- the cut
+
+
+def test_prefill_holds_back_only_trailing_whitespace():
+    assert split_for_continuation("One para.\n\n", "prefill") == ("One para.", "\n\n")
+    assert split_for_continuation("the quick bro", "prefill") == ("the quick bro", "")
+
+
+def test_user_turn_holds_back_whitespace_and_partial_word():
+    assert split_for_continuation("the quick bro", "user-turn") == ("the quick", " bro")
+    assert split_for_continuation("end.\n\nNe", "user-turn") == ("end.", "\n\nNe")
+
+
+def test_user_turn_text_ending_in_whitespace_holds_the_last_word_too():
+    # A cut inside a whitespace run cannot tell how much of the run is missing, so the last
+    # word is regenerated with the whole run after it.
+    assert split_for_continuation("the quick ", "user-turn") == ("the", " quick ")
+    assert split_for_continuation("x = 1\n", "user-turn") == ("x =", " 1\n")
+
+
+def test_user_turn_long_partial_word_is_kept_in_base():
+    token = "x" * 40
+    assert split_for_continuation("see " + token, "user-turn") == ("see " + token, "")
+    assert split_for_continuation("see " + token, "user-turn", max_partial=40) == ("see", " " + token)
+
+
+def test_user_turn_single_word_text_is_not_emptied():
+    assert split_for_continuation("Hello", "user-turn") == ("Hello", "")
+    assert split_for_continuation("  Hello", "user-turn") == ("  Hello", "")
+
+
+def test_all_whitespace_text_is_all_held():
+    assert split_for_continuation(" \n", "user-turn") == ("", " \n")
+
+
+def test_unknown_strategy_is_refused_with_a_hint():
+    with pytest.raises(ConfigurationError) as info:
+        split_for_continuation("x", "assistant")
+    assert "prefill" in info.value.hint
+    with pytest.raises(ConfigurationError):
+        SeamRepairer("x", "", "auto")
+
+
+TRICKY = st.sampled_from(
+    ["a", "b", "Z", "é", "e\u0301", "\u0301", "\u200d", "👩", "💻", "\ufe0f", "🏽", "🇫", "🇷", " ", "\n", "\t", "\r\n", ".", "日"]
+)
+
+
+@FAST
+@given(st.lists(TRICKY, max_size=30).map("".join), st.sampled_from(STRATEGIES), st.integers(0, 6))
+def test_split_keeps_text_and_never_splits_a_grapheme(text, strategy, max_partial):
+    base, held = split_for_continuation(text, strategy, max_partial)
+    assert base + held == text
+    assert not base[-1:].isspace()
+    assert is_grapheme_boundary(text, len(base))
+    if held and not held[0].isspace():
+        raise AssertionError(f"held {held!r} must open with whitespace")
+
+
+# ----------------------------------------------------------------------------- examples of joins
+
+
+def test_prefill_restores_held_paragraph_break():
+    out, report = join_piece("para.", "\n\n", "Next", "prefill")
+    assert out == "\n\nNext"
+    assert report.restored_whitespace == "\n\n"
+
+
+def test_piece_that_brings_its_own_whitespace_keeps_it():
+    out, report = join_piece("para.", "\n\n", "\nNext", "prefill")
+    assert out == "\nNext"
+    assert report.restored_whitespace == ""
+
+
+def test_prefill_echo_with_mid_word_cut_is_trimmed():
+    out, report = join_piece("...the quick bro", "", "quick brown fox", "prefill")
+    assert out == "wn fox"
+    assert report.trimmed_echo == "quick bro"
+
+
+def test_prefill_one_word_echo_glued_to_the_text_is_trimmed():
+    assert join_piece("the lazy", "", "lazy dog", "prefill")[0] == " dog"
+
+
+def test_user_turn_one_word_echo_is_trimmed():
+    out, report = join_piece("...the quick", " bro", "quick brown fox", "user-turn")
+    assert out == " brown fox"
+    assert report.trimmed_echo == "quick"
+    assert report.dropped_partial == "bro"
+
+
+def test_user_turn_whole_sentence_echo_is_trimmed():
+    base = "It was late. The fox slept under the old oak tree."
+    out, report = join_piece(base, "\n\nThe", "The fox slept under the old oak tree.\n\nThe morning came.", "user-turn")
+    assert out == "\n\nThe morning came."
+    assert report.trimmed_echo == "The fox slept under the old oak tree."
+    assert "repeated the last 8 words" in report.notes[-1]
+
+
+def test_user_turn_dropped_space_is_restored():
+    out, report = join_piece("...the quick", " bro", "brown fox", "user-turn")
+    assert out == " brown fox"
+    assert report.restored_whitespace == " "
+
+
+def test_echo_of_a_word_that_goes_on_is_not_trimmed_after_a_word_end():
+    # "quickly" is not a repeat of "quick": the text ended at a word end.
+    assert join_piece("the quick", " ", "quickly ran", "prefill")[0] == " quickly ran"
+
+
+def test_whitespace_led_single_word_repeat_is_kept_as_new_text():
+    out, report = join_piece("jumped over the", "", " the lazy dog", "prefill")
+    assert out == " the lazy dog"
+    assert report.trimmed_echo == ""
+
+
+def test_whitespace_led_repeat_of_several_words_is_trimmed():
+    assert join_piece("jumped over the lazy", "", " the lazy dog", "prefill")[0] == " dog"
+
+
+def test_match_that_does_not_start_at_a_word_start_is_kept():
+    assert join_piece("the cat", "", "at the door", "prefill")[0] == "at the door"
+
+
+def test_punctuation_only_repeat_is_kept():
+    assert join_piece("(a b) --", "", "-- c", "prefill")[0] == "-- c"
+
+
+def test_closing_punctuation_gets_no_restored_space():
+    assert join_piece("He said hello", " ", ", then left.", "prefill")[0] == ", then left."
+
+
+def test_combining_mark_at_piece_start_stays_with_the_text_before():
+    assert join_piece("caf", " ", "\u0301 au lait", "prefill")[0] == "\u0301 au lait"
+
+
+def test_echo_of_a_text_cut_inside_an_emoji_sequence_joins_back_exactly():
+    text = "code 👩\u200d💻 done"
+    base = text[: text.index("\u200d") + 1]
+    assert base + join_piece(base, "", "👩\u200d💻 done", "prefill")[0] == text
+
+
+def test_longest_repeat_is_trimmed():
+    base = "the cat sat. the cat"
+    assert join_piece(base, "", "the cat sat. the cat ran", "prefill")[0] == " ran"
+
+
+def test_repairer_ignores_text_beyond_the_window():
+    words = " ".join(f"w{i}" for i in range(1000))
+    piece = words + " next"  # a repeat of the whole text, longer than the window
+    far, _ = join_piece(words, "", piece, "prefill")
+    near, _ = join_piece(words[-ECHO_WINDOW:], "", piece, "prefill")
+    assert far == near == piece  # no word start inside the window matches the piece's start
+
+
+PREAMBLES = [
+    # Wordings real models use; several are not spelled out anywhere in seams.py.
+    "Sure, continuing where I left off:",
+    "Certainly! Continuing from where I left off:",
+    "Here is the continuation:",
+    "Continuing:",
+    "Here's the rest:",
+    "Okay, picking up where I stopped:",
+    "**Continuing:**",
+    "Alright, here is the remainder of the text:",
+    "No problem! Resuming:",
+    "Got it. I'll carry on from exactly where the answer stopped:",
+    "As requested, the rest of the story:",
+    "Apologies for the interruption. Continuing the response:",
+    "[Continuing from where I left off]",
+    "(continued)",
+    "Continuing...",
+    "Absolutely — picking it back up right where I stopped:",
+    "Of course! Here's the continuation of the essay.",
+    "Let me continue seamlessly:",
+    "Resuming exactly where the previous message ended:",
+    "Of course. Picking up exactly where the text stopped:",
+    "Sure thing, I can do that. Continuing:",
+]
+
+
+@pytest.mark.parametrize("preamble", PREAMBLES)
+@pytest.mark.parametrize("gap", ["\n\n", "\n", " "])
+def test_continuation_preamble_is_removed(preamble, gap):
+    out, report = join_piece("...the quick", " bro", preamble + gap + "quick brown fox", "user-turn")
+    assert out == " brown fox"
+    assert report.trimmed_preamble == preamble + gap
+
+
+def test_preamble_then_plain_continuation_gets_whitespace_restored():
+    out, report = join_piece("end.", "\n\nNe", "Here is the continuation:\n\nNext para.", "user-turn")
+    assert out == "\n\nNext para."
+    assert report.restored_whitespace == "\n\n"
+
+
+def test_preamble_on_its_own_line_after_an_opener_line_is_removed():
+    assert join_piece("the quick", " bro", "Sure!\nContinuing:\n\nbrown fox", "user-turn")[0] == " brown fox"
+
+
+GENUINE_OPENINGS = [
+    "## Continuing Education\n\nThe program runs all year.",
+    "The rest of the ingredients:\n- flour\n- salt",
+    "Continuing the tradition, the family gathered.",
+    "Continuing the tradition. The family gathered.",
+    "Resume writing is an art. Start with a draft.",
+    "She left off the lid. Then the soup boiled over.",
+    "He continued where she left off. The crowd cheered.",
+    "Pick up the phone and call her.",
+    "Sure enough, the fox ran away.",
+    "Okay was all he said.",
+    "Here is what happened next: the fox ran.",
+    "Continuing Professional Development:\nCourses start in May.",
+    "Continued on page 4.",
+    "Here's the rest of the recipe:\nbake it.",
+    "Continuing education matters:\nit keeps skills fresh.",
+    "**Chapter 2: Continuing On**\n\nThe road was long.",
+    "I left off the part about the fox. It was too long.",
+    "Shall I continue?\nThe fox ran.",
+]
+
+
+@pytest.mark.parametrize("opening", GENUINE_OPENINGS)
+def test_genuine_opening_is_not_taken_for_a_preamble(opening):
+    out, report = join_piece("The story so far.", "\n\n", opening, "user-turn")
+    assert out == "\n\n" + opening
+    assert report.trimmed_preamble == ""
+
+
+def test_preamble_is_not_removed_in_prefill():
+    assert join_piece("end.", "\n\n", "Continuing:\n\nNext", "prefill")[0] == "\n\nContinuing:\n\nNext"
+
+
+def test_report_says_why_and_serialises():
+    out, report = join_piece("Tail of the text.", " Ne", "Continuing:\n\nNext words", "user-turn")
+    assert out == " Next words"
+    data = report.to_dict()
+    json.dumps(data)
+    assert data["strategy"] == "user-turn"
+    assert data["dropped_partial"] == "Ne"
+    assert any("partial word 'Ne'" in note for note in data["notes"])
+    assert any("preamble 'Continuing:'" in note for note in data["notes"])
+    assert any("restored 1 chars" in note for note in data["notes"])
+
+
+# ----------------------------------------------------------------------------- streaming
+
+
+def test_repairer_emits_at_once_when_the_first_chars_rule_out_repair():
+    repairer = SeamRepairer("The fox. The quick", " bro", "user-turn")
+    assert repairer.feed(" zebra") == " zebra"  # whitespace first: no preamble; no word starts with "z"
+    assert repairer.feed(" runs") == " runs"
+
+
+def test_repairer_emits_a_plain_first_sentence_once_it_ends():
+    repairer = SeamRepairer("The fox. The quick", " bro", "user-turn")
+    assert repairer.feed("brown fox jumps over the dog.") == ""  # could still open a preamble
+    assert repairer.feed(" Then") == " brown fox jumps over the dog. Then"
+
+
+def test_repairer_holds_a_possible_echo_until_it_diverges():
+    repairer = SeamRepairer("...the quick brown", "", "prefill")
+    assert repairer.feed("quick br") == ""
+    assert repairer.feed("own fox") == " fox"
+    assert repairer.report.trimmed_echo == "quick brown"
+
+
+def test_feed_after_finish_is_refused():
+    repairer = SeamRepairer("x", "", "prefill")
+    repairer.finish()
+    with pytest.raises(ValueError):
+        repairer.feed("y")
+
+
+# ----------------------------------------------------------------------------- properties
+
+ATOMS = ["river", "stone", "a", "I", "café", "naïve", "日本", "🌊", "e\u0301clair", "👩\u200d💻", "🇫🇷", "Ωmega", "über"]
+SEPARATORS = [" ", " ", " ", " ", "\n", "\n\n", "  ", "\t"]
+PUNCT = ["", "", "", ",", ".", "!", ":", ";", "?"]
+
+
+@st.composite
+def answers(draw, max_words=40):
+    """Prose whose words are numbered, like the emulator's, so no word repeats by chance."""
+    count = draw(st.integers(1, max_words))
+    parts = []
+    for index in range(count):
+        parts.append(draw(st.sampled_from(ATOMS)) + str(index) + draw(st.sampled_from(PUNCT)))
+        parts.append(draw(st.sampled_from(SEPARATORS)))
+    return "".join(parts[:-1])
+
+
+def _last_words(text: str, count: int) -> str:
+    starts = [i for i in range(len(text)) if not text[i].isspace() and (i == 0 or text[i - 1].isspace())]
+    return text[starts[-min(count, len(starts))] :] if starts else ""
+
+
+@st.composite
+def model_pieces(draw):
+    """(answer, cut, strategy, piece): what a quirky model sends to continue answer[:cut]."""
+    text = draw(answers())
+    cut = draw(st.integers(1, len(text)))
+    assume(cut == len(text) or not text[cut].isspace())  # a model that drops a space drops the whole run
+    strategy = draw(st.sampled_from(STRATEGIES))
+    base, held = split_for_continuation(text[:cut], strategy)
+    rest = text[len(base) :]
+    echo_words = draw(st.integers(0, 4))
+    piece = rest
+    if echo_words and base:
+        piece = _last_words(base, echo_words) + rest
+    elif draw(st.booleans()):
+        piece = rest.lstrip() if rest.strip() else rest
+    if strategy == "user-turn" and draw(st.booleans()):
+        piece = draw(st.sampled_from(PREAMBLES)) + draw(st.sampled_from(["\n\n", "\n", " "])) + piece
+    return text, cut, strategy, piece
+
+
+@FAST
+@given(model_pieces())
+def test_quirky_model_continuation_joins_to_the_exact_answer(case):
+    text, cut, strategy, piece = case
+    assert _continue(text[:cut], piece, strategy) == text
+
+
+@FAST
+@given(model_pieces(), st.lists(st.integers(0, 400), max_size=8))
+def test_streaming_gives_the_same_text_as_a_one_shot_join(case, splits):
+    text, cut, strategy, piece = case
+    base, held = split_for_continuation(text[:cut], strategy)
+    whole, report = join_piece(base, held, piece, strategy)
+    bounds = sorted({0, len(piece), *(s % (len(piece) + 1) for s in splits)})
+    deltas = [piece[a:b] for a, b in zip(bounds, bounds[1:])]
+    streamed, _, streamed_report = _stream(base, held, deltas, strategy)
+    assert streamed == whole
+    assert streamed_report == report
+
+
+@FAST
+@given(
+    st.text(st.sampled_from("ab c.:\n\u0301é"), max_size=30),
+    st.sampled_from(["", " ", "\n\n", " ab"]),
+    st.text(st.sampled_from("ab c.:\n\u0301SureContinuing!"), max_size=40),
+    st.sampled_from(STRATEGIES),
+    st.lists(st.integers(0, 60), max_size=6),
+)
+def test_streaming_matches_one_shot_for_arbitrary_pieces(base, held, piece, strategy, splits):
+    whole, report = join_piece(base, held, piece, strategy)
+    bounds = sorted({0, len(piece), *(s % (len(piece) + 1) for s in splits)})
+    streamed, _, streamed_report = _stream(base, held, [piece[a:b] for a, b in zip(bounds, bounds[1:])], strategy)
+    assert (streamed, streamed_report) == (whole, report)
+    # Whatever is trimmed comes off the front: the rest of the piece arrives untouched.
+    assert piece.startswith(report.trimmed_preamble)
+    assert whole.startswith(report.restored_whitespace)
+    assert piece.endswith(whole[len(report.restored_whitespace) :])
+
+
+@FAST
+@given(answers(), st.data())
+def test_continuation_that_opens_with_whitespace_passes_unchanged(text, data):
+    # A genuine continuation from the exact end of the text (prefill) or from the start of the
+    # held whitespace (user-turn) opens with whitespace; nothing in it is ever trimmed.
+    cuts = [i for i in range(1, len(text)) if text[i].isspace() and not text[i - 1].isspace()]
+    assume(cuts)
+    cut = data.draw(st.sampled_from(cuts))
+    strategy = data.draw(st.sampled_from(STRATEGIES))
+    base, held = split_for_continuation(text[:cut], strategy)
+    new = text[len(base) :]
+    out, report = join_piece(base, held, new, strategy)
+    assert out == new
+    assert report.trimmed_echo == report.trimmed_preamble == ""
+
+
+@FAST
+@given(answers(), st.data())
+def test_coincidental_short_match_in_prefill_is_kept(text, data):
+    # The piece starts with the end of the last word (not at a word start), or repeats only its
+    # last word after whitespace: both are new text.
+    base = text.rstrip()
+    last = _last_words(base, 1)
+    assume(len(last) >= 2)
+    start = data.draw(st.integers(1, len(last) - 1))
+    assume(is_grapheme_boundary(last, start))
+    fragment = last[start:] + " more words"
+    assert join_piece(base, "", fragment, "prefill")[0] == fragment
+    spaced = " " + last + " more words"
+    assert join_piece(base, "", spaced, "prefill")[0] == spaced
+
+
+@FAST
+@given(answers(), st.sampled_from(["\u0301", "\ufe0f", "\u200d👩", "🏽"]), st.sampled_from(STRATEGIES))
+def test_restored_whitespace_never_separates_a_mark_from_its_character(text, mark, strategy):
+    base = text.rstrip()
+    out, report = join_piece(base, " ", mark + " next", strategy)
+    assert out.startswith(mark)
+    assert report.restored_whitespace == ""
+
+
+@settings(max_examples=40, deadline=None)
+@given(answers(max_words=12), st.integers(1, 200))
+def test_join_reads_only_the_window_of_a_long_text(text, extra):
+    # Cost does not grow with the text: the result depends only on base[-ECHO_WINDOW:].
+    long_base = ("filler " * (ECHO_WINDOW // 7 + extra)) + text.rstrip()
+    piece = _last_words(text.rstrip(), 2) + " next"
+    assert join_piece(long_base, "", piece, "prefill") == join_piece(long_base[-ECHO_WINDOW:], "", piece, "prefill")
+
+
+# ----------------------------------------------------------------------------- cut state
+
+
+def test_open_fence_reports_its_info_string():
+    assert cut_state("Intro\n```python\nx = 1\n").open_fence == "python"
+    assert cut_state("```\nx\n").open_fence == ""
+    assert cut_state("```python\nx = 1\n```\nafter").open_fence is None
+
+
+def test_fence_is_closed_only_by_a_long_enough_fence_of_its_own_kind():
+    assert cut_state("~~~~\ncode\n~~~\n").open_fence == ""
+    assert cut_state("````md\n```\n````\n").open_fence is None
+
+
+def test_open_tags_are_reported_outermost_first():
+    text = "<story_1>\nOne.\n</story_1>\n<story_2>\n<scene a='x'>Two <b>bold</b> and on"
+    assert cut_state(text).open_tags == ("story_2", "scene")
+
+
+def test_tags_inside_code_and_void_tags_do_not_count():
+    text = "<story_1>\n```html\n<div>\n```\nuse `<tag>` and <br> and <img src='x'/> here"
+    state = cut_state(text)
+    assert state.open_tags == ("story_1",)
+    assert state.open_fence is None
+
+
+def test_closing_an_outer_tag_closes_what_was_left_open_inside():
+    assert cut_state("<story_1><p>one<p>two</story_1>").open_tags == ()
+
+
+def test_cut_state_tells_whether_the_text_ends_inside_a_word():
+    assert cut_state("the quick bro").in_word
+    assert not cut_state("the end.").in_word
+    assert cut_state("x").to_dict() == {"open_fence": None, "open_tags": [], "in_word": True}
+
+
+def test_cut_state_goes_into_the_seam_report():
+    report = SeamReport(strategy="prefill", cut=CutState(open_fence="py", open_tags=("story_1",), in_word=False))
+    assert report.to_dict()["cut"] == {"open_fence": "py", "open_tags": ["story_1"], "in_word": False}
+
+
+@FAST
+@given(
+    st.lists(st.sampled_from(["<a>", "</a>", "<b>", "</b>", "```", "```py", "~~~", "\n", "x", " ", "`", "é"]), max_size=30).map("".join),
+    st.lists(st.integers(0, 200), max_size=6),
+)
+def test_cut_scanner_fed_in_pieces_agrees_with_one_pass(text, splits):
+    bounds = sorted({0, len(text), *(s % (len(text) + 1) for s in splits)})
+    scanner = CutScanner()
+    for a, b in zip(bounds, bounds[1:]):
+        scanner.feed(text[a:b])
+    assert scanner.state() == cut_state(text)
+
+
+def test_grapheme_boundary_helper_knows_marks_joiners_and_flags():
+    assert not is_grapheme_boundary("e\u0301", 1)
+    assert not is_grapheme_boundary("👩\u200d💻", 2)
+    assert not is_grapheme_boundary("🇫🇷", 1)
+    assert is_grapheme_boundary("🇫🇷🇩🇪", 2)
+    assert is_grapheme_boundary("ab", 1)
