@@ -195,6 +195,21 @@ def available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def default_threads() -> int:
+    """Threads for llama.cpp: the available cores that other work is not already using.
+
+    llama.cpp's worker threads meet at a barrier after every step, so on cores that are busy
+    with other processes one descheduled thread stalls the rest: on this project's shared
+    2-core machine, 2 threads under load ran 5-20x slower than 1. An idle machine gets them all.
+    """
+    cores = available_cores()
+    try:
+        busy = int(os.getloadavg()[0] + 0.5)
+    except (AttributeError, OSError):
+        return cores
+    return max(1, min(cores, cores - busy))
+
+
 # ----------------------------------------------------------------------------- the loaded model
 
 
@@ -209,6 +224,7 @@ class LoadedModel:
         meta = dict(llm.metadata or {})
         self.metadata = meta
         self.n_ctx = int(llm.n_ctx())
+        self.threads = int(llm.n_threads)
         self.bos_text = self._special_text(llm.token_bos())
         self.eos_text = self._special_text(llm.token_eos())
         self.template = ChatTemplate(
@@ -248,6 +264,13 @@ class LoadedModel:
     def piece(self, token: int, *, special: bool) -> bytes:
         return self.llm.detokenize([token], special=special)
 
+    def set_threads(self, n_threads: int) -> None:
+        if n_threads != self.threads:
+            import llama_cpp
+
+            llama_cpp.llama_set_n_threads(self.llm._ctx.ctx, n_threads, n_threads)
+            self.threads = n_threads
+
     def load_prompt(self, tokens: list[int], *, reuse: bool) -> int:
         """Bring the KV cache to ``tokens`` (last token freshly evaluated); return tokens reused."""
         llm = self.llm
@@ -262,18 +285,18 @@ class LoadedModel:
         return keep
 
 
-_MODELS: dict[tuple[str, int, int], LoadedModel] = {}
+_MODELS: dict[tuple[str, int], LoadedModel] = {}
 _MODELS_LOCK = threading.Lock()
 
 
-def load_model(path: str, *, n_ctx: int | None, n_threads: int, verbose: bool) -> LoadedModel:
-    """The loaded model for ``path`` (loaded once per process and settings)."""
+def load_model(path: str, *, n_ctx: int | None, verbose: bool) -> LoadedModel:
+    """The loaded model for ``path`` (loaded once per process and context size)."""
     real = os.path.realpath(path)
-    key = (real, n_ctx or 0, n_threads)
+    key = (real, n_ctx or 0)
     with _MODELS_LOCK:
         model = _MODELS.get(key)
         if model is None:
-            model = _MODELS[key] = LoadedModel(real, _open_llama(real, n_ctx, n_threads, verbose))
+            model = _MODELS[key] = LoadedModel(real, _open_llama(real, n_ctx, default_threads(), verbose))
         return model
 
 
@@ -372,7 +395,8 @@ class LocalBackend(Backend):
             self.default_model = _model_id_for(self.model_path)
         self.custom_model = model_path is not None
         self.n_ctx = n_ctx
-        self.n_threads = n_threads or available_cores()
+        #: Fixed thread count, or None to pick per round from the idle cores.
+        self.n_threads = n_threads
         self.seed = seed
         self.temperature = temperature
         self.top_p = top_p
@@ -390,7 +414,7 @@ class LocalBackend(Backend):
     def _loaded(self) -> LoadedModel:
         if self._model is None:
             self._model = load_model(
-                self.model_path, n_ctx=self.n_ctx, n_threads=self.n_threads, verbose=self.verbose
+                self.model_path, n_ctx=self.n_ctx, verbose=self.verbose
             )
         return self._model
 
@@ -480,6 +504,7 @@ class LocalBackend(Backend):
     def _round(self, loaded: LoadedModel, request: RoundRequest) -> Iterator[BackendEvent]:
         chunks, text, open_turn = self._plan(loaded, request)
         tokens = flat_tokens(chunks)
+        loaded.set_threads(self.n_threads or default_threads())
         self._check_window(len(tokens), request.max_tokens, loaded.n_ctx)
         reused = loaded.load_prompt(tokens, reuse=self.reuse_kv)
         sampler = self._sampler(loaded, request)
