@@ -457,6 +457,13 @@ class LocalBackend(Backend):
     def close(self) -> None:
         self._model = None
 
+    def forget_cache(self) -> None:
+        """Drop the KV cache and token history, so the next round evaluates its whole prompt."""
+        loaded = self._loaded()
+        with loaded.lock:
+            loaded.history = []
+            loaded.llm.reset()
+
     # -- prompts
 
     def render_prompt(self, request: RoundRequest) -> tuple[str, bool]:
