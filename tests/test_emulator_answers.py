@@ -256,3 +256,36 @@ def test_quirks_are_decided_per_request_content(start_emulator, full_answer):
         assert piece == again
         pieces.add(piece.startswith(" "))
     assert pieces == {True, False}
+
+
+# -- pure continuation properties ----------------------------------------------------------------
+
+from autocontinue.emulator.continuation import plan_output  # noqa: E402
+from autocontinue.emulator.quirks import QuirkChoice  # noqa: E402
+from autocontinue.emulator.sources import answer_for  # noqa: E402
+
+
+@given(seed=st.integers(0, 50), cut=st.integers(0, 2000), mode=st.sampled_from(["prefill", "user-turn"]))
+@settings(max_examples=100, deadline=None)
+def test_any_cut_continues_to_exactly_the_full_answer(seed, cut, mode):
+    answer = answer_for("numbered", seed, 300, "", "go")
+    given_text = answer.text[: min(cut, len(answer.text))]
+    if mode == "prefill":
+        given_text = given_text.rstrip()
+    plan = plan_output(answer, mode if given_text else "fresh", given_text, QuirkChoice(), 10_000)
+    assert given_text + plan.text == answer.text
+    assert plan.stop_reason == "end_turn"
+
+
+@given(seed=st.integers(0, 50), fraction=st.floats(0.3, 0.7))
+@settings(max_examples=50, deadline=None)
+def test_early_stops_always_make_progress_to_the_end(seed, fraction):
+    answer = answer_for("numbered", seed, 300, "", "go")
+    text = ""
+    for _ in range(200):
+        plan = plan_output(answer, "user-turn" if text else "fresh", text, QuirkChoice(early_stop=fraction), 10_000)
+        assert plan.text.strip() or not plan.text
+        text = (text + plan.text).rstrip()
+        if not plan.text:
+            break
+    assert text == answer.text

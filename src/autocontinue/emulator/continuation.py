@@ -65,15 +65,28 @@ def _answer_segment(answer: Answer, start: int, early_stop: float) -> tuple[str,
     total = answer.token_count
     k = bisect.bisect_right(starts, start) - 1  # token holding ``start``
     k = min(max(k, 0), total)
-    end_index = total
-    if early_stop and k < total:
-        remaining = total - k
-        end_index = k + max(1, int(remaining * early_stop))
+    end_index = _early_end(answer, start, k, early_stop) if early_stop and k < total else total
     end = starts[end_index]
     if start >= end:
         return "", [0]
     bounds = [0] + [s - start for s in starts[k + 1 : end_index]] + [end - start]
     return answer.text[start:end], bounds
+
+
+def _early_end(answer: Answer, start: int, k: int, fraction: float) -> int:
+    """Token index where an early-stopped answer ends: after a whole word, never blank."""
+    text, starts, total = answer.text, answer.starts, answer.token_count
+
+    def has_text(j: int) -> bool:
+        return starts[j] > start and not text[start : starts[j]].isspace()
+
+    end = min(total, k + max(1, int((total - k) * fraction)))
+    for j in range(end, k, -1):
+        if j < total and text[starts[j]].isspace() and has_text(j):
+            return j
+    while end < total and not has_text(end):
+        end += 1
+    return end
 
 
 def plan_output(

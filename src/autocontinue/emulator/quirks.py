@@ -17,8 +17,8 @@ continuation round rolls again.
     A user-turn continuation omits the whitespace that should open it (``"brown"`` instead of
     ``" brown"``).
 ``early-stop``
-    The answer ends with ``end_turn`` at 30-70% of what is left of it, as real models stop
-    short of a requested length; asked to continue, it goes on with the rest.
+    The answer ends with ``end_turn`` at 30-70% of what is left of it (after a whole word), as
+    real models stop short of a requested length; asked to continue, it goes on with the rest.
 
 Quirk text counts as output tokens, like everything the model sends.
 """
