@@ -1,0 +1,184 @@
+"""Engine overhead per round and the cost of joining a 1,000,000-token answer (issue 3).
+
+Both run the real engine (``autocontinue.generate``) over ``ScriptedBackend``, an instant
+in-process model, so what is measured is the engine alone:
+
+- **overhead per round**: wall time of a run minus the time spent inside the backend's own
+  generator, divided by the number of rounds (targets: under 1 ms a round), for prefill and
+  user-turn continuation;
+- **the long join**: answers of 125k to 1M tokens (4 characters a token) written in rounds of
+  8,192 tokens, each in a fresh subprocess that reports its wall time, its peak RSS
+  (``resource.getrusage``, the whole interpreter included) and, in a second pass, the peak of
+  Python allocations during the run (``tracemalloc``). Time and memory should grow linearly
+  with the answer; the 1M-token run should stay under 150 MB.
+
+Run alone: ``python -m bench.engine_overhead``.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+__all__ = ["make_answer", "overhead_per_round", "join_child", "run", "ROUND_SIZES"]
+
+#: Tokens per round at which the overhead is measured (it grows with the text a round carries).
+ROUND_SIZES = (100, 1000, 4096)
+
+_WORDS = ("river", "stone", "lantern", "harbour", "café", "naïve", "tide", "über", "日本", "north",
+          "willow", "ember", "—", "meadow", "glass", "orbit")
+
+
+def make_answer(tokens: int) -> str:
+    """A deterministic prose answer of about ``tokens`` tokens at 4 characters a token."""
+    parts: list[str] = []
+    size, i = 0, 0
+    target = tokens * 4
+    while size < target:
+        word = f"{_WORDS[i % len(_WORDS)]}{i}"
+        sep = "\n\n" if i % 97 == 96 else ("," if i % 13 == 12 else "") + " "
+        parts.append(word + sep)
+        size += len(word) + len(sep)
+        i += 1
+    return "".join(parts)[:target].rstrip() + "."
+
+
+def _timed_backend(answer: str, spec: Any) -> Any:
+    from autocontinue.backends.scripted import ScriptedBackend
+
+    class TimedScripted(ScriptedBackend):
+        """ScriptedBackend that adds up the time spent inside its own generator."""
+
+        inside = 0.0
+
+        def stream_round(self, request: Any) -> Iterator[Any]:
+            inner = super().stream_round(request)
+            while True:
+                t0 = time.perf_counter()
+                try:
+                    item = next(inner)
+                except StopIteration:
+                    self.inside += time.perf_counter() - t0
+                    return
+                self.inside += time.perf_counter() - t0
+                yield item
+
+    return TimedScripted(answer, spec=spec, delta_chars=64)
+
+
+def _spec(per_call: int, context: int) -> Any:
+    from autocontinue.catalogue import parse_model_spec
+
+    return parse_model_spec(f"claude-sonnet-4-5:context={context},max_output={max(per_call, 1)}")
+
+
+def overhead_per_round(*, rounds: int = 50, per_call: int = 1000, strategy: str = "prefill",
+                       repeats: int = 5) -> dict[str, Any]:
+    """Median engine time per round (wall minus time inside the backend), in milliseconds."""
+    import autocontinue
+
+    answer = make_answer(rounds * per_call - per_call // 2)
+    spec = _spec(per_call, 10 * rounds * per_call + 100_000)
+    samples, walls = [], []
+    for _ in range(repeats):
+        backend = _timed_backend(answer, spec)
+        t0 = time.perf_counter()
+        result = autocontinue.generate("Write.", backend=backend, max_tokens_per_call=per_call,
+                                       max_rounds=rounds + 5, strategy=strategy)
+        wall = time.perf_counter() - t0
+        assert result.text == answer, "the engine changed the scripted answer"
+        samples.append((wall - backend.inside) / len(result.rounds) * 1000)
+        walls.append(wall / len(result.rounds) * 1000)
+    samples.sort()
+    walls.sort()
+    return {
+        "strategy": strategy,
+        "rounds": len(result.rounds),
+        "tokens_per_round": per_call,
+        "engine_ms_per_round": round(samples[len(samples) // 2], 4),
+        "wall_ms_per_round": round(walls[len(walls) // 2], 4),
+        "repeats": repeats,
+    }
+
+
+def join_child(tokens: int, per_call: int, trace: bool) -> dict[str, Any]:
+    """Run in a subprocess: join a ``tokens``-token answer; time, peak RSS, tracemalloc peak."""
+    import resource
+    import tracemalloc
+
+    import autocontinue
+
+    answer = make_answer(tokens)
+    spec = _spec(per_call, 4 * tokens + 100_000)
+    backend = _timed_backend(answer, spec)
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if trace:
+        tracemalloc.start()
+    t0 = time.perf_counter()
+    result = autocontinue.generate("Write.", backend=backend, max_tokens_per_call=per_call,
+                                   max_rounds=tokens // per_call + 10)
+    wall = time.perf_counter() - t0
+    peak = tracemalloc.get_traced_memory()[1] / 2**20 if trace else None
+    if trace:
+        tracemalloc.stop()
+    exact = result.text == answer
+    return {
+        "tokens": tokens,
+        "rounds": len(result.rounds),
+        "exact": exact,
+        "wall_s": round(wall, 4),
+        "engine_s": round(wall - backend.inside, 4),
+        "rss_before_mb": round(rss_before, 1),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "tracemalloc_peak_mb": round(peak, 1) if peak is not None else None,
+        "answer_mb": round(len(answer.encode()) / 2**20, 2),
+    }
+
+
+def _spawn(tokens: int, per_call: int, trace: bool) -> dict[str, Any]:
+    code = (
+        "import json,sys; from bench.engine_overhead import join_child; "
+        f"print(json.dumps(join_child({tokens}, {per_call}, {trace})))"
+    )
+    from .common import REPO
+
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def long_join(sizes: tuple[int, ...] = (125_000, 250_000, 500_000, 1_000_000), per_call: int = 8192) -> list[dict]:
+    rows = []
+    for tokens in sizes:
+        timed = _spawn(tokens, per_call, trace=False)
+        traced = _spawn(tokens, per_call, trace=True)
+        timed["tracemalloc_peak_mb"] = traced["tracemalloc_peak_mb"]
+        rows.append(timed)
+    return rows
+
+
+def run(*, quick: bool = False, log: Any = print) -> dict[str, Any]:
+    """Both measurements; writes bench/out/engine_overhead.json."""
+    from .common import save
+
+    repeats = 2 if quick else 5
+    overhead = [overhead_per_round(strategy=s, per_call=n, repeats=repeats, rounds=20 if quick else 50)
+                for s in ("prefill", "user-turn") for n in ROUND_SIZES]
+    for row in overhead:
+        log(f"  engine overhead ({row['strategy']}, {row['tokens_per_round']} tokens/round): "
+            f"{row['engine_ms_per_round']:.3f} ms/round")
+    sizes = (25_000, 50_000) if quick else (125_000, 250_000, 500_000, 1_000_000)
+    join = long_join(sizes)
+    for row in join:
+        log(f"  join {row['tokens']:>9,} tokens: {row['wall_s']:.2f} s, peak RSS {row['peak_rss_mb']} MB, "
+            f"tracemalloc peak {row['tracemalloc_peak_mb']} MB, exact={row['exact']}")
+    data = {"overhead": overhead, "join": join, "join_per_call": 8192}
+    save("engine_overhead", data)
+    return data
+
+
+if __name__ == "__main__":
+    run()
