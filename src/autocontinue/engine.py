@@ -116,7 +116,7 @@ class Engine:
         base, held = seams.split_for_continuation(opening, self.state.strategy)
         if len(base) < already_emitted:
             base, held = opening[:already_emitted], opening[already_emitted:]
-        self.state.segments.append("")
+        self.state.start_segment()
         self.state.add_text(base)
         self.state.held = held
         new = base[already_emitted:]
@@ -168,7 +168,7 @@ class Engine:
             instruction = LENGTHEN_INSTRUCTION.format(
                 words=count_words(state.text), target=state.budgets.min_words
             )
-        has_text = bool(state.text.strip())
+        has_text = state.chars > 0 and bool(state.tail(4096).strip() or state.text.strip())
         report_strategy = strategy if has_text else "initial"
         messages = build_messages(self.prompt, state.segments, strategy, instruction=instruction)
         request = RoundRequest(
@@ -216,7 +216,7 @@ class Engine:
             stop_reason=end.stop_reason,
             stop_sequence=end.stop_sequence,
             usage=usage,
-            seam=current.seam_report(),
+            seam=current.seam_report(self.state if continuing else None),
             chars=current.chars,
             request_id=end.request_id,
             retries=self._retries_this_round,
@@ -225,7 +225,7 @@ class Engine:
         )
         self._retries_this_round = 0
         self.state.record_round(report)
-        return [*current.take_events(), RoundFinished(report, len(self.state.text))]
+        return [*current.take_events(), RoundFinished(report, self.state.chars)]
 
     # -- failures ---------------------------------------------------------------------------
 
@@ -300,7 +300,7 @@ class _RoundInProgress:
         self.started = time.monotonic()
         self.hold_strategy = state.strategy
         self.repairer = (
-            seams.SeamRepairer(state.text[-seams.ECHO_WINDOW :], state.held, strategy)
+            seams.SeamRepairer(state.tail(seams.ECHO_WINDOW), state.held, strategy)
             if has_text
             else None
         )
@@ -310,7 +310,7 @@ class _RoundInProgress:
         else:
             self.pending = ""
         state.held = ""
-        state.segments.append("")
+        state.start_segment()
         self.chars = 0
         self.produced = False
         self.until_hit = False
@@ -328,7 +328,7 @@ class _RoundInProgress:
         pending = self.pending + out
         until = self.state.budgets.until
         if until:
-            tail = self.state.text[-(len(until) - 1) :] if len(until) > 1 else ""
+            tail = self.state.tail(len(until) - 1) if len(until) > 1 else ""
             found = (tail + pending).find(until)
             if found >= 0:
                 cut = found + len(until) - len(tail)
@@ -338,7 +338,7 @@ class _RoundInProgress:
                 return
         if hold:
             base, held = seams.split_for_continuation(
-                pending, self.hold_strategy, fragment=bool(self.state.text)
+                pending, self.hold_strategy, fragment=self.state.chars > 0
             )
         else:
             base, held = pending, ""
@@ -363,10 +363,12 @@ class _RoundInProgress:
         events, self.events = self.events, []
         return events
 
-    def seam_report(self) -> dict[str, Any]:
-        if self.repairer is None:
-            return {}
-        return self.repairer.report.to_dict()
+    def seam_report(self, cut_at: ContinuationState | None) -> dict[str, Any]:
+        """What the seam at the start of the round did, and the state where this round cut."""
+        report = self.repairer.report.to_dict() if self.repairer is not None else {}
+        if cut_at is not None:
+            report["cut"] = cut_at.cut.state().to_dict()
+        return report
 
 
 # -- drivers --------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from .catalogue import ModelSpec
 from .events import RoundReport
+from .seams import CutScanner
 from .usage import Usage
 
 __all__ = [
@@ -72,12 +73,8 @@ class ContinuationState:
 
     spec: ModelSpec
     budgets: Budgets
-    #: Answer text emitted so far (starts with the prefill, if any). Never retracted.
-    text: str = ""
     #: Received but not emitted: trailing whitespace or a half word the next round may redo.
     held: str = ""
-    #: ``text`` split by the round that produced it: stable assistant blocks for the cache.
-    segments: list[str] = field(default_factory=list)
     rounds: list[RoundReport] = field(default_factory=list)
     usage: Usage = field(default_factory=Usage)
     cost_usd: float = 0.0
@@ -89,17 +86,59 @@ class ContinuationState:
     last_call_tokens: int | None = None
     #: Set once the run is over.
     stop_reason: str | None = None
+    #: Open code fence and XML-like tags of ``text``, kept up to date as text is added.
+    cut: CutScanner = field(default_factory=CutScanner, repr=False)
+    #: The emitted text as one list of pieces per round (joined lazily: appends stay O(1)).
+    _segments: list[list[str]] = field(default_factory=list, repr=False)
+    _chars: int = 0
+    _joined: str | None = field(default=None, repr=False)
 
     @property
     def completed_rounds(self) -> int:
         """Rounds that count against ``max_rounds`` (a broken stream resumed is not a round)."""
         return sum(1 for r in self.rounds if r.stop_reason != "interrupted")
 
+    def start_segment(self) -> None:
+        """Text added from now on belongs to a new round (a new assistant block)."""
+        self._segments.append([])
+
     def add_text(self, text: str) -> None:
-        """Append emitted text to the current round's segment."""
+        """Append emitted text (never retracted) to the current round's segment."""
         if text:
-            self.text += text
-            self.segments[-1] += text
+            self._segments[-1].append(text)
+            self._chars += len(text)
+            self._joined = None
+            self.cut.feed(text)
+
+    @property
+    def text(self) -> str:
+        """Answer text emitted so far (starts with the prefill, if any)."""
+        if self._joined is None:
+            self._joined = "".join(self.segments)
+        return self._joined
+
+    @property
+    def segments(self) -> list[str]:
+        """The emitted text split by the round that produced it (stable cache blocks)."""
+        for parts in self._segments:
+            if len(parts) > 1:
+                parts[:] = ["".join(parts)]
+        return [parts[0] if parts else "" for parts in self._segments]
+
+    @property
+    def chars(self) -> int:
+        return self._chars
+
+    def tail(self, n: int) -> str:
+        """The last ``n`` characters of the text, without joining all of it."""
+        pieces: list[str] = []
+        need = n
+        for piece in (p for parts in reversed(self._segments) for p in reversed(parts)):
+            if need <= 0:
+                break
+            pieces.append(piece[-need:])
+            need -= len(pieces[-1])
+        return "".join(reversed(pieces))
 
     def record_round(self, report: RoundReport) -> None:
         self.rounds.append(report)
