@@ -338,28 +338,35 @@ _SENTENCE_END = frozenset(".!?…")
 _CLOSERS = "\"'”’»)]}*_"
 
 
+_LAST_SPACE = re.compile(r"\s\S*\Z")
+
+
 class _Tail:
-    """The searched window of the text so far, indexed by word starts."""
+    """The searched window of the text so far; word starts are found on demand, per first char."""
 
     def __init__(self, text: str, whole: bool) -> None:
         self.text = text
         self.whole = whole
-        self.by_first: dict[str, list[int]] = {}
-        last_ws = -1
-        for i, ch in enumerate(text):
-            if ch.isspace():
-                last_ws = i
-            elif self._is_start(i):
-                self.by_first.setdefault(ch, []).append(i)
+        last = _LAST_SPACE.search(text)
         #: Starts after this index hold a single word.
-        self.last_ws = last_ws
+        self.last_ws = last.start() if last else -1
         stripped = text.rstrip(_CLOSERS)
         self.ends_sentence = bool(stripped) and stripped[-1] in _SENTENCE_END
+
+    def starts_with(self, ch: str) -> list[int]:
+        """Word starts whose first character is ``ch``, in order."""
+        text, out = self.text, []
+        i = text.find(ch)
+        while i >= 0:
+            if self._is_start(i):
+                out.append(i)
+            i = text.find(ch, i + 1)
+        return out
 
     def _is_start(self, i: int) -> bool:
         text = self.text
         if i == 0:
-            return self.whole and not _is_extender(text[0])
+            return self.whole and not text[0].isspace() and not _is_extender(text[0])
         if not is_grapheme_boundary(text, i):
             return False
         prev = text[i - 1]
@@ -468,7 +475,7 @@ class SeamRepairer:
                     return False
                 self._search = _EchoSearch(lead, [], lead, [])
                 return True
-            starts = self._tail.by_first.get(buf[lead], [])
+            starts = self._tail.starts_with(buf[lead])
             if lead:  # a repeat after leading whitespace needs several words
                 starts = [i for i in starts if i < self._tail.last_ws]
             self._search = _EchoSearch(lead, list(starts), lead, [])
