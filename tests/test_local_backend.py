@@ -474,3 +474,23 @@ def test_local_is_the_default_backend_without_an_anthropic_key():
     result = autocontinue.generate("Say hi.", max_tokens_per_call=8, max_rounds=1, seed=1)
     assert result.backend == "local"
     assert result.model == "smollm2-135m-instruct"
+
+
+def test_a_round_abandoned_mid_stream_frees_the_model_for_the_next(greedy):
+    request = RoundRequest(model=greedy.default_model, messages=STORY, max_tokens=30)
+    stream = greedy.stream_round(request)
+    first = next(stream)
+    assert isinstance(first, BackendDelta)
+    stream.close()  # the engine closes a round it stops reading (``until``)
+    text, end, _ = run_round(greedy, [*STORY, {"role": "assistant", "content": first.text}], 5)
+    assert end.stop_reason == "max_tokens"
+    assert end.usage.reused_prompt_tokens == end.usage.input_tokens - 1
+
+
+async def test_async_rounds_run_through_worker_threads(greedy):
+    request = RoundRequest(model=greedy.default_model, messages=STORY, max_tokens=6)
+    events = [event async for event in greedy.astream_round(request)]
+    assert isinstance(events[-1], RoundEnd)
+    text = "".join(e.text for e in events if isinstance(e, BackendDelta))
+    again, _, _ = run_round(greedy, STORY, 6)  # the lock was released by the async stream
+    assert text == again
