@@ -205,7 +205,9 @@ class Engine:
             stop = "until" if current.until_hit else "interrupted"
             end = RoundEnd(stop_reason=stop, usage=Usage())
         continuing = end.stop_reason in ("max_tokens", "interrupted")
-        current.close(continuing)
+        # The tail stays held even when the round ended: the run may still go on (min_words),
+        # and when it does not, finishing the run emits it.
+        current.close()
         if current.produced or end.stop_reason != "interrupted":
             self._attempts = 0
         usage = end.usage
@@ -298,7 +300,8 @@ class _RoundInProgress:
         self.report_strategy = report_strategy
         self.max_tokens = max_tokens
         self.started = time.monotonic()
-        self.hold_strategy = state.strategy
+        # With min_words an ended answer may be continued by a user turn, so hold as for one.
+        self.hold_strategy = "user-turn" if state.budgets.min_words else state.strategy
         self.repairer = (
             seams.SeamRepairer(state.tail(seams.ECHO_WINDOW), state.held, strategy)
             if has_text
@@ -321,10 +324,10 @@ class _RoundInProgress:
             return []
         self.produced = True
         out = self.repairer.feed(text) if self.repairer else text
-        self._take(out, hold=True)
+        self._take(out)
         return self.take_events()
 
-    def _take(self, out: str, *, hold: bool) -> None:
+    def _take(self, out: str) -> None:
         pending = self.pending + out
         until = self.state.budgets.until
         if until:
@@ -336,12 +339,9 @@ class _RoundInProgress:
                 self.pending = ""
                 self.until_hit = True
                 return
-        if hold:
-            base, held = seams.split_for_continuation(
-                pending, self.hold_strategy, fragment=self.state.chars > 0
-            )
-        else:
-            base, held = pending, ""
+        base, held = seams.split_for_continuation(
+            pending, self.hold_strategy, fragment=self.state.chars > 0
+        )
         self._emit(base, held)
         self.pending = held
 
@@ -352,12 +352,12 @@ class _RoundInProgress:
             self.chars += len(text)
             self.events.append(TextDelta(text, held))
 
-    def close(self, continuing: bool) -> None:
-        """End of the piece: flush the repairer; hold the tail only if another round follows."""
+    def close(self) -> None:
+        """End of the piece: flush the repairer, still holding the unsafe tail."""
         if self.until_hit:
             return
         out = self.repairer.finish() if self.repairer else ""
-        self._take(out, hold=continuing)
+        self._take(out)
 
     def take_events(self) -> list[Event]:
         events, self.events = self.events, []
