@@ -214,7 +214,8 @@ def test_preamble_quirk_opens_a_user_turn_continuation_only(start_emulator, full
         piece = text_of(ask(url, messages))
         opening, sep, rest = piece.partition("\n\n")
         assert opening in PREAMBLES and sep
-        assert given + rest == full_answer
+        assert not rest[0].isspace()
+        assert given + " " + rest == full_answer
         seen.add(opening)
     assert len(seen) > 1
     prefill = text_of(ask(url, PROMPT + [{"role": "assistant", "content": given}]))

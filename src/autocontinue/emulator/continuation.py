@@ -100,7 +100,7 @@ def plan_output(
     """The whole response for a request (see the module docstring)."""
     start = resume_offset(answer.text, assistant_text) if mode != "fresh" else 0
     echo = echo_text(assistant_text, quirks.echo_words) if mode != "fresh" else ""
-    if quirks.drop_space and not echo:
+    if (quirks.drop_space or quirks.preamble) and not echo:  # after a blank line no model opens with a space
         while start < len(answer.text) and answer.text[start].isspace():
             start += 1
     segment, seg_bounds = _answer_segment(answer, start, quirks.early_stop)

@@ -12,7 +12,8 @@ continuation round rolls again.
     prefill cut mid-word ``"the quick bro"`` it sends ``"quick bro"`` then ``"wn fox"``.
 ``preamble``
     A user-turn continuation opens with one of several sentences such as ``"Sure, continuing
-    where I left off:"`` followed by a blank line (``"\\n\\n"``).
+    where I left off:"`` followed by a blank line (``"\\n\\n"``); the text after it starts
+    without the whitespace that should open it (no model starts a line with a space).
 ``drop-space``
     A user-turn continuation omits the whitespace that should open it (``"brown"`` instead of
     ``" brown"``).
