@@ -179,3 +179,4 @@ def test_resume_with_no_journal_is_refused():
 def test_missing_emulator_module_gives_a_hint_not_a_traceback(monkeypatch):
     monkeypatch.setitem(sys.modules, "autocontinue.emulator.command", None)  # as if not installed
     assert_one_line_error(invoke("emulate", "--port", "0"), "emulator", "pip install")
+

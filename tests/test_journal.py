@@ -89,6 +89,16 @@ def test_checkpoints_rounds_and_finish_round_trip(journal):
     assert record.cost_usd == pytest.approx(0.002)
 
 
+def test_round_checkpoint_stays_at_the_last_round_end_while_text_streams(journal):
+    run_id = journal.start_run(backend="local", model="m", request={})
+    journal.record_round(run_id, _round(0), "one two", " ")
+    journal.save_checkpoint(run_id, "one two three fo", "ur")
+    record = journal.get(run_id)
+    assert (record.text, record.held) == ("one two three fo", "ur")
+    at_round = record.round_checkpoint()
+    assert (at_round.text, at_round.held, len(at_round.rounds)) == ("one two", " ", 1)
+
+
 def test_run_can_be_found_by_unique_prefix_only(journal):
     a = journal.start_run(backend="local", model="m", request={}, run_id="20260101-000000-aaaa")
     journal.start_run(backend="local", model="m", request={}, run_id="20260101-000000-aabb")

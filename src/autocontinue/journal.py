@@ -1,7 +1,9 @@
 """The run journal: every CLI run in one SQLite file, so that no run is ever lost.
 
 One row per run (the request minus secrets, state, totals), one row per finished round, and
-one checkpoint per run (the answer text emitted so far plus the held tail). Each write is its
+one checkpoint per run: the answer text emitted so far plus the held tail, and the same pair
+as it stood at the end of the last finished round (a seeded local model replays the
+interrupted round from there, so its resumed text is the uninterrupted one). Each write is its
 own committed transaction in WAL mode, so a run killed with ``kill -9`` keeps every checkpoint
 written before the kill, and ``autocontinue resume`` continues from the last one.
 
@@ -70,10 +72,12 @@ CREATE TABLE rounds (
     PRIMARY KEY (run_id, idx)
 );
 CREATE TABLE checkpoints (
-    run_id  TEXT PRIMARY KEY REFERENCES runs(id) ON DELETE CASCADE,
-    text    TEXT NOT NULL,
-    held    TEXT NOT NULL,
-    updated REAL NOT NULL
+    run_id     TEXT PRIMARY KEY REFERENCES runs(id) ON DELETE CASCADE,
+    text       TEXT NOT NULL,
+    held       TEXT NOT NULL,
+    updated    REAL NOT NULL,
+    round_text TEXT NOT NULL DEFAULT '',
+    round_held TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX runs_by_created ON runs(created);
 """
@@ -139,6 +143,9 @@ class RunRecord:
     pid: int | None = None
     text: str = ""
     held: str = ""
+    #: Text and held tail at the end of the last finished round.
+    round_text: str = ""
+    round_held: str = ""
     rounds: list[RoundReport] = field(default_factory=list)
 
     @property
@@ -159,6 +166,10 @@ class RunRecord:
     def checkpoint(self) -> Checkpoint:
         """What ``stream(..., resume=...)`` needs to continue this run."""
         return Checkpoint(text=self.text, held=self.held, rounds=list(self.rounds))
+
+    def round_checkpoint(self) -> Checkpoint:
+        """Where the run stood at the end of its last finished round."""
+        return Checkpoint(text=self.round_text, held=self.round_held, rounds=list(self.rounds))
 
     def result(self) -> Result:
         """The run as a Result (for a finished run, the final one)."""
@@ -314,8 +325,9 @@ class Journal:
                 (run_id, report.index, json.dumps(report.to_dict(), ensure_ascii=False)),
             )
             conn.execute(
-                "UPDATE checkpoints SET text = ?, held = ?, updated = ? WHERE run_id = ?",
-                (text, held, now, run_id),
+                "UPDATE checkpoints SET text = ?, held = ?, round_text = ?, round_held = ?, updated = ?"
+                " WHERE run_id = ?",
+                (text, held, text, held, now, run_id),
             )
             conn.execute("UPDATE runs SET updated = ? WHERE id = ?", (now, run_id))
 
@@ -347,8 +359,9 @@ class Journal:
                     (run_id, report.index, json.dumps(report.to_dict(), ensure_ascii=False)),
                 )
             conn.execute(
-                "UPDATE checkpoints SET text = ?, held = '', updated = ? WHERE run_id = ?",
-                (result.text, time.time(), run_id),
+                "UPDATE checkpoints SET text = ?, held = '', round_text = ?, round_held = '', updated = ?"
+                " WHERE run_id = ?",
+                (result.text, result.text, time.time(), run_id),
             )
         self.set_state(run_id, "finished", stop_reason=result.stop_reason, model=result.model)
 
@@ -397,9 +410,11 @@ class Journal:
             for r in self._read("SELECT report FROM rounds WHERE run_id = ? ORDER BY idx", (record.id,))
         ]
         if with_text:
-            rows = self._read("SELECT text, held FROM checkpoints WHERE run_id = ?", (record.id,))
+            rows = self._read("SELECT * FROM checkpoints WHERE run_id = ?", (record.id,))
             if rows:
-                record.text, record.held = rows[0]["text"], rows[0]["held"]
+                row = rows[0]
+                record.text, record.held = row["text"], row["held"]
+                record.round_text, record.round_held = row["round_text"], row["round_held"]
         return record
 
 

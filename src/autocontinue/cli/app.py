@@ -114,7 +114,7 @@ def _unavailable(name: str, message: str, hint: str) -> click.Command:
     )
 
 
-@click.group(cls=DefaultGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group("autocontinue", cls=DefaultGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="autocontinue")
 def cli() -> None:
     """Complete LLM answers of any length.

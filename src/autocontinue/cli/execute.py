@@ -12,7 +12,7 @@ from typing import Any
 
 from .. import api
 from ..errors import AutocontinueError, JournalError
-from ..events import Finished, Result
+from ..events import Checkpoint, Finished, Result
 from ..journal import Journal, RunRecord, RunRecorder
 from .errors import (
     BUDGET_STOPS,
@@ -53,25 +53,31 @@ def execute(
     output: AnswerOutput,
     quiet: bool,
     resume_from: RunRecord | None = None,
+    checkpoint: Checkpoint | None = None,
     budget_exit: int = 1,
 ) -> int:
-    """Run ``request`` (or continue ``resume_from``) to the end; returns the exit code."""
+    """Run ``request`` to the end, or continue run ``resume_from`` from ``checkpoint``.
+
+    Returns the exit code. A checkpoint with no text and no rounds starts the run afresh.
+    """
     options = stream_options(request)
-    if resume_from is not None:
-        options["resume"] = resume_from.checkpoint()
+    if checkpoint is not None and not (checkpoint.text or checkpoint.rounds):
+        checkpoint = None
+    if checkpoint is not None:
+        options["resume"] = checkpoint
     events = api.stream(request["prompt"], **options)
-    recorder = _recorder(journal, request, resume_from)
+    recorder = _recorder(journal, request, resume_from, checkpoint)
     run_id = recorder.start() if recorder else None
     progress = Progress(
         live=_live_line_wanted(output, quiet), quiet=quiet,
-        rounds_done=len(resume_from.rounds) if resume_from else 0,
-        cost_so_far=resume_from.cost_usd if resume_from else 0.0,
+        rounds_done=len(checkpoint.rounds) if checkpoint else 0,
+        cost_so_far=sum(r.cost_usd for r in checkpoint.rounds) if checkpoint else 0.0,
     )
     result: Result | None = None
     with _sigterm_raises():
         try:
-            if resume_from is not None:
-                output.write(resume_from.text)
+            if checkpoint is not None:
+                output.write(checkpoint.text)
             with progress:
                 for event in events:
                     if isinstance(event, Finished):
@@ -102,13 +108,16 @@ def _close(events: Any) -> None:
         pass
 
 
-def _recorder(journal: Journal | None, request: dict[str, Any], resume_from: RunRecord | None) -> RunRecorder | None:
+def _recorder(
+    journal: Journal | None, request: dict[str, Any], resume_from: RunRecord | None, checkpoint: Checkpoint | None
+) -> RunRecorder | None:
     if journal is None:
         return None
     if resume_from is not None:
+        start = checkpoint or Checkpoint(text="")
         return RunRecorder(
             journal, backend=resume_from.backend, model=resume_from.model, request=resume_from.request,
-            run_id=resume_from.id, text=resume_from.text, held=resume_from.held,
+            run_id=resume_from.id, text=start.text, held=start.held,
         )
     return RunRecorder(journal, backend=request["backend"], model=request.get("model") or "default", request=request)
 

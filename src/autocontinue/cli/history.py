@@ -39,7 +39,8 @@ def runs_table(records: list[RunRecord]) -> list[str]:
 
 
 def _describe_seam(seam: dict[str, Any]) -> str:
-    parts = [f"{key}={json.dumps(value, ensure_ascii=False)}" for key, value in seam.items() if value not in (None, "", [], {}, 0, False)]
+    parts = [f"{key}={json.dumps(value, ensure_ascii=False)}" for key, value in seam.items()
+             if key != "strategy" and value not in (None, "", [], {}, 0, False)]
     return ", ".join(parts) or "nothing to repair"
 
 

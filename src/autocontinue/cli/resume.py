@@ -6,6 +6,7 @@ import os
 
 import click
 
+from ..events import Checkpoint
 from ..journal import Journal, RunRecord, redact_url
 from .common import journal_options, open_journal, output_options
 from .errors import CommandFailed, say, warn
@@ -14,7 +15,7 @@ from .inputs import check_output_path
 from .output import AnswerOutput
 from .progress import summary_line
 
-__all__ = ["resume", "find_run"]
+__all__ = ["resume", "find_run", "resume_point"]
 
 
 def find_run(journal: Journal, run_id: str) -> RunRecord:
@@ -63,10 +64,28 @@ def resume(run_id: str | None, output: str | None, as_json: bool, quiet: bool,
             hint="wait for it, or stop that process first",
         )
     _warn_if_endpoint_changed(record, quiet)
+    checkpoint = resume_point(record)
     if not quiet:
-        say(f"resuming run {record.id} from {len(record.text):,} characters and {len(record.rounds)} rounds")
-    code = execute(record.request, journal=journal, output=answer, quiet=quiet, resume_from=record)
+        say(
+            f"resuming run {record.id} from {len(checkpoint.text):,} characters and {len(record.rounds)} "
+            f"finished round{'s' if len(record.rounds) != 1 else ''}"
+        )
+    code = execute(
+        record.request, journal=journal, output=answer, quiet=quiet, resume_from=record, checkpoint=checkpoint
+    )
     raise SystemExit(code)
+
+
+def resume_point(record: RunRecord) -> Checkpoint:
+    """Where to continue: the last checkpoint, or for a seeded local model the last round end.
+
+    A seeded local model reproduces a round only when the round is generated in one call, so
+    its interrupted round is replayed from the round's start (it costs nothing but time); a
+    remote model continues from the last checkpoint and pays only for the text not yet seen.
+    """
+    if record.backend == "local" and record.request.get("seed") is not None:
+        return record.round_checkpoint()
+    return record.checkpoint()
 
 
 def _warn_if_endpoint_changed(record: RunRecord, quiet: bool) -> None:
