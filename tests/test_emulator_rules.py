@@ -213,3 +213,18 @@ def test_unknown_route_is_a_json_404(rules_url):
 def test_count_tokens_applies_the_same_model_check(rules_url):
     with pytest.raises(anthropic.NotFoundError):
         client_for(rules_url).messages.count_tokens(model="nope", messages=USER)
+
+
+def test_prefill_with_extended_thinking_is_refused(rules_url):
+    thinking = {"thinking": {"type": "enabled", "budget_tokens": 1024}}
+    error = refused(
+        rules_url,
+        anthropic.BadRequestError,
+        model="claude-sonnet-4-5",
+        max_tokens=2000,
+        messages=USER + [{"role": "assistant", "content": "Once"}],
+        extra_body=thinking,
+    )
+    assert message_of(error).startswith("messages.1.content.0.type: Expected `thinking` or `redacted_thinking`, but found `text`.")
+    ok = client_for(rules_url).messages.create(model="claude-sonnet-4-5", max_tokens=2000, messages=USER, extra_body=thinking)
+    assert ok.stop_reason == "end_turn"

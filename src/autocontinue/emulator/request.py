@@ -17,7 +17,8 @@ the status, error type and message the real API would send. The checks, in order
 7. a final assistant message (prefill) to a model that refuses it: ``This model does not
    support assistant message prefill. The conversation must end with a user message.``;
 8. a final assistant message ending in whitespace: ``messages: final assistant content cannot
-   end with trailing whitespace``;
+   end with trailing whitespace``; with extended ``thinking`` enabled, a final assistant
+   message that does not open with a thinking block (prefill and thinking do not mix);
 9. the context window (checked by the app once tokens are counted, see ``check_context``):
    a prompt over the window gives ``prompt is too long: N tokens > C maximum``; a prompt that
    fits but not with ``max_tokens`` gives ``input length and `max_tokens` exceed context limit:
@@ -289,6 +290,8 @@ def parse_request(body: Any, resolve: Callable[[str], ModelSpec | None], *, coun
             )
         if assistant_text and assistant_text[-1].isspace():
             raise invalid("messages: final assistant content cannot end with trailing whitespace")
+    if not count_only:
+        _check_thinking(body, messages, max_tokens)
     first_user = next((text for role, text in turns if role == "user"), "")
     content_key = json.dumps([system_text, turns], ensure_ascii=False)
     return ParsedRequest(
@@ -305,6 +308,29 @@ def parse_request(body: Any, resolve: Callable[[str], ModelSpec | None], *, coun
         content_key=content_key,
         raw=body,
     )
+
+
+def _check_thinking(body: dict, messages: list[tuple[str, list]], max_tokens: int) -> None:
+    """Extended thinking: its budget must fit max_tokens, and it does not mix with a text prefill."""
+    thinking = body.get("thinking")
+    if not isinstance(thinking, dict) or thinking.get("type") != "enabled":
+        return
+    budget = thinking.get("budget_tokens")
+    if not _is_int(budget) or budget < 1024:
+        raise invalid("thinking.enabled.budget_tokens: Input should be greater than or equal to 1024")
+    if max_tokens <= budget:
+        raise invalid("`max_tokens` must be greater than `thinking.budget_tokens`")
+    role, blocks = messages[-1]
+    if role == "assistant" and blocks:
+        first_key = blocks[0][2]
+        if not first_key.startswith('["thinking"') and not first_key.startswith('["redacted_thinking"'):
+            raise invalid(
+                f"messages.{len(messages) - 1}.content.0.type: Expected `thinking` or `redacted_thinking`, but found `text`. "
+                "When `thinking` is enabled, a final `assistant` message must start with a thinking block "
+                "(preceeding the lastmost set of `tool_use` and `tool_result` blocks). We recommend you include "
+                "thinking blocks from previous turns. To avoid this requirement, disable `thinking`. Please consult "
+                "our documentation at https://docs.claude.com/en/docs/build-with-claude/extended-thinking"
+            )
 
 
 def check_context(request: ParsedRequest) -> None:
