@@ -113,13 +113,18 @@ def _cut_to_whitespace(text: str) -> str:
 def user_turn_loop(client: Any, prompt: str, *, model: str, max_tokens: int = 4096,
                    max_calls: int = 1000, max_rounds: int | None = None) -> LoopRun:
     """User-turn continuation, no caching, until end_turn or ``max_rounds`` calls."""
+    import anthropic
+
     started = time.perf_counter()
     limit = min(max_calls, max_rounds or max_calls)
     text, usage, calls = "", Usage(), 0
     while calls < limit:
-        message = client.messages.create(
-            model=model, max_tokens=max_tokens, messages=_user_turn_messages(prompt, text)
-        )
+        try:
+            message = client.messages.create(
+                model=model, max_tokens=max_tokens, messages=_user_turn_messages(prompt, text)
+            )
+        except anthropic.BadRequestError as exc:  # e.g. the prompt outgrew the context window
+            return _finish(model, text, calls, usage, "error", started, error=exc.message)
         calls += 1
         usage = usage + _usage(message.usage)
         piece = _text(message)

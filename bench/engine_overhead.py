@@ -5,7 +5,9 @@ in-process model, so what is measured is the engine alone:
 
 - **overhead per round**: wall time of a run minus the time spent inside the backend's own
   generator, divided by the number of rounds (targets: under 1 ms a round), for prefill and
-  user-turn continuation;
+  user-turn continuation, at 100, 1,000 and 4,096 tokens a round (64-character deltas); a
+  least-squares line splits it into a fixed part per round and a part per 1,000 tokens
+  streamed (the per-delta work: seam repair, holding the unsafe tail, events);
 - **the long join**: answers of 125k to 1M tokens (4 characters a token) written in rounds of
   8,192 tokens, each in a fresh subprocess that reports its wall time, its peak RSS
   (``resource.getrusage``, the whole interpreter included) and, in a second pass, the peak of
@@ -24,7 +26,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["make_answer", "overhead_per_round", "join_child", "run", "ROUND_SIZES"]
+__all__ = ["make_answer", "overhead_per_round", "fit_per_round", "join_child", "run", "ROUND_SIZES"]
 
 #: Tokens per round at which the overhead is measured (it grows with the text a round carries).
 ROUND_SIZES = (100, 1000, 4096)
@@ -105,6 +107,17 @@ def overhead_per_round(*, rounds: int = 50, per_call: int = 1000, strategy: str 
     }
 
 
+def fit_per_round(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """Least-squares split of ms/round into a fixed part and a part per 1,000 tokens streamed."""
+    xs = [r["tokens_per_round"] / 1000 for r in rows]
+    ys = [r["engine_ms_per_round"] for r in rows]
+    n = len(xs)
+    mx, my = sum(xs) / n, sum(ys) / n
+    sxx = sum((x - mx) ** 2 for x in xs)
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx if sxx else 0.0
+    return {"fixed_ms_per_round": round(my - slope * mx, 4), "ms_per_1k_tokens": round(slope, 4)}
+
+
 def join_child(tokens: int, per_call: int, trace: bool) -> dict[str, Any]:
     """Run in a subprocess: join a ``tokens``-token answer; time, peak RSS, tracemalloc peak."""
     import resource
@@ -170,12 +183,16 @@ def run(*, quick: bool = False, log: Any = print) -> dict[str, Any]:
     for row in overhead:
         log(f"  engine overhead ({row['strategy']}, {row['tokens_per_round']} tokens/round): "
             f"{row['engine_ms_per_round']:.3f} ms/round")
+    fits = {s: fit_per_round([r for r in overhead if r["strategy"] == s]) for s in ("prefill", "user-turn")}
+    for s, f in fits.items():
+        log(f"  engine overhead ({s}): {f['fixed_ms_per_round']:.3f} ms a round + "
+            f"{f['ms_per_1k_tokens']:.3f} ms per 1,000 tokens streamed")
     sizes = (25_000, 50_000) if quick else (125_000, 250_000, 500_000, 1_000_000)
     join = long_join(sizes)
     for row in join:
         log(f"  join {row['tokens']:>9,} tokens: {row['wall_s']:.2f} s, peak RSS {row['peak_rss_mb']} MB, "
             f"tracemalloc peak {row['tracemalloc_peak_mb']} MB, exact={row['exact']}")
-    data = {"overhead": overhead, "join": join, "join_per_call": 8192}
+    data = {"overhead": overhead, "fit": fits, "join": join, "join_per_call": 8192}
     save("engine_overhead", data)
     return data
 
