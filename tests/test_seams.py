@@ -25,8 +25,10 @@ STRATEGIES = ("prefill", "user-turn")
 FAST = settings(max_examples=int(__import__("os").environ.get("SEAMS_EXAMPLES", "150")), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-def _stream(base_tail: str, held: str, pieces: list[str], strategy: str) -> tuple[str, list[str], SeamReport]:
-    repairer = SeamRepairer(base_tail, held, strategy)
+def _stream(
+    base_tail: str, held: str, pieces: list[str], strategy: str, cut: CutState | None = None
+) -> tuple[str, list[str], SeamReport]:
+    repairer = SeamRepairer(base_tail, held, strategy, cut=cut)
     outputs = [repairer.feed(piece) for piece in pieces]
     outputs.append(repairer.finish())
     return "".join(outputs), outputs, repairer.report
@@ -267,6 +269,42 @@ def test_genuine_opening_is_not_taken_for_a_preamble(opening):
     assert report.trimmed_preamble == ""
 
 
+def test_leading_ellipsis_before_a_repeat_is_trimmed_with_it():
+    assert join_piece("Text and the quick", " bro", "...quick brown", "user-turn")[0] == " brown"
+    assert join_piece("Text and the quick", " bro", "\u2026the quick brown", "user-turn")[0] == " brown"
+
+
+def test_leading_ellipsis_without_a_repeat_is_kept():
+    assert join_piece("He paused", " th", "... then spoke", "user-turn")[0] == "... then spoke"
+
+
+def test_reopened_code_fence_is_removed_and_the_line_break_restored():
+    cut = cut_state("Text\n```python\ndef f(x):\n    x = 1")
+    piece = "Continuing:\n\n```python\n    return x\n```\nDone."
+    out, report = join_piece("x = 1", "\n    re", piece, "user-turn", cut=cut)
+    assert out == "\n    return x\n```\nDone."
+    assert report.trimmed_preamble == "Continuing:\n\n```python\n"
+    assert report.cut == cut
+
+
+def test_bare_fence_reopens_only_where_a_half_word_was_expected():
+    cut = cut_state("```\nx = 1")
+    assert join_piece("x = 1", "\n    re", "```\n    return x", "user-turn", cut=cut)[0] == "\n    return x"
+    # Cut at a line end with nothing held to regenerate: a bare fence may close the block.
+    assert join_piece("x = 1", "\n", "```\nDone.", "user-turn", cut=cut)[0] == "\n```\nDone."
+
+
+def test_reopened_tag_is_removed():
+    cut = cut_state("<story_3>\nText and the quick")
+    out, report = join_piece("Text and the quick", " bro", "<story_3>\nquick brown", "user-turn", cut=cut)
+    assert out == " brown"
+    assert report.trimmed_preamble == "<story_3>\n"
+
+
+def test_fence_and_tag_lines_are_kept_without_a_cut_state():
+    assert join_piece("x = 1", "\n    re", "```python\n    return x", "user-turn")[0] == "\n    ```python\n    return x"
+
+
 def test_preamble_is_not_removed_in_prefill():
     assert join_piece("end.", "\n\n", "Continuing:\n\nNext", "prefill")[0] == "\n\nContinuing:\n\nNext"
 
@@ -375,18 +413,27 @@ def test_streaming_gives_the_same_text_as_a_one_shot_join(case, splits):
     assert streamed_report == report
 
 
+CUTS = st.sampled_from(
+    [None, CutState(None, (), False), CutState("py", (), True), CutState("", ("s",), False), CutState("", ("s", "t"), True)]
+)
+
+
 @FAST
 @given(
     st.text(st.sampled_from("ab c.:\n\u0301é"), max_size=30),
-    st.sampled_from(["", " ", "\n\n", " ab"]),
-    st.text(st.sampled_from("ab c.:\n\u0301SureContinuing!"), max_size=40),
+    st.sampled_from(["", " ", "\n\n", " ab", "\n  `"]),
+    st.one_of(
+        st.text(st.sampled_from("ab c.:\n\u0301SureContinuing!…"), max_size=40),
+        st.lists(st.sampled_from(["```", "```py", "\n", " ", "<s>", "<t>", "a", "b c", "...", "Continuing:", "`", "<"]), max_size=12).map("".join),
+    ),
     st.sampled_from(STRATEGIES),
     st.lists(st.integers(0, 60), max_size=6),
+    CUTS,
 )
-def test_streaming_matches_one_shot_for_arbitrary_pieces(base, held, piece, strategy, splits):
-    whole, report = join_piece(base, held, piece, strategy)
+def test_streaming_matches_one_shot_for_arbitrary_pieces(base, held, piece, strategy, splits, cut):
+    whole, report = join_piece(base, held, piece, strategy, cut=cut)
     bounds = sorted({0, len(piece), *(s % (len(piece) + 1) for s in splits)})
-    streamed, _, streamed_report = _stream(base, held, [piece[a:b] for a, b in zip(bounds, bounds[1:])], strategy)
+    streamed, _, streamed_report = _stream(base, held, [piece[a:b] for a, b in zip(bounds, bounds[1:])], strategy, cut)
     assert (streamed, streamed_report) == (whole, report)
     # Whatever is trimmed comes off the front: the rest of the piece arrives untouched.
     assert piece.startswith(report.trimmed_preamble)

@@ -325,6 +325,51 @@ def _find_preamble(buf: str, final: bool) -> Any:
     return _UNDECIDED
 
 
+_FENCE_LINE = re.compile(r"[ \t]*(`{3,}|~{3,})([^\n`]*)\n")
+_MAYBE_FENCE = re.compile(r"[ \t]*(?:(?:`+|~+)[^\n`]*)?")
+
+
+def _find_reopening(buf: str, cut: CutState | None, partial: str, final: bool) -> Any:
+    """End of a fence or tag line that reopens what was open at the cut, 0, or _UNDECIDED.
+
+    A fence line with an info string always opens a block. A bare one might close the open
+    block, unless the model was asked to regenerate a half word (``partial``) that is not a
+    fence: then the text went on with that word, not with a closing fence.
+    """
+    if cut is None or not buf:
+        return 0 if final or cut is None else _UNDECIDED
+    if cut.open_fence is not None:
+        match = _FENCE_LINE.match(buf)
+        if match:
+            reopens = bool(match.group(2).strip()) or (bool(partial) and partial[0] not in "`~")
+            return match.end() if reopens else 0
+        if not final and "\n" not in buf and _MAYBE_FENCE.fullmatch(buf):
+            return _UNDECIDED
+    if cut.open_tags:
+        tag = f"<{cut.open_tags[-1]}>"
+        if buf.startswith(tag):
+            end = len(tag)
+            while end < len(buf) and buf[end].isspace():
+                end += 1
+            if end == len(buf) and not final:
+                return _UNDECIDED
+            return end
+        if not final and tag.startswith(buf):
+            return _UNDECIDED
+    return 0
+
+
+def _leading_ellipsis(buf: str, final: bool) -> Any:
+    """Length of an ellipsis that opens ``buf`` ("..." or "…"), 0, or _UNDECIDED."""
+    if buf.startswith("\u2026"):
+        return 1
+    if buf.startswith("..."):
+        return 3
+    if not final and buf in (".", ".."):
+        return _UNDECIDED
+    return 0
+
+
 def _is_candidate_end(buf: str, e: int) -> bool:
     if not buf[e].isspace() or buf[e - 1].isspace():
         return False
@@ -393,10 +438,12 @@ class _Tail:
 class _EchoSearch:
     """Which word starts of the tail the piece may still be repeating."""
 
-    lead: int  # leading whitespace of the piece before the repeat
+    lead: int  # leading whitespace (or ellipsis) of the piece before the repeat
     alive: list[int]
     checked: int
     done: list[int]
+    #: The lead is an ellipsis ("...quick brown"): trimmed with the repeat, kept without one.
+    ellipsis: bool = False
 
 
 # ----------------------------------------------------------------------------- the repairer
@@ -405,9 +452,13 @@ class _EchoSearch:
 class SeamRepairer:
     """Streaming repair of one piece that continues a text whose tail is ``base_tail``."""
 
-    def __init__(self, base_tail: str, held: str, strategy: str, *, window: int = ECHO_WINDOW) -> None:
+    def __init__(
+        self, base_tail: str, held: str, strategy: str, *, window: int = ECHO_WINDOW, cut: CutState | None = None
+    ) -> None:
         _check_strategy(strategy)
         self.strategy = strategy
+        #: What was open where the text was cut (user-turn: a reopened fence or tag is removed).
+        self._cut = cut
         whole = len(base_tail) < window
         self._tail = _Tail(base_tail[-window:] if window > 0 else "", whole)
         ws = len(held) - len(held.lstrip())
@@ -418,9 +469,12 @@ class SeamRepairer:
         self._phase = "preamble" if strategy == "user-turn" else "echo"
         self._preambles: list[str] = []
         self._search: _EchoSearch | None = None
+        #: The piece now starts at a line start (after a removed fence line): its leading
+        #: whitespace is indentation, and the line break comes from the held whitespace.
+        self._line_start = False
         self._finished = False
         notes = (f"held back the partial word {held[ws:]!r} for the model to regenerate",) if held[ws:] else ()
-        self.report = SeamReport(strategy=strategy, dropped_partial=held[ws:], notes=notes)
+        self.report = SeamReport(strategy=strategy, dropped_partial=held[ws:], cut=cut, notes=notes)
 
     def feed(self, delta: str) -> str:
         """Text of the piece that is safe to emit now, already repaired."""
@@ -448,6 +502,12 @@ class SeamRepairer:
                 return ""
             if end:
                 self._trim_preamble(end)
+            else:
+                end = _find_reopening(self._buf, self._cut, self.report.dropped_partial, final)
+                if end is _UNDECIDED:
+                    return ""
+                if end:
+                    self._trim_reopening(end)
             if not end or len(self._preambles) >= _MAX_PREAMBLES:
                 self._phase = "echo"
         if not self._search_echo(final):
@@ -463,6 +523,16 @@ class SeamRepairer:
             note=f"removed a continuation preamble {text.strip()!r} ({len(text)} chars with its whitespace)",
         )
 
+    def _trim_reopening(self, end: int) -> None:
+        text = self._buf[:end]
+        self._preambles.append(text)
+        self._buf = self._buf[end:]
+        self._line_start = text.endswith("\n")
+        self._add(
+            trimmed_preamble=self.report.trimmed_preamble + text,
+            note=f"removed {text.strip()!r}: the piece reopened what was still open at the cut",
+        )
+
     def _search_echo(self, final: bool) -> bool:
         """Advance the echo search; True when it is decided."""
         buf = self._buf
@@ -470,15 +540,21 @@ class SeamRepairer:
             lead = 0
             while lead < len(buf) and buf[lead].isspace():
                 lead += 1
+            ellipsis = 0
+            if not lead and self.strategy == "user-turn":
+                ellipsis = _leading_ellipsis(buf, final)
+                if ellipsis is _UNDECIDED:
+                    return False
+                lead = ellipsis
             if lead == len(buf):
                 if not final:
                     return False
-                self._search = _EchoSearch(lead, [], lead, [])
+                self._search = _EchoSearch(lead, [], lead, [], bool(ellipsis))
                 return True
             starts = self._tail.starts_with(buf[lead])
-            if lead:  # a repeat after leading whitespace needs several words
+            if lead and not ellipsis:  # a repeat after leading whitespace needs several words
                 starts = [i for i in starts if i < self._tail.last_ws]
-            self._search = _EchoSearch(lead, list(starts), lead, [])
+            self._search = _EchoSearch(lead, list(starts), lead, [], bool(ellipsis))
         search = self._search
         tail = self._tail.text
         n, p, lead = len(buf), search.checked, search.lead
@@ -519,6 +595,10 @@ class SeamRepairer:
         rest = buf[cut:]
         self._buf = ""
         self._phase = "pass"
+        line_break = self._held_ws[: self._held_ws.rfind("\n") + 1]
+        if self._line_start and line_break and rest[:1].isspace() and "\n" not in rest[: len(rest) - len(rest.lstrip())]:
+            self._add(restored_whitespace=line_break, note="restored the line break before the piece's indented line")
+            return line_break + rest
         if self._needs_whitespace(rest):
             self._add(
                 restored_whitespace=self._held_ws,
@@ -540,7 +620,7 @@ class SeamRepairer:
             return False  # a repeat of punctuation alone ("--", "**") proves nothing
         if self._word_end and nxt is not None and _is_word(nxt):
             return False  # the text ended at a word end; this word goes on, so it is another word
-        if not lead:
+        if not lead or (self._search is not None and self._search.ellipsis):
             return True  # a piece that opens with the tail's own words, glued or space-less
         words = len(repeat.split())
         whole_sentence = self._tail.sentence_start(i) and self._tail.ends_sentence
@@ -548,7 +628,8 @@ class SeamRepairer:
 
     def _note_echo(self, repeat: str, lead: int) -> None:
         words = len(repeat.split())
-        where = " after leading whitespace" if lead else ""
+        search = self._search
+        where = " after an ellipsis" if search is not None and search.ellipsis else " after leading whitespace" if lead else ""
         self._add(
             trimmed_echo=repeat,
             note=f"piece repeated the last {words} word{'s' if words != 1 else ''} of the text"
@@ -564,9 +645,11 @@ class SeamRepairer:
         self.report = replace(self.report, notes=self.report.notes + (note,), **fields)
 
 
-def join_piece(base_tail: str, held: str, piece: str, strategy: str) -> tuple[str, SeamReport]:
+def join_piece(
+    base_tail: str, held: str, piece: str, strategy: str, *, cut: CutState | None = None
+) -> tuple[str, SeamReport]:
     """The repaired text to append after ``base`` for a whole ``piece``, and what was done."""
-    repairer = SeamRepairer(base_tail, held, strategy)
+    repairer = SeamRepairer(base_tail, held, strategy, cut=cut)
     out = repairer.feed(piece) + repairer.finish()
     return out, repairer.report
 
