@@ -161,3 +161,11 @@ def test_decode_rate_batches_several_tokens_per_delta(start_emulator):
     assert 1 < deltas <= 100 // (1000 // 40) + 1
     message = create(url)
     assert message.usage.output_tokens == 100
+
+
+def test_faults_and_quirks_accept_dicts(start_emulator):
+    plan = parse_faults({"529": 0.25, "drop@2": True})
+    assert plan.probabilities == {"529": 0.25} and plan.script == {2: "drop"}
+    url = start_emulator(length=100, faults={"500@1": True}, quirks={"echo": 1.0})
+    with pytest.raises(anthropic.InternalServerError):
+        create(url)

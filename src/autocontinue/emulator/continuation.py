@@ -59,13 +59,14 @@ def resume_offset(answer: str, given: str) -> int:
     return lo
 
 
-def _answer_segment(answer: Answer, start: int, early_stop: float) -> tuple[str, list[int]]:
-    """The answer from char ``start`` to its (possibly early) end, with token bounds."""
+def _answer_segment(answer: Answer, start: int, early_stop: float, cap: int) -> tuple[str, list[int]]:
+    """The answer from char ``start`` to its (possibly early) end, at most ``cap`` tokens."""
     starts = answer.starts
     total = answer.token_count
     k = bisect.bisect_right(starts, start) - 1  # token holding ``start``
     k = min(max(k, 0), total)
     end_index = _early_end(answer, start, k, early_stop) if early_stop and k < total else total
+    end_index = min(end_index, k + cap)  # never build more than the response can hold
     end = starts[end_index]
     if start >= end:
         return "", [0]
@@ -103,7 +104,7 @@ def plan_output(
     if (quirks.drop_space or quirks.preamble) and not echo:  # after a blank line no model opens with a space
         while start < len(answer.text) and answer.text[start].isspace():
             start += 1
-    segment, seg_bounds = _answer_segment(answer, start, quirks.early_stop)
+    segment, seg_bounds = _answer_segment(answer, start, quirks.early_stop, max_tokens + 1)
     prefix = (quirks.preamble + "\n\n" if quirks.preamble else "") + echo
     prefix_bounds = token_starts(prefix)[:-1] if prefix else []
     text = prefix + segment
