@@ -219,6 +219,10 @@ PREAMBLES = [
     "Resuming exactly where the previous message ended:",
     "Of course. Picking up exactly where the text stopped:",
     "Sure thing, I can do that. Continuing:",
+    'Continuing from "jumped over the lazy":',
+    "Picking up mid-sentence:",
+    "Sure — here's where it continues:",
+    "Here you go:",
 ]
 
 

@@ -2,34 +2,42 @@
 
 CONTRACT (the engine depends on these names and meanings):
 
-- ``split_for_continuation(text, strategy, max_partial=32) -> (base, held)``: ``base + held ==
-  text``. ``base`` is what is safe to emit now and what the next round sends as the assistant
-  turn; it never ends in whitespace. For "prefill", ``held`` is the trailing whitespace. For
-  "user-turn", ``held`` is the last whitespace run plus the partial word after it (so the half
-  word is regenerated), unless that partial word is longer than ``max_partial`` characters
-  (CJK, long code tokens) or is the whole text, in which case only trailing whitespace is
-  held. Never splits a grapheme (combining mark, ZWJ sequence, variation selector,
-  surrogate). Cost: proportional to the held tail, not to ``text``, apart from the slices.
-- ``SeamRepairer(base_tail, held, strategy)``: streaming repair of one new piece that follows
-  ``base`` (only its last ``ECHO_WINDOW`` characters are given, so cost does not grow with
-  the text). ``feed(delta) -> str`` returns text that is safe to emit; ``finish() -> str``
-  the rest. ``report`` is a SeamReport, complete after ``finish()``. The output is the same
-  for every way of splitting the piece into deltas.
-- ``join_piece(base_tail, held, piece, strategy) -> (text_to_append, SeamReport)``.
+- ``split_for_continuation(text, strategy, max_partial=32, *, fragment=False) -> (base,
+  held)``: ``base + held == text``. ``base`` is what is safe to emit now and what the next
+  round sends as the assistant turn; it never ends in whitespace. For "prefill", ``held`` is
+  the trailing whitespace. For "user-turn", ``held`` is the last word with the whitespace run
+  before it and any after it (the model regenerates the word and the whole run after it, since
+  a cut inside a whitespace run cannot tell how much of the run is missing), unless that word
+  is longer than ``max_partial`` characters (CJK, long code tokens) or is the whole text
+  (allowed with ``fragment=True``), in which case only trailing whitespace is held. Never
+  splits a grapheme. Cost: proportional to the held tail, not to ``text``, apart from slices.
+- ``SeamRepairer(base_tail, held, strategy, *, window=ECHO_WINDOW, cut=None)``: streaming
+  repair of one new piece that follows ``base`` (only its last ``ECHO_WINDOW`` characters are
+  used, so cost does not grow with the text). ``feed(delta) -> str`` returns text that is safe
+  to emit; ``finish() -> str`` the rest. ``report`` is a SeamReport, complete after
+  ``finish()``. The output is the same for every way of splitting the piece into deltas.
+  ``cut`` (optional): ``cut_state(base)``; with it a user-turn piece that reopens the open
+  code fence or tag has that line removed, and the report carries it.
+- ``join_piece(base_tail, held, piece, strategy, *, cut=None) -> (text_to_append, report)``.
 - ``cut_state(text) -> CutState``: open code fence and open XML-like tags at the end of text
   (``CutScanner`` does the same incrementally, for callers that see the text in pieces).
 
 How a piece is repaired, in order:
 
-1. Preamble (user-turn only): a short first line such as "Sure, continuing where I left
-   off:" that talks only about continuing is removed with the whitespace after it; then the
-   piece is treated as a fresh start. Up to three such lines in a row are removed.
+1. Preamble (user-turn only): a short first line or sentence such as "Sure, continuing where
+   I left off:" that talks only about continuing (continuation vocabulary, and at most one
+   other word before a colon) is removed with the whitespace after it; then the piece is
+   treated as a fresh start. A reopened fence or tag line is removed the same way (with a cut
+   state). Up to three such lines in a row are removed. Headings, title-case lines and
+   sentences about anything else are never taken for preambles.
 2. Echo: the longest suffix of the text, starting at a word start, that the piece starts with
-   is removed. A piece that opens with non-whitespace while the text needs a separator or a
-   glued continuation is itself evidence, so one whole word is enough there. A piece that
-   opens with whitespace would be a genuine continuation, so a repeat after leading
-   whitespace is only trimmed with more evidence: two words and eight characters, or a whole
-   sentence.
+   is removed. A piece that opens with the tail's own words with no whitespace before them
+   (user-turn, where a genuine piece opens with whitespace; or prefill, where a genuine piece
+   would glue the word to itself) is evidence enough for one whole word. A piece that opens
+   with whitespace may be a genuine continuation, so a repeat after leading whitespace needs
+   more: two words and eight characters, or a whole sentence. A repeat of punctuation alone,
+   a match that does not start at a word start, and a word that goes on past a text that
+   ended at a word end are never trimmed. In user-turn an ellipsis before a repeat goes with it.
 3. Whitespace: if what is left does not open with whitespace, the held whitespace is restored
    (unless it opens with closing punctuation, or a combining mark that belongs to the text
    before it).
@@ -245,6 +253,8 @@ _META = frozenset(
     """.split()
 )
 _TERMINATORS = ":.!\u2026"
+#: Quoted words in a preamble ('Continuing from "the lazy dog":') are the text's, not talk.
+_QUOTED = re.compile(r"\"[^\"]{0,80}\"|\u201c[^\u201d]{0,80}\u201d|(?<!\w)'[^']{0,80}'(?!\w)")
 
 
 def _words(text: str) -> list[str]:
@@ -272,8 +282,8 @@ def _is_preamble(candidate: str, line_ends: bool) -> bool:
         return False
     opener = _OPENER.match(core)
     clause = core[opener.end() :].strip() if opener else core
-    if opener and not clause:
-        return line_ends and not heading  # "Sure!" on a line of its own
+    if opener and not clause:  # "Sure!" on a line of its own, "Here you go: ..."
+        return (line_ends or core.endswith(":")) and not heading
     words = _words(clause)
     if not words:
         return False
@@ -282,7 +292,7 @@ def _is_preamble(candidate: str, line_ends: bool) -> bool:
     personal = bool(_PERSONAL.search(clause))
     if (heading or _looks_like_title(clause)) and not personal:
         return False
-    other = sum(1 for word in words if word not in _META)
+    other = sum(1 for word in _words(_QUOTED.sub(" ", clause)) if word not in _META)
     if _CONTINUING.search(clause):
         return other <= (1 if core.endswith(":") else 0)
     return bool(_REST.search(clause)) and other == 0 and core.endswith(":")
