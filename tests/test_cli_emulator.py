@@ -157,6 +157,8 @@ def test_refused_key_exits_3_and_the_run_resumes_once_the_key_is_fixed(monkeypat
     record = Journal(default_journal_path()).latest_unfinished()
     assert record is not None and record.state == "failed"
     assert last.endswith(f"resume with: autocontinue resume {record.id}")
+    shown = invoke("show", record.id)
+    assert shown.exit_code == 0 and "is failed" in shown.stderr and "invalid x-api-key" in shown.stderr
 
     monkeypatch.setenv("ANTHROPIC_API_KEY", "the-right-key")
     resumed = invoke("resume")

@@ -11,6 +11,7 @@ import click
 
 from ..journal import RunRecord
 from .common import open_journal
+from .errors import say
 from .resume import find_run
 
 __all__ = ["runs", "show", "runs_table", "seam_lines"]
@@ -82,6 +83,9 @@ def show(run_id: str, seams: bool, journal_path: str | None) -> None:
     click.echo(record.text, nl=False)
     if seams or (record.text and not record.text.endswith("\n") and sys.stdout.isatty()):
         click.echo("")
+    if not record.finished:
+        detail = f" ({record.error})" if record.error else ""
+        say(f"run {record.id} is {record.state}{detail}; this is the text so far; finish it with: autocontinue resume {record.id}")
     if seams:
         click.echo(f"--- run {record.id}: {record.state}, {record.model} on {record.backend}, {len(record.rounds)} rounds")
         for line in seam_lines(record):
