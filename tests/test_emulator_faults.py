@@ -169,3 +169,11 @@ def test_faults_and_quirks_accept_dicts(start_emulator):
     url = start_emulator(length=100, faults={"500@1": True}, quirks={"echo": 1.0})
     with pytest.raises(anthropic.InternalServerError):
         create(url)
+
+
+def test_injected_429_can_carry_a_longer_retry_after(start_emulator):
+    assert parse_faults("429/7:0.5").retry_after == 7
+    url = start_emulator(length=100, faults="429/3@1")
+    with pytest.raises(anthropic.RateLimitError) as caught:
+        create(url)
+    assert caught.value.response.headers["retry-after"] == "3"

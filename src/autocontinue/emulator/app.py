@@ -154,7 +154,7 @@ class Emulator:
         fault = config.faults.fault_for(config.seed, number)
         if fault == "stream-error" and not parsed.stream:
             fault = "529"
-        _raise_status_fault(fault)
+        _raise_status_fault(fault, config.faults.retry_after)
         plan = self.plan(parsed)
         cache = self.cache.plan(parsed.spec.id, parsed.blocks, parsed.spec.min_cacheable)
         usage = Usage(
@@ -243,7 +243,7 @@ class Emulator:
         return JSONResponse(body, status_code=error.status, headers=headers)
 
 
-def _raise_status_fault(fault: str | None) -> None:
+def _raise_status_fault(fault: str | None, retry_after: int) -> None:
     if fault == "529":
         raise ApiError(529, "overloaded_error", "Overloaded")
     if fault == "500":
@@ -255,7 +255,7 @@ def _raise_status_fault(fault: str | None) -> None:
             "Number of request tokens has exceeded your per-minute rate limit "
             "(https://docs.claude.com/en/api/rate-limits); see the response headers for current usage. "
             "Please reduce the prompt length or the maximum tokens requested, or try again later.",
-            {"retry-after": "1"},
+            {"retry-after": str(retry_after)},
         )
 
 

@@ -10,7 +10,8 @@ since start or reset (so a retry of the same request can succeed). The script fo
 ``529``
     ``overloaded_error`` ``Overloaded``.
 ``429``
-    ``rate_limit_error`` with ``retry-after: 1``.
+    ``rate_limit_error`` with ``retry-after: 1``; write ``429/5`` (``429/5:0.1``, ``429/5@2``)
+    for ``retry-after: 5``.
 ``500``
     ``api_error`` ``Internal server error``.
 ``drop``
@@ -43,6 +44,8 @@ class FaultPlan:
 
     probabilities: dict[str, float] = field(default_factory=dict)
     script: dict[int, str] = field(default_factory=dict)
+    #: Seconds in the ``retry-after`` header of injected 429s.
+    retry_after: int = 1
 
     def fault_for(self, seed: int, request_number: int) -> str | None:
         """The fault for the ``request_number``-th request, or None."""
@@ -71,7 +74,9 @@ def parse_faults(spec: str | Mapping[str, object] | None) -> FaultPlan:
             items.append((name.strip(), value if sep else "1"))
     probabilities: dict[str, object] = {}
     script: dict[int, str] = {}
+    retry_after = 1
     for name, value in items:
+        name, retry_after = _retry_suffix(name, retry_after)
         if "@" in name:
             kind, _, number = name.partition("@")
             if kind not in FAULT_NAMES:
@@ -81,4 +86,14 @@ def parse_faults(spec: str | Mapping[str, object] | None) -> FaultPlan:
             script[int(number)] = kind
         else:
             probabilities[name] = value
-    return FaultPlan(parse_probabilities(probabilities, FAULT_NAMES, "fault"), script)
+    return FaultPlan(parse_probabilities(probabilities, FAULT_NAMES, "fault"), script, retry_after)
+
+
+def _retry_suffix(name: str, current: int) -> tuple[str, int]:
+    """``429/5@2`` -> (``429@2``, 5)."""
+    if not name.startswith("429/"):
+        return name, current
+    seconds, at, number = name[4:].partition("@")
+    if not seconds.isdigit():
+        raise ValueError(f"fault {name!r}: the seconds after 429/ must be a whole number")
+    return "429" + at + number, int(seconds)
