@@ -225,6 +225,7 @@ def test_kill_9_mid_run_then_resume_gives_the_uninterrupted_text(slow_emulator, 
     assert proc.returncode == -signal.SIGKILL
     record = Journal(default_journal_path()).latest_unfinished()
     assert record is not None and record.state == "running"
+    assert "interrupted (process gone)" in _cli("runs", env=env).stdout.decode()
     assert 0 < len(record.text) < len(reference_text.decode())
     assert reference_text.decode().startswith(record.text)
 

@@ -184,6 +184,14 @@ class RunRecord:
             run_id=self.id,
         )
 
+    @property
+    def display_state(self) -> str:
+        """The state, saying "interrupted (process gone)" for a run whose process died."""
+        if self.state == "running" and self.host == socket.gethostname() and not self.is_alive_elsewhere():
+            if self.pid != os.getpid():
+                return "interrupted (process gone)"
+        return self.state
+
     def is_alive_elsewhere(self) -> bool:
         """True if the process that is writing this run still runs (same host only)."""
         if self.state != "running" or not self.pid or self.host != socket.gethostname():

@@ -29,7 +29,7 @@ def runs_table(records: list[RunRecord]) -> list[str]:
         rows.append((
             r.id, _when(r.created), r.model, str(len(r.rounds)),
             f"{usage.output_tokens:,}", f"${r.cost_usd:.4f}",
-            r.state + (f" ({r.stop_reason})" if r.stop_reason and r.stop_reason != "end_turn" else ""),
+            r.display_state + (f" ({r.stop_reason})" if r.stop_reason and r.stop_reason != "end_turn" else ""),
         ))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     right = {3, 4, 5}
@@ -85,7 +85,7 @@ def show(run_id: str, seams: bool, journal_path: str | None) -> None:
         click.echo("")
     if not record.finished:
         detail = f" ({record.error})" if record.error else ""
-        say(f"run {record.id} is {record.state}{detail}; this is the text so far; finish it with: autocontinue resume {record.id}")
+        say(f"run {record.id} is {record.display_state}{detail}; this is the text so far; finish it with: autocontinue resume {record.id}")
     if seams:
         click.echo(f"--- run {record.id}: {record.state}, {record.model} on {record.backend}, {len(record.rounds)} rounds")
         for line in seam_lines(record):
