@@ -13,10 +13,20 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["OUT", "REPO", "emulator_client", "bill", "reset", "machine", "save", "load", "median", "prefix_len"]
+__all__ = ["OUT", "REPO", "out_dir", "set_out_dir", "emulator_client", "bill", "reset", "machine", "save", "load", "median", "prefix_len"]
 
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "bench" / "out"
+_out = [OUT]
+
+
+def out_dir() -> Path:
+    """Where results go: bench/out, or what ``set_out_dir`` chose (quick runs, tests)."""
+    return _out[0]
+
+
+def set_out_dir(path: Path) -> None:
+    _out[0] = Path(path)
 
 #: Prompt used by the emulator benches (the emulator's answer depends only on seed, length, prompt).
 PROMPT = "Please write five long stories, each in <story_N> tags. Write as much as you can."
@@ -84,15 +94,15 @@ def machine() -> dict[str, Any]:
 
 def save(name: str, data: dict[str, Any]) -> Path:
     """Write ``bench/out/NAME.json`` (with the machine stamp) and return its path."""
-    OUT.mkdir(parents=True, exist_ok=True)
-    path = OUT / f"{name}.json"
+    out_dir().mkdir(parents=True, exist_ok=True)
+    path = out_dir() / f"{name}.json"
     data = {"machine": machine(), **data}
     path.write_text(json.dumps(data, indent=2, default=str))
     return path
 
 
 def load(name: str) -> dict[str, Any] | None:
-    path = OUT / f"{name}.json"
+    path = out_dir() / f"{name}.json"
     if not path.exists():
         return None
     return json.loads(path.read_text())
