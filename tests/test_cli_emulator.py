@@ -208,9 +208,7 @@ def slow_emulator():
 @pytest.fixture(scope="module")
 def reference_text(emulator):
     """The answer of an uninterrupted run (the emulator is deterministic)."""
-    env = _env(emulator)
-    env["AUTOCONTINUE_HOME"] = env.get("AUTOCONTINUE_HOME", "") + "-reference"
-    done = _cli(PROMPT, *SMALL, "--no-journal", env=env)
+    done = _cli(PROMPT, *SMALL, "--no-journal", env=_env(emulator))
     assert done.returncode == 0, done.stderr
     return done.stdout
 
