@@ -86,28 +86,32 @@ def _cost_cell(row: dict[str, Any]) -> str:
 def _cost_plot(data: dict[str, Any]) -> str:
     plt = _plt()
     models = data["models"]
-    fig, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 4.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(models), figsize=(6.5 * len(models), 5.8), squeeze=False)
     for ax, model in zip(axes[0], models):
         by_size = data["results"][model]
         sizes = [s for s in map(str, data["sizes"]) if s in by_size]
-        names = [n for n in by_size[sizes[0]] if n != LOWER and not n.startswith("cookbook")]
-        width = 0.8 / max(1, len(names))
+        names = [n for n in by_size[sizes[0]] if n != LOWER]
+        width = 0.84 / max(1, len(names))
         for i, name in enumerate(names):
             ys = [by_size[s][name].get("ratio") or 0 for s in sizes]
             bars = ax.bar([k + i * width for k in range(len(sizes))], ys, width, label=name)
-            for bar, s in zip(bars, sizes):
-                if by_size[s][name].get("delivered", 1) < 0.9995:
+            for bar, s, y in zip(bars, sizes, ys):
+                partial = by_size[s][name].get("delivered", 1) < 0.9995
+                if partial:
                     bar.set_hatch("//")
+                ax.annotate(f"{y:.2f}" + ("*" if partial else ""), (bar.get_x() + bar.get_width() / 2, y),
+                            ha="center", va="bottom", fontsize=6, rotation=90, xytext=(0, 2),
+                            textcoords="offset points")
         ax.axhline(1.0, color="black", lw=0.8)
-        ax.axhline(1.2, color="green", lw=0.8, ls="--", label="target for defaults (1.20x)")
+        ax.axhline(1.2, color="green", lw=0.8, ls="--")
         ax.set_xticks([k + width * (len(names) - 1) / 2 for k in range(len(sizes))])
         ax.set_xticklabels([f"{int(s):,} tokens" for s in sizes])
-        ax.set_ylabel("cost / one uncapped call")
+        ax.set_ylabel("cost / one uncapped call (green: 1.20x)")
+        ax.set_ylim(0, max(ax.get_ylim()[1], 1.5) * 1.08)
         ax.set_title(model)
-        ax.set_yscale("log")
-    axes[0][0].legend(fontsize=7, loc="upper left")
-    fig.suptitle("Cost of one long answer, as a multiple of the lower bound (hatched: answer not delivered whole)",
-                 fontsize=9)
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.09), ncol=2, frameon=False)
+    fig.suptitle("Cost of one long answer, as a multiple of the lower bound "
+                 "(hatched, *: the method delivered only part of the answer)", fontsize=9)
     return _save(fig, "cost.png")
 
 
@@ -304,21 +308,25 @@ def _length_section(out: list[str]) -> None:
     plt = _plt()
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
     xs = [i["required"] for i in items]
-    for method, label, marker in (("one_call", "one call, until it stops", "o"),
-                                  ("min_words", "autocontinue min_words", "^")):
-        ys = [i[method]["words"] for i in items]
-        a1.scatter(xs, ys, label=label, marker=marker, alpha=0.75)
-        a2.hist([i[method]["words"] / i["required"] for i in items], bins=[0, .25, .5, .75, 1, 1.25, 1.5, 2, 3, 4],
-                alpha=0.55, label=label)
-    top = max(xs + [i[m]["words"] for i in items for m in ("one_call", "min_words")]) * 1.1
-    a1.plot([0, top], [0, top], color="black", lw=0.8, label="produced = required")
+    methods = (("one_call", "one call, until it stops", "o"), ("min_words", "autocontinue min_words", "^"))
+    for method, label, marker in methods:
+        ys = [max(1, i[method]["words"]) for i in items]
+        a1.scatter(xs, ys, label=f"{label} (mean S_l {s[method]['mean_s_l']:.1f})", marker=marker, alpha=0.75)
+    low = min(xs + [max(1, i[m]["words"]) for i in items for m in ("one_call", "min_words")]) * 0.8
+    top = max(xs + [i[m]["words"] for i in items for m in ("one_call", "min_words")]) * 1.25
+    a1.plot([low, top], [low, top], color="black", lw=0.8, label="produced = required")
+    a1.set_xscale("log")
+    a1.set_yscale("log")
     a1.set_xlabel("required words")
     a1.set_ylabel("produced words")
-    a1.legend(fontsize=8)
+    a1.legend(fontsize=7)
+    bins = [0, 0.25, 0.5, 0.75, 1, 1.25, 1.5, 2, 3, 4, 6]
+    a2.hist([[min(5.9, i[m]["words"] / i["required"]) for i in items] for m, _, _ in methods], bins=bins,
+            label=[label for _, label, _ in methods])
     a2.axvline(1.0, color="black", lw=0.8)
-    a2.set_xlabel("produced / required")
+    a2.set_xlabel("produced / required words (last bin: 4 and more)")
     a2.set_ylabel("prompts")
-    a2.legend(fontsize=8)
+    a2.legend(fontsize=7)
     out.append(f"![length]({_save(fig, 'length.png')})\n")
     out.append(_cmd("length") + "\n")
     out.append("| method | mean S_l | prompts reaching the required length | total wall time |")
