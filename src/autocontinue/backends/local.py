@@ -204,11 +204,26 @@ def default_threads() -> int:
     2-core machine, 2 threads under load ran 5-20x slower than 1. An idle machine gets them all.
     """
     cores = available_cores()
+    return max(1, min(cores, cores - busy_cores()))
+
+
+def busy_cores() -> int:
+    """Cores other work is using now: the smaller of the 1-minute load and the runnable tasks.
+
+    The load average alone would count this process's own previous round as other work; the
+    instantaneous runnable count (minus the caller) does not.
+    """
     try:
-        busy = int(os.getloadavg()[0] + 0.5)
+        with open("/proc/loadavg") as handle:
+            fields = handle.read().split()
+        load, running = float(fields[0]), int(fields[3].split("/")[0]) - 1
+        return max(0, int(min(load, running) + 0.5))
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.getloadavg()[0] + 0.5)
     except (AttributeError, OSError):
-        return cores
-    return max(1, min(cores, cores - busy))
+        return 0
 
 
 # ----------------------------------------------------------------------------- the loaded model
