@@ -545,28 +545,11 @@ class SeamRepairer:
 
     def _search_echo(self, final: bool) -> bool:
         """Advance the echo search; True when it is decided."""
-        buf = self._buf
-        if self._search is None:
-            lead = 0
-            while lead < len(buf) and buf[lead].isspace():
-                lead += 1
-            ellipsis = 0
-            if not lead and self.strategy == "user-turn":
-                ellipsis = _leading_ellipsis(buf, final)
-                if ellipsis is _UNDECIDED:
-                    return False
-                lead = ellipsis
-            if lead == len(buf):
-                if not final:
-                    return False
-                self._search = _EchoSearch(lead, [], lead, [], bool(ellipsis))
-                return True
-            starts = self._tail.starts_with(buf[lead])
-            if lead and not ellipsis:  # a repeat after leading whitespace needs several words
-                starts = [i for i in starts if i < self._tail.last_ws]
-            self._search = _EchoSearch(lead, list(starts), lead, [], bool(ellipsis))
+        if self._search is None and not self._start_search(final):
+            return False
         search = self._search
-        tail = self._tail.text
+        assert search is not None
+        buf, tail = self._buf, self._tail.text
         n, p, lead = len(buf), search.checked, search.lead
         if n > p and search.alive:
             alive = []
@@ -585,6 +568,26 @@ class SeamRepairer:
         if final:
             search.done.extend(i for i in search.alive if lead + len(tail) - i == n)
             search.alive = []
+        return True
+
+    def _start_search(self, final: bool) -> bool:
+        """Once the piece's first character after any lead is known: the word starts it may repeat."""
+        buf = self._buf
+        lead = len(buf) - len(buf.lstrip())
+        ellipsis = 0
+        if not lead and self.strategy == "user-turn":
+            ellipsis = _leading_ellipsis(buf, final)
+            if ellipsis is _UNDECIDED:
+                return False
+            lead = ellipsis
+        if lead == len(buf):
+            if final:
+                self._search = _EchoSearch(lead, [], lead, [], bool(ellipsis))
+            return final
+        starts = self._tail.starts_with(buf[lead])
+        if lead and not ellipsis:  # a repeat after leading whitespace needs several words
+            starts = [i for i in starts if i < self._tail.last_ws]
+        self._search = _EchoSearch(lead, starts, lead, [], bool(ellipsis))
         return True
 
     def _decide(self) -> str:
