@@ -5,7 +5,8 @@ a second). The same answer is fetched three ways, alternating, ``repeats`` times
 
 - ``one call (SDK)``: one streaming ``messages.stream`` call with ``max_tokens`` = the answer;
 - ``autocontinue, 1 round``: autocontinue with ``max_tokens_per_call`` = the answer;
-- ``autocontinue, 10 rounds``: autocontinue with ``max_tokens_per_call`` = answer / 10.
+- ``autocontinue, N tokens a call``: autocontinue with ``max_tokens_per_call`` = answer / 10
+  (10 rounds by prefill; 11 by user turn, which regenerates the half word at each seam).
 
 The seam gap is the pause a reader of ``stream()`` sees at each round boundary: from the
 last text event before ``RoundFinished`` to the first text event after the next
@@ -78,7 +79,7 @@ def measure(model: str, *, tokens: int, rounds: int, decode_rate: float, repeats
     variants = {
         "one call (SDK)": lambda c: _one_call(c, model, tokens + 1000),
         "autocontinue, 1 round": lambda c: timed_stream(c, model, tokens + 1000),
-        f"autocontinue, {rounds} rounds": lambda c: timed_stream(c, model, per_call),
+        f"autocontinue, {per_call:,} tokens a call": lambda c: timed_stream(c, model, per_call),
     }
     samples: dict[str, list[dict[str, Any]]] = {name: [] for name in variants}
     with emulator_client(seed=0, length=tokens, decode_rate=decode_rate) as (client, _url):
