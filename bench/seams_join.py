@@ -32,7 +32,7 @@ from autocontinue.seams import ECHO_WINDOW, SeamRepairer, split_for_continuation
 ROUND_TOKENS = 4096
 DELTA_CHARS = 16
 CHARS_PER_TOKEN = 4
-REPEATS = 3
+REPEATS = 5
 SIZES = (125_000, 250_000, 500_000, 1_000_000)
 PREAMBLES = (
     "Sure, continuing where I left off:",
