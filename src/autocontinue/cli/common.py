@@ -46,4 +46,8 @@ def open_journal(journal_path: str | None, no_journal: bool = False) -> Journal 
         if journal_path:
             raise CommandFailed("--journal and --no-journal contradict each other", hint="keep one of them")
         return None
-    return Journal(Path(journal_path) if journal_path else default_journal_path())
+    journal = Journal(Path(journal_path) if journal_path else default_journal_path())
+    context = click.get_current_context(silent=True)
+    if context is not None:
+        context.call_on_close(journal.close)
+    return journal
