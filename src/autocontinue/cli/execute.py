@@ -20,6 +20,7 @@ from .errors import (
     EXIT_INTERRUPTED,
     EXIT_PIPE,
     EXIT_TERMINATED,
+    CommandFailed,
     describe_bug,
     exit_code_for,
     say,
@@ -92,10 +93,16 @@ def execute(
                 _close(events)
                 return _fail(error, recorder, run_id)
     assert result is not None, "the engine ended without a Finished event"
-    output.finish(result)
+    try:
+        output.finish(result)
+    except CommandFailed as error:
+        if run_id:
+            error.hint = f"the answer is kept in the journal: autocontinue show {run_id} > FILE"
+        raise
     budget = result.stop_reason in BUDGET_STOPS
     if not quiet:
-        say(("stopped: " if budget else "done: ") + summary_line(result, elapsed=progress.elapsed))
+        line = ("stopped: " if budget else "done: ") + summary_line(result, elapsed=progress.elapsed)
+        say(line + (f" · wrote {output.out_file}" if output.out_file else ""))
     return budget_exit if budget else 0
 
 
