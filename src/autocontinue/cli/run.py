@@ -52,7 +52,7 @@ def build_request(prompt: str, **given: Any) -> dict[str, Any]:
 )
 @click.option("--model", metavar="ID", help="Model id or alias (see: autocontinue models).")
 @click.option("--model-path", type=click.Path(exists=True, dir_okay=False), help="GGUF file for the local backend.")
-@click.option("--max-tokens-per-call", type=click.IntRange(1, 1_000_000), metavar="N", help="max_tokens of each call (default: the model's maximum).")
+@click.option("--max-tokens-per-call", type=click.IntRange(1, 1_000_000), metavar="N", help="max_tokens of each call (default: the model's maximum; 512 on the local model).")
 @click.option("--max-rounds", type=click.IntRange(1, 10_000), default=20, show_default=True, metavar="N", help="Most model calls.")
 @click.option("--max-output-tokens", type=click.IntRange(1, 10_000_000), metavar="N", help="Stop after this many output tokens in all.")
 @click.option("--strategy", type=click.Choice(["auto", "prefill", "user-turn"]), default="auto", show_default=True, help="How to continue.")
