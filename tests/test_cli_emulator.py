@@ -230,7 +230,10 @@ def test_kill_9_mid_run_then_resume_gives_the_uninterrupted_text(slow_emulator, 
     resumed = _cli("resume", env=env)
     assert resumed.returncode == 0, resumed.stderr
     assert resumed.stdout == reference_text
-    assert Journal(default_journal_path()).get(record.id).state == "finished"
+    finished = Journal(default_journal_path()).get(record.id)
+    assert finished.state == "finished"
+    assert [r.index for r in finished.rounds] == list(range(len(finished.rounds)))
+    assert len(finished.rounds) > len(record.rounds)
 
 
 @pytest.mark.slow
