@@ -171,8 +171,26 @@ def test_match_that_does_not_start_at_a_word_start_is_kept():
     assert join_piece("the cat", "", "at the door", "prefill")[0] == "at the door"
 
 
-def test_punctuation_only_repeat_is_kept():
+def test_ascii_punctuation_only_repeat_is_kept():
+    # "=" + "= x" may well be "== x": too little evidence.
     assert join_piece("(a b) --", "", "-- c", "prefill")[0] == "-- c"
+    assert join_piece("total =", "", "= value", "prefill")[0] == "= value"
+
+
+def test_repeated_dash_word_is_trimmed():
+    assert join_piece("river·4 —", "", "— stone·5", "prefill")[0] == " stone·5"
+
+
+def test_repeated_punctuation_is_trimmed_when_the_held_word_follows_it():
+    # user-turn: the model was asked to regenerate "permissio"; it comes right after the "|".
+    out, report = join_piece("| 403 |", " permissio", "| permission_error |", "user-turn")
+    assert out == " permission_error |"
+    assert report.trimmed_echo == "|"
+
+
+def test_word_repeated_in_the_text_itself_is_kept_when_the_held_word_follows():
+    # "very very": the model regenerates the held "ve" as "very", so nothing is an echo.
+    assert join_piece("it was very", " ve", "very good", "user-turn")[0] == " very good"
 
 
 def test_closing_punctuation_gets_no_restored_space():
@@ -269,6 +287,8 @@ GENUINE_OPENINGS = [
     "**Chapter 2: Continuing On**\n\nThe road was long.",
     "I left off the part about the fox. It was too long.",
     "Shall I continue?\nThe fox ran.",
+    "continue from it.\n\nReal recordings follow.",
+    "to continue is to\nsend the text back.",
 ]
 
 

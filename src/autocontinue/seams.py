@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from .errors import ConfigurationError
@@ -267,19 +267,27 @@ def _looks_like_title(clause: str) -> bool:
     return len(words) >= 2 and len(long_words) >= 2 and all(w[0].isupper() for w in long_words)
 
 
-def _is_preamble(candidate: str, line_ends: bool) -> bool:
-    """Is ``candidate`` (a first line or sentence of a piece) a preamble about continuing?"""
+def _is_preamble(candidate: str, line_ends: bool, word: str = "") -> bool:
+    """Is ``candidate`` (a first line or sentence of a piece) a preamble about continuing?
+
+    ``word``: the word the model was asked to regenerate; a candidate that starts with it is
+    that word's sentence, not talk about continuing (unless it ends with a colon).
+    """
     raw = candidate.strip()
     if not raw or len(raw) > MAX_PREAMBLE:
         return False
     heading = raw.startswith("#")
-    bracketed = raw[-1] in ")]"
+    bracketed = raw[-1] in ")]"  # "(continued)", "[Continuing from where I left off]"
+    emphasised = raw.endswith(("**", "__"))  # "**Continuing**" on a line of its own
     core = " ".join(_DECOR.sub(" ", raw).split())
-    if not core:
+    if not core or ";" in core:
         return False
-    terminated = core[-1] in _TERMINATORS or bracketed
-    if not terminated and not line_ends:
+    if not (core[-1] in _TERMINATORS or bracketed or (emphasised and line_ends)):
         return False
+    if len(word) >= 2 and raw.startswith(word) and not core.endswith(":"):
+        return False
+    if core[0].islower() and not bracketed:
+        return False  # models open a preamble as a sentence; this is the answer going on
     opener = _OPENER.match(core)
     clause = core[opener.end() :].strip() if opener else core
     if opener and not clause:  # "Sure!" on a line of its own, "Here you go: ..."
@@ -307,7 +315,7 @@ def _may_go_on(prefix: str) -> bool:
 _UNDECIDED = object()
 
 
-def _find_preamble(buf: str, final: bool) -> Any:
+def _find_preamble(buf: str, final: bool, word: str = "") -> Any:
     """End of the preamble at the start of ``buf`` (with its whitespace), 0 if none, or _UNDECIDED."""
     if not buf:
         return 0 if final else _UNDECIDED
@@ -326,7 +334,7 @@ def _find_preamble(buf: str, final: bool) -> Any:
         if j == len(buf) and not final:
             return _UNDECIDED
         line_ends = "\n" in buf[e:j] or j == len(buf)
-        if _is_preamble(buf[:e], line_ends):
+        if _is_preamble(buf[:e], line_ends, word):
             return j
         if "\n" in buf[e:j] or not _may_go_on(buf[:e]):
             return 0
@@ -367,6 +375,18 @@ def _find_reopening(buf: str, cut: CutState | None, partial: str, final: bool) -
         if not final and tag.startswith(buf):
             return _UNDECIDED
     return 0
+
+
+def _regenerates(text: str, word: str, final: bool) -> Any:
+    """Does ``text`` (after its whitespace) open with ``word``? _UNDECIDED until it can tell."""
+    if not word:
+        return False
+    stripped = text.lstrip()
+    if len(stripped) >= len(word) or (final and stripped):
+        return stripped.startswith(word)
+    if final:
+        return False
+    return _UNDECIDED if word.startswith(stripped) else False
 
 
 def _leading_ellipsis(buf: str, final: bool) -> Any:
@@ -420,6 +440,8 @@ class _Tail:
 
     def _is_start(self, i: int) -> bool:
         text = self.text
+        if text[i].isspace():
+            return False
         if i == 0:
             return self.whole and not text[0].isspace() and not _is_extender(text[0])
         if not is_grapheme_boundary(text, i):
@@ -446,14 +468,15 @@ class _Tail:
 
 @dataclass
 class _EchoSearch:
-    """Which word starts of the tail the piece may still be repeating."""
+    """Which word starts of the tail the piece may still be repeating.
 
-    lead: int  # leading whitespace (or ellipsis) of the piece before the repeat
-    alive: list[int]
-    checked: int
-    done: list[int]
-    #: The lead is an ellipsis ("...quick brown"): trimmed with the repeat, kept without one.
-    ellipsis: bool = False
+    A candidate is ``(lead, i)``: the tail from word start ``i`` repeated at ``lead`` in the
+    piece, after leading whitespace or (user-turn) an ellipsis, or at 0.
+    """
+
+    alive: list[tuple[int, int]]
+    checked: int = 0
+    done: list[tuple[int, int]] = field(default_factory=list)
 
 
 # ----------------------------------------------------------------------------- the repairer
@@ -473,6 +496,10 @@ class SeamRepairer:
         self._tail = _Tail(base_tail[-window:] if window > 0 else "", whole)
         ws = len(held) - len(held.lstrip())
         self._held_ws = held[:ws]
+        #: User-turn: the (half) word the model was asked to regenerate. A reading of the piece
+        #: under which the model does regenerate it is the right one ("very very" is kept when
+        #: the held word was "ve", a lone "|" is a repeat when "permissio" follows it).
+        self._word = held.split()[0] if strategy == "user-turn" and held.strip() else ""
         #: The text before the piece surely ended at a word end (whitespace followed it).
         self._word_end = bool(self._held_ws)
         self._buf = ""
@@ -507,7 +534,7 @@ class SeamRepairer:
 
     def _advance(self, final: bool) -> str:
         while self._phase == "preamble":
-            end = _find_preamble(self._buf, final)
+            end = _find_preamble(self._buf, final, self._word)
             if end is _UNDECIDED:
                 return ""
             if end:
@@ -522,7 +549,10 @@ class SeamRepairer:
                 self._phase = "echo"
         if not self._search_echo(final):
             return ""
-        return self._decide()
+        choice = self._choose(final)
+        if choice is _UNDECIDED:
+            return ""
+        return self._decide(choice)
 
     def _trim_preamble(self, end: int) -> None:
         text = self._buf[:end]
@@ -544,67 +574,84 @@ class SeamRepairer:
         )
 
     def _search_echo(self, final: bool) -> bool:
-        """Advance the echo search; True when it is decided."""
+        """Advance the echo search; True when no candidate is still undecided."""
         if self._search is None and not self._start_search(final):
             return False
         search = self._search
         assert search is not None
         buf, tail = self._buf, self._tail.text
-        n, p, lead = len(buf), search.checked, search.lead
+        n, p = len(buf), search.checked
         if n > p and search.alive:
             alive = []
-            for i in search.alive:
+            for lead, i in search.alive:
                 end = lead + len(tail) - i
-                offset = i + p - lead
+                q = max(p, lead)
                 if n >= end:
-                    if buf.startswith(tail[offset:], p):
-                        (search.done if n > end else alive).append(i)
-                elif tail.startswith(buf[p:], offset):
-                    alive.append(i)
+                    if buf.startswith(tail[i + q - lead :], q):
+                        (search.done if n > end else alive).append((lead, i))
+                elif tail.startswith(buf[q:], i + q - lead):
+                    alive.append((lead, i))
             search.alive = alive
         search.checked = n
         if search.alive and not final:
             return False
         if final:
-            search.done.extend(i for i in search.alive if lead + len(tail) - i == n)
+            search.done.extend(c for c in search.alive if c[0] + len(tail) - c[1] == n)
             search.alive = []
         return True
 
     def _start_search(self, final: bool) -> bool:
         """Once the piece's first character after any lead is known: the word starts it may repeat."""
         buf = self._buf
-        lead = len(buf) - len(buf.lstrip())
-        ellipsis = 0
-        if not lead and self.strategy == "user-turn":
-            ellipsis = _leading_ellipsis(buf, final)
-            if ellipsis is _UNDECIDED:
-                return False
-            lead = ellipsis
-        if lead == len(buf):
+        ws = len(buf) - len(buf.lstrip())
+        if ws == len(buf):
             if final:
-                self._search = _EchoSearch(lead, [], lead, [], bool(ellipsis))
+                self._search = _EchoSearch([])
             return final
-        starts = self._tail.starts_with(buf[lead])
-        if lead and not ellipsis:  # a repeat after leading whitespace needs several words
-            starts = [i for i in starts if i < self._tail.last_ws]
-        self._search = _EchoSearch(lead, starts, lead, [], bool(ellipsis))
+        leads = [ws]
+        if not ws and self.strategy == "user-turn":
+            ellipsis = _leading_ellipsis(buf, final)
+            if ellipsis is _UNDECIDED or (ellipsis == len(buf) and not final):
+                return False
+            if ellipsis and ellipsis < len(buf) and not buf[ellipsis].isspace():
+                leads.append(ellipsis)
+        candidates = []
+        for lead in leads:
+            starts = self._tail.starts_with(buf[lead])
+            if lead == ws and ws and not self._word:  # after whitespace a repeat needs several words
+                starts = [i for i in starts if i < self._tail.last_ws]
+            candidates += [(lead, i) for i in starts]
+        self._search = _EchoSearch(candidates)
         return True
 
-    def _decide(self) -> str:
+    def _choose(self, final: bool) -> Any:
+        """The candidate whose repeat is trimmed, None for none, or _UNDECIDED (need more)."""
         search = self._search
         assert search is not None
-        buf, lead = self._buf, search.lead
-        tail = self._tail.text
+        tail_len = len(self._tail.text)
+        plain = _regenerates(self._buf, self._word, final) if search.done else False
+        for lead, i in sorted(search.done, key=lambda c: c[1] - c[0]):  # longest first
+            repeated = _regenerates(self._buf[lead + tail_len - i :], self._word, final)
+            if _UNDECIDED in (plain, repeated):
+                return _UNDECIDED
+            if repeated and not plain:
+                return lead, i
+            if self._is_echo(lead, i) and not (plain and not repeated):
+                return lead, i
+        return None
+
+    def _decide(self, choice: tuple[int, int] | None) -> str:
+        search = self._search
+        assert search is not None
+        buf, tail = self._buf, self._tail.text
         cut = 0
-        for i in sorted(search.done):
-            if self._is_echo(i, lead):
-                cut = lead + len(tail) - i
-                self._note_echo(tail[i:], lead)
-                break
-        else:
-            if search.done:
-                shown = tail[min(search.done) :]
-                self._add(note=f"kept {shown!r} at the start of the piece as new text: too little evidence of a repeat")
+        if choice is not None:
+            lead, i = choice
+            cut = lead + len(tail) - i
+            self._note_echo(tail[i:], buf[:lead])
+        elif search.done:
+            shown = tail[min(i for _, i in search.done) :]
+            self._add(note=f"kept {shown!r} at the start of the piece as new text: too little evidence of a repeat")
         rest = buf[cut:]
         self._buf = ""
         self._phase = "pass"
@@ -622,27 +669,28 @@ class SeamRepairer:
             self._add(note="the piece brought its own leading whitespace")
         return rest
 
-    def _is_echo(self, i: int, lead: int) -> bool:
+    def _is_echo(self, lead: int, i: int) -> bool:
         """Is the tail from word start ``i``, found at ``lead`` in the piece, really a repeat?"""
         # The repeat equals the text's own tail, so cutting it off never splits a grapheme that
         # the text does not already end in: "cafe" + "\u0301" joins back exactly as sent.
         repeat = self._tail.text[i:]
         after = lead + len(repeat)
         nxt = self._buf[after] if after < len(self._buf) else None
-        if not any(_is_content(ch) for ch in repeat):
-            return False  # a repeat of punctuation alone ("--", "**") proves nothing
+        if not any(_is_content(ch) for ch in repeat) and (lead or repeat.isascii()):
+            # A repeat of ASCII punctuation alone proves nothing: "=" + "= x" may be "== x",
+            # "#" + "# Title" may be "## Title". Doubled "—" or "…" is rare enough to trim.
+            return False
         if self._word_end and nxt is not None and _is_word(nxt):
             return False  # the text ended at a word end; this word goes on, so it is another word
-        if not lead or (self._search is not None and self._search.ellipsis):
-            return True  # a piece that opens with the tail's own words, glued or space-less
+        if not lead or not self._buf[0].isspace():
+            return True  # the tail's own words with no whitespace before them (or an ellipsis)
         words = len(repeat.split())
         whole_sentence = self._tail.sentence_start(i) and self._tail.ends_sentence
         return words >= 2 and (len(repeat) >= 8 or whole_sentence)
 
-    def _note_echo(self, repeat: str, lead: int) -> None:
+    def _note_echo(self, repeat: str, lead: str) -> None:
         words = len(repeat.split())
-        search = self._search
-        where = " after an ellipsis" if search is not None and search.ellipsis else " after leading whitespace" if lead else ""
+        where = f" after {'whitespace' if lead.isspace() else repr(lead)}" if lead else ""
         self._add(
             trimmed_echo=repeat,
             note=f"piece repeated the last {words} word{'s' if words != 1 else ''} of the text"
@@ -652,6 +700,8 @@ class SeamRepairer:
     def _needs_whitespace(self, rest: str) -> bool:
         if not rest or not self._held_ws or rest[0].isspace() or _is_extender(rest[0]):
             return False
+        if self._word and rest.startswith(self._word):
+            return True  # the regenerated word, whatever it opens with
         return not (rest[0] in _CLOSING_PUNCT and "\n" not in self._held_ws)
 
     def _add(self, *, note: str, **fields: str) -> None:
