@@ -43,11 +43,6 @@ def test_demo_finishes_on_the_local_model_with_exit_0():
     assert b"demo:" in done.stderr and b"run " in done.stderr.splitlines()[-1]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the local backend's output after a resume in a fresh process differs from the "
-    "uninterrupted run (KV-cache reuse: incremental decode vs batch evaluation); reported to the lead",
-)
 def test_seeded_local_run_killed_after_a_round_resumes_to_the_same_text():
     reference = _cli(PROMPT, *SEEDED, "--no-journal", "-q")
     assert reference.returncode in (0, 1)

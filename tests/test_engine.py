@@ -215,3 +215,9 @@ def test_bad_arguments_are_refused_before_any_call(options, fragment):
 def test_empty_or_malformed_prompts_are_refused(prompt):
     with pytest.raises(ConfigurationError):
         autocontinue.generate(prompt, backend=ScriptedBackend(ANSWER))
+
+
+def test_a_tiny_per_call_limit_still_calls_the_model():
+    _, result, _ = _run(ScriptedBackend(ANSWER), max_tokens_per_call=5, max_rounds=3)
+    assert [r.max_tokens for r in result.rounds] == [5, 5, 5]
+    assert result.stop_reason == "max_rounds"

@@ -166,15 +166,6 @@ class Decision:
     why: str = ""
 
 
-def _room_for_output(state: ContinuationState) -> int:
-    budgets = state.budgets
-    room = budgets.context_window - state.next_prompt_tokens()
-    limit = min(budgets.max_tokens_per_call, room)
-    if budgets.max_output_tokens is not None:
-        limit = min(limit, budgets.max_output_tokens - state.usage.output_tokens)
-    return limit
-
-
 def _budget_stop(state: ContinuationState) -> str | None:
     budgets = state.budgets
     if budgets.max_output_tokens is not None and state.usage.output_tokens >= budgets.max_output_tokens:
@@ -188,13 +179,13 @@ def _next(state: ContinuationState, why: str) -> Decision:
     stop = _budget_stop(state)
     if stop:
         return Decision(stop_reason=stop)
-    max_tokens = _room_for_output(state)
-    if max_tokens < MIN_USEFUL_TOKENS:
-        if state.budgets.max_output_tokens is not None and max_tokens >= 1:
-            remaining = state.budgets.max_output_tokens - state.usage.output_tokens
-            if max_tokens == remaining:
-                return Decision(max_tokens=max_tokens, why=why)
+    budgets = state.budgets
+    room = budgets.context_window - state.next_prompt_tokens()
+    if room < min(MIN_USEFUL_TOKENS, budgets.max_tokens_per_call):
         return Decision(stop_reason="context_exhausted")
+    max_tokens = min(budgets.max_tokens_per_call, room)
+    if budgets.max_output_tokens is not None:
+        max_tokens = min(max_tokens, budgets.max_output_tokens - state.usage.output_tokens)
     return Decision(max_tokens=max_tokens, why=why)
 
 

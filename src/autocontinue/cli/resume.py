@@ -77,14 +77,17 @@ def resume(run_id: str | None, output: str | None, as_json: bool, quiet: bool,
 
 
 def resume_point(record: RunRecord) -> Checkpoint:
-    """Where to continue: the last checkpoint, or for a seeded local model the last round end.
+    """Where to continue: the last checkpoint, or for a seeded local model the very start.
 
-    A seeded local model reproduces a round only when the round is generated in one call, so
-    its interrupted round is replayed from the round's start (it costs nothing but time); a
-    remote model continues from the last checkpoint and pays only for the text not yet seen.
+    llama.cpp computes a token's KV entries with slightly different rounding when it decodes
+    the token alone (as in the original run) than when it evaluates the same text in one batch
+    (as a fresh process must), so a seeded local run continued from a checkpoint drifts from
+    the uninterrupted one. Replaying it from the start with the same seed is bit-identical and
+    costs nothing but local time (``resume`` prints the whole answer either way). A remote
+    model continues from the last checkpoint and pays only for text not yet seen.
     """
     if record.backend == "local" and record.request.get("seed") is not None:
-        return record.round_checkpoint()
+        return Checkpoint(text="")
     return record.checkpoint()
 
 
