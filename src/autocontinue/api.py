@@ -165,8 +165,18 @@ def stream(prompt: str | list[dict[str, Any]], **options: Any) -> Iterator[Event
 
     Options are those of ``generate``. The last event is ``Finished(result)``.
     """
-    engine, opening, emitted = _prepare(prompt, **_with_defaults(options))
-    return run_sync(engine, opening, emitted)
+    options = _with_defaults(options)
+    engine, opening, emitted = _prepare(prompt, **options)
+    return _closing(run_sync(engine, opening, emitted), engine.backend, options["backend"])
+
+
+def _closing(events: Iterator[Event], backend: Backend, given: Any) -> Iterator[Event]:
+    """Pass ``events`` through, then close the backend if this call created it."""
+    try:
+        yield from events
+    finally:
+        if not isinstance(given, Backend):
+            backend.close()
 
 
 def generate(prompt: str | list[dict[str, Any]], **options: Any) -> Result:
@@ -187,9 +197,14 @@ def generate(prompt: str | list[dict[str, Any]], **options: Any) -> Result:
 
 async def astream(prompt: str | list[dict[str, Any]], **options: Any) -> AsyncIterator[Event]:
     """The async twin of ``stream``."""
-    engine, opening, emitted = _prepare(prompt, **_with_defaults(options))
-    async for event in run_async(engine, opening, emitted):
-        yield event
+    options = _with_defaults(options)
+    engine, opening, emitted = _prepare(prompt, **options)
+    try:
+        async for event in run_async(engine, opening, emitted):
+            yield event
+    finally:
+        if not isinstance(options["backend"], Backend):
+            engine.backend.close()
 
 
 async def agenerate(prompt: str | list[dict[str, Any]], **options: Any) -> Result:

@@ -242,6 +242,7 @@ class AnthropicBackend(Backend):
 
     name = "anthropic"
     default_model = ANTHROPIC_DEFAULT_MODEL
+    _owns_client = False
 
     def __init__(self, client: Any = None) -> None:
         anthropic = _import_sdk()
@@ -253,6 +254,7 @@ class AnthropicBackend(Backend):
                     hint="export ANTHROPIC_API_KEY=sk-ant-... (or use --backend local)",
                 )
             client = anthropic.Anthropic()
+            self._owns_client = True
         self.client = client
         self.is_async = isinstance(client, anthropic.AsyncAnthropic) or type(
             client
@@ -260,6 +262,11 @@ class AnthropicBackend(Backend):
 
     def model_spec(self, model: str) -> ModelSpec:
         return lookup_model(model)
+
+    def close(self) -> None:
+        """Close the client if this backend made it (a caller's client is the caller's)."""
+        if self._owns_client:
+            self.client.close()
 
     def endpoint_key(self) -> str:
         base = str(getattr(self.client, "base_url", "") or "")
