@@ -430,6 +430,57 @@ def test_quirky_model_continuation_joins_to_the_exact_answer(case):
     assert _continue(text[:cut], piece, strategy) == text
 
 
+NATURAL = """# Field notes
+
+The river was quiet that morning. We walked along the bank, and the water was so clear that
+we could see the stones on the bottom. "Look," she said, "the fish are back." It was true:
+small silver fish moved between the stones, and the light moved with them.
+
+## What we measured
+
+| site | depth (m) | temperature (°C) | notes |
+|------|-----------|------------------|-------|
+| A    | 1.2       | 14.5             | clear, fast |
+| B    | 0.8       | 15.1             | weeds — slow |
+
+- Depth was measured at noon, twice.
+- Temperature was read from the same probe, *after* it settled.
+- Café owners near site B said the water had been higher in spring.
+
+```python
+def mean(values):
+    \"\"\"The mean of a list of numbers.\"\"\"
+    return sum(values) / len(values)
+```
+
+Afterwards we wrote it all down in the notebook. The notebook is blue, and its pages are
+numbered; page 12 has the map. Naïve as it sounds, the map was the most useful thing we made:
+it showed where the bank was steep, where the path turned, and where the old bridge had been.
+日本語のメモもある。 🌊 Then the rain came, and we went home.
+"""
+
+
+@FAST
+@given(st.integers(1, len(NATURAL) - 1), st.sampled_from(STRATEGIES), st.data())
+def test_quirky_continuation_of_natural_text_joins_exactly(cut, strategy, data):
+    # Real prose, a table and code, where words do repeat ("the", "was", "|"); the repeated
+    # tail always holds a word (a lone "|" or "=" repeated after a prefill is ambiguous).
+    base, held = split_for_continuation(NATURAL[:cut], strategy)
+    assume(not NATURAL[cut].isspace() or (strategy == "user-turn" and held.strip()))
+    rest = NATURAL[len(base) :]
+    quirks = ["exact", "echo", "drop-space", "preamble"] if strategy == "user-turn" else ["exact", "echo"]
+    quirk = data.draw(st.sampled_from(quirks))
+    piece = {"exact": rest, "drop-space": rest.lstrip(), "preamble": None, "echo": None}[quirk]
+    if quirk == "echo":
+        echo = _last_words(base, data.draw(st.integers(1, 4)))
+        assume(any(ch.isalnum() for ch in echo))
+        piece = echo + rest
+    elif quirk == "preamble":
+        piece = data.draw(st.sampled_from(PREAMBLES)) + "\n\n" + rest.lstrip()
+    out, _ = join_piece(base[-ECHO_WINDOW:], held, piece, strategy, cut=cut_state(base))
+    assert base + out == NATURAL
+
+
 @FAST
 @given(model_pieces(), st.lists(st.integers(0, 400), max_size=8))
 def test_streaming_gives_the_same_text_as_a_one_shot_join(case, splits):
