@@ -509,6 +509,7 @@ class SeamRepairer:
         #: The piece now starts at a line start (after a removed fence line): its leading
         #: whitespace is indentation, and the line break comes from the held whitespace.
         self._line_start = False
+        self._preamble_seen = 0  # length of the buffer when preambles were last looked for
         self._finished = False
         notes = (f"held back the partial word {held[ws:]!r} for the model to regenerate",) if held[ws:] else ()
         self.report = SeamReport(strategy=strategy, dropped_partial=held[ws:], cut=cut, notes=notes)
@@ -534,6 +535,8 @@ class SeamRepairer:
 
     def _advance(self, final: bool) -> str:
         while self._phase == "preamble":
+            if not (final or self._preamble_may_change()):
+                return ""
             end = _find_preamble(self._buf, final, self._word)
             if end is _UNDECIDED:
                 return ""
@@ -554,10 +557,19 @@ class SeamRepairer:
             return ""
         return self._decide(choice)
 
+    def _preamble_may_change(self) -> bool:
+        """Only whitespace (or the char after it) can end a preamble line: skip rescans otherwise."""
+        buf, seen = self._buf, self._preamble_seen
+        self._preamble_seen = len(buf)
+        if seen == 0 or len(buf) > MAX_PREAMBLE or self._cut is not None:
+            return True
+        return any(ch.isspace() for ch in buf[seen - 1 :])
+
     def _trim_preamble(self, end: int) -> None:
         text = self._buf[:end]
         self._preambles.append(text)
         self._buf = self._buf[end:]
+        self._preamble_seen = 0
         self._add(
             trimmed_preamble=self.report.trimmed_preamble + text,
             note=f"removed a continuation preamble {text.strip()!r} ({len(text)} chars with its whitespace)",
@@ -568,6 +580,7 @@ class SeamRepairer:
         self._preambles.append(text)
         self._buf = self._buf[end:]
         self._line_start = text.endswith("\n")
+        self._preamble_seen = 0
         self._add(
             trimmed_preamble=self.report.trimmed_preamble + text,
             note=f"removed {text.strip()!r}: the piece reopened what was still open at the cut",
