@@ -228,3 +228,8 @@ def test_prefill_with_extended_thinking_is_refused(rules_url):
     assert message_of(error).startswith("messages.1.content.0.type: Expected `thinking` or `redacted_thinking`, but found `text`.")
     ok = client_for(rules_url).messages.create(model="claude-sonnet-4-5", max_tokens=2000, messages=USER, extra_body=thinking)
     assert ok.stop_reason == "end_turn"
+
+
+def test_malformed_json_names_the_place_like_the_api(rules_url):
+    response = httpx2.post(f"{rules_url}/v1/messages", content=b'{"model": ', headers={"content-type": "application/json"})
+    assert response.json()["error"]["message"] == "The request body is not valid JSON: Expecting value: line 1 column 11 (char 10)"

@@ -5,7 +5,8 @@ Routes:
 ``POST /v1/messages``
     Streaming (server-sent events) and not. Flow: authenticate (only when started with an API
     key: 401 ``invalid x-api-key`` with ``x-should-retry: false``), read the JSON (anything
-    unreadable: 400 in the API's error shape, never a 500), check the request
+    unreadable: 400 ``The request body is not valid JSON: <reason>: line 1 column 2 (char 1)``
+    in the API's error shape, never a 500), check the request
     (``request.py``), check the context window, rate limits (``ratelimit.py``), injected faults
     (``faults.py``), then answer (``continuation.py`` over ``sources.py``, quirks from
     ``quirks.py``), price the prompt against the cache (``cache.py``) and bill on completion
@@ -144,8 +145,8 @@ class Emulator:
         try:
             return json.loads(raw)
         except (ValueError, RecursionError) as exc:
-            detail = exc.msg if isinstance(exc, json.JSONDecodeError) else "the body is not valid UTF-8 JSON"
-            raise ApiError(400, "invalid_request_error", f"There was an error parsing the body of your request: {detail}") from None
+            detail = str(exc) if isinstance(exc, json.JSONDecodeError) else "invalid UTF-8"
+            raise ApiError(400, "invalid_request_error", f"The request body is not valid JSON: {detail}") from None
 
     def decide(self, parsed: ParsedRequest, number: int) -> Outcome:
         config = self.config
