@@ -233,3 +233,14 @@ def test_prefill_with_extended_thinking_is_refused(rules_url):
 def test_malformed_json_names_the_place_like_the_api(rules_url):
     response = httpx2.post(f"{rules_url}/v1/messages", content=b'{"model": ', headers={"content-type": "application/json"})
     assert response.json()["error"]["message"] == "The request body is not valid JSON: Expecting value: line 1 column 11 (char 10)"
+
+
+def test_one_hour_breakpoint_after_a_five_minute_one_is_refused(rules_url):
+    system = [{"type": "text", "text": "rules", "cache_control": {"type": "ephemeral"}}]
+    messages = [{"role": "user", "content": [{"type": "text", "text": "hi", "cache_control": {"type": "ephemeral", "ttl": "1h"}}]}]
+    error = refused(rules_url, anthropic.BadRequestError, system=system, messages=messages)
+    assert message_of(error).startswith(
+        "messages.0.content.0.cache_control.ttl: a ttl='1h' cache_control block must not come after a ttl='5m' cache_control block."
+    )
+    system[0]["cache_control"]["ttl"] = "1h"
+    client_for(rules_url).messages.create(model="tiny-prefill", max_tokens=5, system=system, messages=messages)

@@ -10,7 +10,9 @@ the status, error type and message the real API would send. The checks, in order
    optional final assistant message`` (an empty text block: ``messages: text content blocks
    must be non-empty``);
 4. more than 4 ``cache_control`` blocks: ``A maximum of 4 blocks with cache_control may be
-   provided. Found N.``;
+   provided. Found N.``; a ``ttl: "1h"`` breakpoint after a 5-minute one: ``messages.1.content.0.
+   cache_control.ttl: a ttl='1h' cache_control block must not come after a ttl='5m'
+   cache_control block. ...``;
 5. unknown model: 404 ``model: <id>``;
 6. ``max_tokens`` above the model's maximum: ``max_tokens: 100000 > 64000, which is the maximum
    allowed number of output tokens for claude-sonnet-4-5``;
@@ -70,6 +72,8 @@ class PromptBlock:
     tokens: int
     #: The block's ``cache_control`` dict, or None.
     cache_control: dict[str, Any] | None = None
+    #: Where the block is, as the API names it in errors (``messages.2.content.0``).
+    place: str = ""
 
 
 @dataclass
@@ -249,12 +253,12 @@ def _prompt_blocks(system: Any, messages: list[tuple[str, list]]) -> tuple[list[
         system_blocks = _content_blocks(system, "system")
         for n, (text, control, key) in enumerate(system_blocks):
             extra = SYSTEM_OVERHEAD if n == 0 else 0
-            blocks.append(PromptBlock("system", key, count_tokens(text) + extra, control))
+            blocks.append(PromptBlock("system", key, count_tokens(text) + extra, control, f"system.{n}"))
         system_text = "".join(text for text, _, _ in system_blocks)
-    for role, content in messages:
+    for i, (role, content) in enumerate(messages):
         for n, (text, control, key) in enumerate(content or [("", None, '["s", ""]')]):
             extra = MESSAGE_OVERHEAD if n == 0 else 0
-            blocks.append(PromptBlock(role, key, count_tokens(text) + extra, control))
+            blocks.append(PromptBlock(role, key, count_tokens(text) + extra, control, f"messages.{i}.content.{n}"))
     return blocks, system_text
 
 
@@ -274,6 +278,7 @@ def parse_request(body: Any, resolve: Callable[[str], ModelSpec | None], *, coun
     breakpoints = sum(1 for block in blocks if block.cache_control is not None)
     if breakpoints > MAX_CACHE_BREAKPOINTS:
         raise invalid(f"A maximum of {MAX_CACHE_BREAKPOINTS} blocks with cache_control may be provided. Found {breakpoints}.")
+    _check_ttl_order(blocks)
     spec = resolve(model)
     if spec is None:
         raise ApiError(404, "not_found_error", f"model: {model}")
@@ -308,6 +313,21 @@ def parse_request(body: Any, resolve: Callable[[str], ModelSpec | None], *, coun
         content_key=content_key,
         raw=body,
     )
+
+
+def _check_ttl_order(blocks: list[PromptBlock]) -> None:
+    """1-hour breakpoints must all come before 5-minute ones (system, then messages)."""
+    seen_5m = False
+    for block in blocks:
+        if block.cache_control is None:
+            continue
+        if block.cache_control.get("ttl", "5m") == "5m":
+            seen_5m = True
+        elif seen_5m:
+            raise invalid(
+                f"{block.place}.cache_control.ttl: a ttl='1h' cache_control block must not come after a ttl='5m' "
+                "cache_control block. Note that blocks are processed in the following order: tools, system, messages."
+            )
 
 
 def _check_thinking(body: dict, messages: list[tuple[str, list]], max_tokens: int) -> None:
