@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+from array import array
 import random
 import re
 from dataclasses import dataclass
@@ -42,7 +43,8 @@ class Answer:
     """A full answer: its text and the start offset of each token (plus ``len(text)``)."""
 
     text: str
-    starts: tuple[int, ...]
+    #: A compact array of ints (8 bytes each), so long answers stay small in the LRU cache.
+    starts: array
 
     @property
     def token_count(self) -> int:
@@ -222,11 +224,11 @@ def corpus_text(path: str, seed: int, length: int, system: str, first_user: str)
     return text[: starts[min(length, len(starts) - 1)]]
 
 
-@functools.lru_cache(maxsize=32)
+@functools.lru_cache(maxsize=16)
 def answer_for(source: str, seed: int, length: int, system: str, first_user: str) -> Answer:
     """The full answer for this opening (cached)."""
     if source.startswith("corpus:"):
         text = corpus_text(source[len("corpus:") :], seed, length, system, first_user)
     else:
         text = numbered_text(seed, length, system, first_user)
-    return Answer(text=text, starts=tuple(token_starts(text)))
+    return Answer(text=text, starts=array("q", token_starts(text)))
