@@ -171,10 +171,14 @@ def test_match_that_does_not_start_at_a_word_start_is_kept():
     assert join_piece("the cat", "", "at the door", "prefill")[0] == "at the door"
 
 
-def test_ascii_punctuation_only_repeat_is_kept():
-    # "=" + "= x" may well be "== x": too little evidence.
-    assert join_piece("(a b) --", "", "-- c", "prefill")[0] == "-- c"
-    assert join_piece("total =", "", "= value", "prefill")[0] == "= value"
+def test_punctuation_repeat_after_whitespace_is_kept():
+    assert join_piece("(a b) --", "", " -- c", "prefill")[0] == " -- c"
+
+
+def test_punctuation_token_repeated_at_the_piece_start_is_trimmed():
+    # Emulator-style tokenizers cut between "<" and "story"; the model repeats the "<".
+    assert join_piece("</story_1>\n\n<", "", "<story_2>\nText", "prefill")[0] == "story_2>\nText"
+    assert join_piece("total = value * 3 +", "", "+ 5", "prefill")[0] == " 5"
 
 
 def test_repeated_dash_word_is_trimmed():
@@ -186,6 +190,11 @@ def test_repeated_punctuation_is_trimmed_when_the_held_word_follows_it():
     out, report = join_piece("| 403 |", " permissio", "| permission_error |", "user-turn")
     assert out == " permission_error |"
     assert report.trimmed_echo == "|"
+
+
+def test_backtick_that_completes_a_code_fence_is_not_taken_for_a_repeat():
+    assert join_piece("Done.\n\n`", "", "``python\nx = 1", "prefill")[0] == "``python\nx = 1"
+    assert join_piece("Done.\n\n``", "", "```\n</story_1>", "prefill")[0] == "`\n</story_1>"
 
 
 def test_word_repeated_in_the_text_itself_is_kept_when_the_held_word_follows():

@@ -35,9 +35,13 @@ How a piece is repaired, in order:
    (user-turn, where a genuine piece opens with whitespace; or prefill, where a genuine piece
    would glue the word to itself) is evidence enough for one whole word. A piece that opens
    with whitespace may be a genuine continuation, so a repeat after leading whitespace needs
-   more: two words and eight characters, or a whole sentence. A repeat of punctuation alone,
-   a match that does not start at a word start, and a word that goes on past a text that
-   ended at a word end are never trimmed. In user-turn an ellipsis before a repeat goes with it.
+   more: two words and eight characters, or a whole sentence, and never punctuation alone. A
+   match that does not start at a word start, and a word that goes on past a text that ended
+   at a word end, are never trimmed. In user-turn an ellipsis before a repeat goes with it,
+   and the word held back for regeneration decides between readings: the one under which the
+   model regenerates it wins. Known ambiguity: a piece that opens with exactly the text's last
+   token may be a genuine doubling ("=" + "= x" as "== x", "G" + "GUF" as "GGUF"); it is
+   trimmed, because real tokenizers rarely cut inside such runs and echoes are common.
 3. Whitespace: if what is left does not open with whitespace, the held whitespace is restored
    (unless it opens with closing punctuation, or a combining mark that belongs to the text
    before it).
@@ -471,12 +475,13 @@ class _EchoSearch:
     """Which word starts of the tail the piece may still be repeating.
 
     A candidate is ``(lead, i)``: the tail from word start ``i`` repeated at ``lead`` in the
-    piece, after leading whitespace or (user-turn) an ellipsis, or at 0.
+    piece, after leading whitespace or (user-turn) an ellipsis, or at 0. A found one is
+    ``(lead, i, length)``: shorter than the tail from ``i`` when the piece ended inside it.
     """
 
     alive: list[tuple[int, int]]
     checked: int = 0
-    done: list[tuple[int, int]] = field(default_factory=list)
+    done: list[tuple[int, int, int]] = field(default_factory=list)
 
 
 # ----------------------------------------------------------------------------- the repairer
@@ -601,15 +606,18 @@ class SeamRepairer:
                 q = max(p, lead)
                 if n >= end:
                     if buf.startswith(tail[i + q - lead :], q):
-                        (search.done if n > end else alive).append((lead, i))
+                        if n > end:
+                            search.done.append((lead, i, end - lead))
+                        else:
+                            alive.append((lead, i))
                 elif tail.startswith(buf[q:], i + q - lead):
                     alive.append((lead, i))
             search.alive = alive
         search.checked = n
         if search.alive and not final:
             return False
-        if final:
-            search.done.extend(c for c in search.alive if c[0] + len(tail) - c[1] == n)
+        if final:  # the piece ended inside (or at the end of) these repeats
+            search.done.extend((lead, i, n - lead) for lead, i in search.alive if n > lead)
             search.alive = []
         return True
 
@@ -641,29 +649,28 @@ class SeamRepairer:
         """The candidate whose repeat is trimmed, None for none, or _UNDECIDED (need more)."""
         search = self._search
         assert search is not None
-        tail_len = len(self._tail.text)
         plain = _regenerates(self._buf, self._word, final) if search.done else False
-        for lead, i in sorted(search.done, key=lambda c: c[1] - c[0]):  # longest first
-            repeated = _regenerates(self._buf[lead + tail_len - i :], self._word, final)
+        for lead, i, length in sorted(search.done, key=lambda c: -c[0] - c[2]):  # longest first
+            repeated = _regenerates(self._buf[lead + length :], self._word, final)
             if _UNDECIDED in (plain, repeated):
                 return _UNDECIDED
             if repeated and not plain:
-                return lead, i
-            if self._is_echo(lead, i) and not (plain and not repeated):
-                return lead, i
+                return lead, i, length
+            if self._is_echo(lead, i, length) and not (plain and not repeated):
+                return lead, i, length
         return None
 
-    def _decide(self, choice: tuple[int, int] | None) -> str:
+    def _decide(self, choice: tuple[int, int, int] | None) -> str:
         search = self._search
         assert search is not None
         buf, tail = self._buf, self._tail.text
         cut = 0
         if choice is not None:
-            lead, i = choice
-            cut = lead + len(tail) - i
-            self._note_echo(tail[i:], buf[:lead])
+            lead, i, length = choice
+            cut = lead + length
+            self._note_echo(tail[i : i + length], buf[:lead], partial=length < len(tail) - i)
         elif search.done:
-            shown = tail[min(i for _, i in search.done) :]
+            shown = tail[min(c[1] for c in search.done) :]
             self._add(note=f"kept {shown!r} at the start of the piece as new text: too little evidence of a repeat")
         rest = buf[cut:]
         self._buf = ""
@@ -682,16 +689,16 @@ class SeamRepairer:
             self._add(note="the piece brought its own leading whitespace")
         return rest
 
-    def _is_echo(self, lead: int, i: int) -> bool:
+    def _is_echo(self, lead: int, i: int, length: int) -> bool:
         """Is the tail from word start ``i``, found at ``lead`` in the piece, really a repeat?"""
         # The repeat equals the text's own tail, so cutting it off never splits a grapheme that
         # the text does not already end in: "cafe" + "\u0301" joins back exactly as sent.
-        repeat = self._tail.text[i:]
+        repeat = self._tail.text[i : i + length]
         after = lead + len(repeat)
         nxt = self._buf[after] if after < len(self._buf) else None
-        if not any(_is_content(ch) for ch in repeat) and (lead or repeat.isascii()):
-            # A repeat of ASCII punctuation alone proves nothing: "=" + "= x" may be "== x",
-            # "#" + "# Title" may be "## Title". Doubled "—" or "…" is rare enough to trim.
+        if lead and not any(_is_content(ch) for ch in repeat):
+            return False  # " --" after "--" may be a genuine "-- --": punctuation alone proves little
+        if not self._keeps_fence(repeat, after):
             return False
         if self._word_end and nxt is not None and _is_word(nxt):
             return False  # the text ended at a word end; this word goes on, so it is another word
@@ -701,13 +708,26 @@ class SeamRepairer:
         whole_sentence = self._tail.sentence_start(i) and self._tail.ends_sentence
         return words >= 2 and (len(repeat) >= 8 or whole_sentence)
 
-    def _note_echo(self, repeat: str, lead: str) -> None:
+    def _keeps_fence(self, repeat: str, after: int) -> bool:
+        """A run of backticks at a line start that is a fence only if kept ("`" + "``python")."""
+        mark = repeat[0]
+        if mark not in "`~" or repeat.strip(mark):
+            return True
+        tail = self._tail.text
+        line = tail[tail.rfind("\n") + 1 :]
+        if line.strip(" ") != mark * len(line.strip(" ")):
+            return True
+        run = len(line.strip(" "))
+        more = len(self._buf[after:]) - len(self._buf[after:].lstrip(mark))
+        return not (run + more < 3 <= run + len(repeat) + more)
+
+    def _note_echo(self, repeat: str, lead: str, partial: bool) -> None:
         words = len(repeat.split())
         where = f" after {'whitespace' if lead.isspace() else repr(lead)}" if lead else ""
+        what = "ended while repeating" if partial else "repeated the last"
         self._add(
             trimmed_echo=repeat,
-            note=f"piece repeated the last {words} word{'s' if words != 1 else ''} of the text"
-            f" ({len(repeat)} chars){where}",
+            note=f"piece {what} {words} word{'s' if words != 1 else ''} of the text ({len(repeat)} chars){where}",
         )
 
     def _needs_whitespace(self, rest: str) -> bool:
