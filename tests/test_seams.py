@@ -192,6 +192,16 @@ def test_repeated_punctuation_is_trimmed_when_the_held_word_follows_it():
     assert report.trimmed_echo == "|"
 
 
+def test_markdown_mark_at_a_line_start_is_kept():
+    # "#" + "# Title" is as likely "## Title" as a repeat.
+    assert join_piece("Intro.\n\n#", "", "# What we measured", "prefill")[0] == "# What we measured"
+
+
+def test_punctuation_run_that_goes_on_is_kept():
+    # A table rule cut inside: "|------" + "|-----------|" is the rule going on.
+    assert join_piece("| a |\n|------", "", "|-----------|\n| b |", "prefill")[0] == "|-----------|\n| b |"
+
+
 def test_backtick_that_completes_a_code_fence_is_not_taken_for_a_repeat():
     assert join_piece("Done.\n\n`", "", "``python\nx = 1", "prefill")[0] == "``python\nx = 1"
     assert join_piece("Done.\n\n``", "", "```\n</story_1>", "prefill")[0] == "`\n</story_1>"

@@ -696,10 +696,16 @@ class SeamRepairer:
         repeat = self._tail.text[i : i + length]
         after = lead + len(repeat)
         nxt = self._buf[after] if after < len(self._buf) else None
-        if lead and not any(_is_content(ch) for ch in repeat):
-            return False  # " --" after "--" may be a genuine "-- --": punctuation alone proves little
-        if not self._keeps_fence(repeat, after):
-            return False
+        if not any(_is_content(ch) for ch in repeat):
+            if lead:
+                return False  # " --" after "--" may be a genuine "-- --"
+            fence = self._fence_reading(repeat, after)
+            if fence is not None:
+                return fence
+            if nxt is not None and nxt in repeat:
+                return False  # a run of punctuation going on ("|---" + "|-----|"): ambiguous
+            if (nxt is None or nxt.isspace()) and self._at_line_start(repeat):
+                return False  # "#" + "# Title" is as likely "## Title": markdown doubles marks
         if self._word_end and nxt is not None and _is_word(nxt):
             return False  # the text ended at a word end; this word goes on, so it is another word
         if not lead or not self._buf[0].isspace():
@@ -708,18 +714,22 @@ class SeamRepairer:
         whole_sentence = self._tail.sentence_start(i) and self._tail.ends_sentence
         return words >= 2 and (len(repeat) >= 8 or whole_sentence)
 
-    def _keeps_fence(self, repeat: str, after: int) -> bool:
-        """A run of backticks at a line start that is a fence only if kept ("`" + "``python")."""
+    def _at_line_start(self, repeat: str) -> bool:
+        tail = self._tail.text
+        return tail[tail.rfind("\n") + 1 :].strip(" \t") == repeat
+
+    def _fence_reading(self, repeat: str, after: int) -> bool | None:
+        """Backticks at a line start: True/False when only trimming/keeping makes a 3-mark fence."""
         mark = repeat[0]
         if mark not in "`~" or repeat.strip(mark):
-            return True
+            return None
         tail = self._tail.text
-        line = tail[tail.rfind("\n") + 1 :]
-        if line.strip(" ") != mark * len(line.strip(" ")):
-            return True
-        run = len(line.strip(" "))
+        line = tail[tail.rfind("\n") + 1 :].strip(" ")
+        if line != mark * len(line):
+            return None
         more = len(self._buf[after:]) - len(self._buf[after:].lstrip(mark))
-        return not (run + more < 3 <= run + len(repeat) + more)
+        trimmed, kept = len(line) + more, len(line) + len(repeat) + more
+        return True if trimmed == 3 else False if kept == 3 else None
 
     def _note_echo(self, repeat: str, lead: str, partial: bool) -> None:
         words = len(repeat.split())
