@@ -191,3 +191,39 @@ def test_stream_start_reports_cache_usage(cached):
         start = next(event for event in stream if event.type == "message_start")
     assert start.message.usage.cache_read_input_tokens == SYSTEM_TOKENS
     assert start.message.usage.output_tokens == 1
+
+
+# -- the cache as a pure planner -------------------------------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from autocontinue.emulator.cache import PromptCache  # noqa: E402
+from autocontinue.emulator.request import PromptBlock  # noqa: E402
+
+
+def _blocks(sizes_and_marks):
+    return [
+        PromptBlock("user", f"block{i}:{size}", size, {"type": "ephemeral"} if marked else None)
+        for i, (size, marked) in enumerate(sizes_and_marks)
+    ]
+
+
+@given(
+    st.lists(st.lists(st.tuples(st.integers(1, 400), st.booleans()), min_size=1, max_size=30), min_size=1, max_size=4),
+    st.integers(0, 1000),
+)
+@settings(max_examples=150, deadline=None)
+def test_read_plus_written_never_exceeds_the_prompt_and_a_repeat_reads_all_it_wrote(prompts, minimum):
+    cache = PromptCache(ManualClock())
+    for spec in prompts:
+        marks = [i for i, (_, marked) in enumerate(spec) if marked][-4:]
+        spec = [(size, i in marks) for i, (size, _) in enumerate(spec)]
+        blocks = _blocks(spec)
+        total = sum(block.tokens for block in blocks)
+        outcome = cache.plan("m", blocks, minimum)
+        assert 0 <= outcome.read_tokens + outcome.creation_tokens <= total
+        cache.commit(outcome)
+        again = cache.plan("m", blocks, minimum)
+        assert again.creation_tokens == 0
+        assert again.read_tokens == outcome.read_tokens + outcome.creation_tokens

@@ -84,3 +84,15 @@ def test_bad_value_in_a_real_process_exits_2_with_one_line():
     result = subprocess.run([*COMMAND, "--quirks", "echo:lots"], capture_output=True, text=True, timeout=30)
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: bad quirks")
+
+
+def test_a_port_in_use_is_a_one_line_error_with_exit_code_1():
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(emulate, ["--port", str(port)])
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"error: cannot listen on 127.0.0.1:{port}") and result.stderr.count("\n") == 1
