@@ -226,6 +226,16 @@ def test_echo_of_a_text_cut_inside_an_emoji_sequence_joins_back_exactly():
     assert base + join_piece(base, "", "👩\u200d💻 done", "prefill")[0] == text
 
 
+def test_piece_that_ends_inside_a_long_repeat_is_all_repeat():
+    out, report = join_piece("the fox ran over the old stone bridge", " ", "ran over the old sto", "prefill")
+    assert out == ""
+    assert "ended while repeating" in report.notes[-1]
+
+
+def test_short_piece_that_matches_the_start_of_an_earlier_word_is_new_text():
+    assert join_piece("<story_3>\nOrchard·336 saffron·341.\n</", "", "story_3>", "prefill")[0] == "story_3>"
+
+
 def test_longest_repeat_is_trimmed():
     base = "the cat sat. the cat"
     assert join_piece(base, "", "the cat sat. the cat ran", "prefill")[0] == " ran"

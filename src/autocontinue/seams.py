@@ -616,8 +616,11 @@ class SeamRepairer:
         search.checked = n
         if search.alive and not final:
             return False
-        if final:  # the piece ended inside (or at the end of) these repeats
-            search.done.extend((lead, i, n - lead) for lead, i in search.alive if n > lead)
+        if final:  # the piece ended at the end of these repeats, or (a long one) inside them
+            for lead, i in search.alive:
+                length = n - lead
+                if length == len(tail) - i or (length >= 16 and len(buf[lead:].split()) >= 3):
+                    search.done.append((lead, i, length))
             search.alive = []
         return True
 
