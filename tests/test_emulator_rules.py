@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import anthropic
 import httpx2
 import pytest
@@ -244,3 +246,52 @@ def test_one_hour_breakpoint_after_a_five_minute_one_is_refused(rules_url):
     )
     system[0]["cache_control"]["ttl"] = "1h"
     client_for(rules_url).messages.create(model="tiny-prefill", max_tokens=5, system=system, messages=messages)
+
+
+# -- anything unreadable is an API error, never a crash -------------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from autocontinue.emulator.request import ApiError, check_context, parse_request  # noqa: E402
+
+#: Raise for a longer hunt, e.g. EMULATOR_FUZZ_EXAMPLES=5000.
+FUZZ_EXAMPLES = int(os.environ.get("EMULATOR_FUZZ_EXAMPLES", "300"))
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 10**6) | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=12,
+)
+_block = st.fixed_dictionaries(
+    {"type": st.sampled_from(["text", "image", "bogus", 3]), "text": st.text(max_size=5) | _json},
+    optional={"cache_control": _json | st.just({"type": "ephemeral", "ttl": "1h"})},
+)
+_message = st.fixed_dictionaries(
+    {"role": st.sampled_from(["user", "assistant", "system", None]), "content": st.text(max_size=5) | st.lists(_block, max_size=3) | _json}
+)
+_body = st.fixed_dictionaries(
+    {},
+    optional={
+        "model": st.sampled_from(["claude-haiku-4-5", "claude-opus-4-6", "nope"]) | _json,
+        "messages": st.lists(_message, max_size=4) | _json,
+        "max_tokens": st.integers(-2, 200_000) | _json,
+        "system": st.text(max_size=5) | st.lists(_block, max_size=2) | _json,
+        "temperature": _json,
+        "stop_sequences": st.lists(st.text(max_size=3), max_size=2) | _json,
+        "thinking": _json | st.just({"type": "enabled", "budget_tokens": 2000}),
+        "stream": _json,
+    },
+)
+
+
+@given(_body | _json)
+@settings(max_examples=FUZZ_EXAMPLES, deadline=None)
+def test_any_json_body_is_either_accepted_or_an_api_error(body):
+    from autocontinue.catalogue import find_model
+
+    try:
+        parsed = parse_request(body, find_model)
+        check_context(parsed)
+    except ApiError as error:
+        assert error.status in (400, 404) and error.message
