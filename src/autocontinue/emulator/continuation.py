@@ -6,6 +6,10 @@ a user-turn text cut back to a whitespace continues with that whitespace (``" br
 The output is the quirk prefix (preamble, echo) then the answer from there, cut at
 ``max_tokens`` by the tokenizer, then at the first stop sequence (the matched string is not
 sent; the tokens up to and including it are counted, as a model generated them).
+
+Every conversation with assistant text is read as a continuation of the one fixed answer (the
+emulator has no other knowledge): assistant text that does not match the answer resumes from
+where the match ends, and a finished answer continued gets an empty ``end_turn``.
 """
 
 from __future__ import annotations
