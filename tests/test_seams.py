@@ -232,8 +232,15 @@ def test_piece_that_ends_inside_a_long_repeat_is_all_repeat():
     assert "ended while repeating" in report.notes[-1]
 
 
-def test_short_piece_that_matches_the_start_of_an_earlier_word_is_new_text():
+def test_capped_piece_still_repeating_when_it_ends_is_all_repeat():
+    base = "lighthouse·191 window·192 island·193 forest·194"
+    assert join_piece(base, " it·", "lighthouse·191", "user-turn", capped=True)[0] == ""
+    assert join_piece(base, " it·", "lighthouse·191", "user-turn")[0] == " lighthouse·191"
+
+
+def test_short_piece_that_matches_the_start_of_earlier_words_is_new_text():
     assert join_piece("<story_3>\nOrchard·336 saffron·341.\n</", "", "story_3>", "prefill")[0] == "story_3>"
+    assert join_piece("the end of the road. We walked", " ", "the end", "prefill")[0] == " the end"
 
 
 def test_longest_repeat_is_trimmed():

@@ -15,10 +15,12 @@ CONTRACT (the engine depends on these names and meanings):
   repair of one new piece that follows ``base`` (only its last ``ECHO_WINDOW`` characters are
   used, so cost does not grow with the text). ``feed(delta) -> str`` returns text that is safe
   to emit; ``finish() -> str`` the rest. ``report`` is a SeamReport, complete after
-  ``finish()``. The output is the same for every way of splitting the piece into deltas.
+  ``finish(capped=False)`` (``capped``: the piece ended at ``max_tokens``, so a piece that
+  is still repeating the text when it ends is all repeat). The output is the same for every
+  way of splitting the piece into deltas.
   ``cut`` (optional): ``cut_state(base)``; with it a user-turn piece that reopens the open
   code fence or tag has that line removed, and the report carries it.
-- ``join_piece(base_tail, held, piece, strategy, *, cut=None) -> (text_to_append, report)``.
+- ``join_piece(base_tail, held, piece, strategy, *, cut=None, capped=False) -> (text, report)``.
 - ``cut_state(text) -> CutState``: open code fence and open XML-like tags at the end of text
   (``CutScanner`` does the same incrementally, for callers that see the text in pieces).
 
@@ -516,6 +518,7 @@ class SeamRepairer:
         self._line_start = False
         self._preamble_seen = 0  # length of the buffer when preambles were last looked for
         self._finished = False
+        self._capped = False
         notes = (f"held back the partial word {held[ws:]!r} for the model to regenerate",) if held[ws:] else ()
         self.report = SeamReport(strategy=strategy, dropped_partial=held[ws:], cut=cut, notes=notes)
 
@@ -528,10 +531,16 @@ class SeamRepairer:
         self._buf += delta
         return self._advance(final=False)
 
-    def finish(self) -> str:
-        """The rest of the piece; after this, ``report`` is complete."""
+    def finish(self, *, capped: bool = False) -> str:
+        """The rest of the piece; after this, ``report`` is complete.
+
+        ``capped``: the piece ended at the output cap (``max_tokens``). A capped piece that is
+        still repeating the text when it ends is all repeat, however short; otherwise only a
+        repeat of two words and eight characters counts when the piece ends inside it.
+        """
         if self._finished:
             return ""
+        self._capped = capped
         out = "" if self._phase == "pass" else self._advance(final=True)
         self._finished = True
         return out
@@ -616,10 +625,10 @@ class SeamRepairer:
         search.checked = n
         if search.alive and not final:
             return False
-        if final:  # the piece ended at the end of these repeats, or (a long one) inside them
+        if final:  # the piece ended at the end of these repeats, or (2+ words) inside them
             for lead, i in search.alive:
                 length = n - lead
-                if length == len(tail) - i or (length >= 16 and len(buf[lead:].split()) >= 3):
+                if self._capped or length == len(tail) - i or (length >= 8 and len(buf[lead:].split()) >= 2):
                     search.done.append((lead, i, length))
             search.alive = []
         return True
@@ -755,11 +764,11 @@ class SeamRepairer:
 
 
 def join_piece(
-    base_tail: str, held: str, piece: str, strategy: str, *, cut: CutState | None = None
+    base_tail: str, held: str, piece: str, strategy: str, *, cut: CutState | None = None, capped: bool = False
 ) -> tuple[str, SeamReport]:
     """The repaired text to append after ``base`` for a whole ``piece``, and what was done."""
     repairer = SeamRepairer(base_tail, held, strategy, cut=cut)
-    out = repairer.feed(piece) + repairer.finish()
+    out = repairer.feed(piece) + repairer.finish(capped=capped)
     return out, repairer.report
 
 
