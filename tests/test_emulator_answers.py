@@ -292,3 +292,12 @@ def test_early_stops_always_make_progress_to_the_end(seed, fraction):
         if not plan.text:
             break
     assert text == answer.text
+
+
+@given(length=st.integers(1, 3000), seed=st.integers(0, 5))
+@settings(max_examples=60, deadline=None)
+def test_numbered_answer_has_exact_length_balanced_tags_and_closed_fences(length, seed):
+    text = numbered_text(seed=seed, length=length, system="", first_user="go")
+    assert count_tokens(text) == length
+    assert re.findall(r"<story_(\d+)>", text) == re.findall(r"</story_(\d+)>", text)
+    assert text.count("```") % 2 == 0

@@ -181,22 +181,25 @@ def numbered_text(seed: int, length: int, system: str, first_user: str) -> str:
         since_code += writer.tokens - before
         section_tokens += writer.tokens - before
     body = "".join(writer.parts)
-    return _fit(body, closing, length)
+    return _fit(body, tag if use_tags else None, length)
 
 
-def _fit(body: str, closing: str, length: int) -> str:
-    """Cut ``body`` at a word start and pad with ``.`` so body + closing has ``length`` tokens."""
-    need = length - count_tokens(closing)
-    if need <= 0:
-        text = "".join(token_starts_text(body)[: max(length, 0)])
-        return text
+def _fit(body: str, tag: str | None, length: int) -> str:
+    """Cut ``body`` between two words of prose (never inside a code block or between sections),
+    close the open section and pad with ``.`` so the text has exactly ``length`` tokens."""
+    closing_tokens = count_tokens(f"\n</{tag}_1>") if tag else 0
+    need = length - closing_tokens
     starts = token_starts(body)
+    if need <= 0 or len(starts) - 1 <= 1:
+        return body[: starts[min(max(length, 0), len(starts) - 1)]]
     cut = min(need, len(starts) - 1)
-    while cut > 0 and not body[starts[cut]].isspace():
+    while cut > 0 and not (body[starts[cut]] == " " and body.count("```", 0, starts[cut]) % 2 == 0):
         cut -= 1
-    if cut == 0:
-        cut = min(need, len(starts) - 1)
-    head = body[: starts[cut]].rstrip()
+    head = body[: starts[cut]].rstrip() if cut else body[: starts[min(need, len(starts) - 1)]]
+    closing = ""
+    if tag:
+        opened = re.findall(rf"<{re.escape(tag)}_(\d+)>", head)
+        closing = f"\n</{tag}_{opened[-1] if opened else 1}>"
     pad = need - count_tokens(head)
     return head + "." * max(pad, 0) + closing
 
