@@ -13,7 +13,9 @@ Sources:
     word at a seam is visible at once. It is split into ``<story_1>`` ... ``</story_1>``
     sections (the tag name follows the prompt if it asks for e.g. ``<chapter_N>`` tags) and
     mixes in paragraphs, punctuation, multi-byte characters (é, —, 日本, emoji) and fenced
-    code blocks whose identifiers carry the index too (``value_42``).
+    code blocks whose identifiers carry the index too (``value_42``). To land on exactly
+    ``length`` tokens it ends between two words of prose, padded with ``.`` and closed with the
+    open section's tag. Answers shorter than 40 tokens have no tags.
 ``corpus:PATH``
     The text of a UTF-8 file, started at a word chosen by seed and prompt, repeated as needed.
 ``local``
@@ -27,9 +29,9 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from array import array
 import random
 import re
+from array import array
 from dataclasses import dataclass
 from pathlib import Path
 
