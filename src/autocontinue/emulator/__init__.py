@@ -30,7 +30,6 @@ error texts), ``app.py`` (routes and wire format), ``command.py`` (the ``emulate
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import socket
 import threading
 from collections.abc import Iterator, Mapping
