@@ -207,7 +207,7 @@ class Engine:
         continuing = end.stop_reason in ("max_tokens", "interrupted")
         # The tail stays held even when the round ended: the run may still go on (min_words),
         # and when it does not, finishing the run emits it.
-        current.close()
+        current.close(capped=end.stop_reason == "max_tokens")
         if current.produced or end.stop_reason != "interrupted":
             self._attempts = 0
         usage = end.usage
@@ -352,11 +352,14 @@ class _RoundInProgress:
             self.chars += len(text)
             self.events.append(TextDelta(text, held))
 
-    def close(self) -> None:
-        """End of the piece: flush the repairer, still holding the unsafe tail."""
+    def close(self, *, capped: bool) -> None:
+        """End of the piece: flush the repairer, still holding the unsafe tail.
+
+        ``capped``: the piece stopped at max_tokens, so a repeat it ends inside is all repeat.
+        """
         if self.until_hit:
             return
-        out = self.repairer.finish() if self.repairer else ""
+        out = self.repairer.finish(capped=capped) if self.repairer else ""
         self._take(out)
 
     def take_events(self) -> list[Event]:
