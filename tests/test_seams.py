@@ -32,11 +32,11 @@ FAST = settings(
 
 
 def _stream(
-    base_tail: str, held: str, pieces: list[str], strategy: str, cut: CutState | None = None
+    base_tail: str, held: str, pieces: list[str], strategy: str, cut: CutState | None = None, capped: bool = False
 ) -> tuple[str, list[str], SeamReport]:
     repairer = SeamRepairer(base_tail, held, strategy, cut=cut)
     outputs = [repairer.feed(piece) for piece in pieces]
-    outputs.append(repairer.finish())
+    outputs.append(repairer.finish(capped=capped))
     return "".join(outputs), outputs, repairer.report
 
 
@@ -546,11 +546,13 @@ CUTS = st.sampled_from(
     st.sampled_from(STRATEGIES),
     st.lists(st.integers(0, 60), max_size=6),
     CUTS,
+    st.booleans(),
 )
-def test_streaming_matches_one_shot_for_arbitrary_pieces(base, held, piece, strategy, splits, cut):
-    whole, report = join_piece(base, held, piece, strategy, cut=cut)
+def test_streaming_matches_one_shot_for_arbitrary_pieces(base, held, piece, strategy, splits, cut, capped):
+    whole, report = join_piece(base, held, piece, strategy, cut=cut, capped=capped)
     bounds = sorted({0, len(piece), *(s % (len(piece) + 1) for s in splits)})
-    streamed, _, streamed_report = _stream(base, held, [piece[a:b] for a, b in zip(bounds, bounds[1:])], strategy, cut)
+    deltas = [piece[a:b] for a, b in zip(bounds, bounds[1:])]
+    streamed, _, streamed_report = _stream(base, held, deltas, strategy, cut, capped)
     assert (streamed, streamed_report) == (whole, report)
     # Whatever is trimmed comes off the front: the rest of the piece arrives untouched.
     assert piece.startswith(report.trimmed_preamble)
