@@ -275,3 +275,11 @@ def test_async_client_runs_the_same_loop(emulators):
     result = asyncio.run(main())
     assert result.text == reference
     assert len(result.rounds) >= 3
+
+
+def test_temperature_reaches_the_api_through_the_sdk(emulators):
+    result = autocontinue.generate(
+        "Say something long.", client=_client(emulators["clean"]), temperature=0.3,
+        max_rounds=1, max_tokens_per_call=40,
+    )
+    assert result.rounds[0].usage.output_tokens == 40

@@ -88,7 +88,9 @@ def request_params(request: RoundRequest) -> dict[str, Any]:
     if request.stop_sequences:
         params["stop_sequences"] = list(request.stop_sequences)
     if request.temperature is not None:
-        params["temperature"] = request.temperature
+        # SDK 2.x has no temperature keyword (newer models fix sampling); older models still
+        # take it in the body.
+        params["extra_body"] = {"temperature": request.temperature}
     if request.extra.get("thinking"):
         params["thinking"] = request.extra["thinking"]
     return params
@@ -271,18 +273,6 @@ class AnthropicBackend(Backend):
     def endpoint_key(self) -> str:
         base = str(getattr(self.client, "base_url", "") or "")
         return f"{type(self.client).__name__}:{_strip_userinfo(base)}"
-
-    def count_tokens(self, request: RoundRequest) -> int | None:
-        if self.is_async:
-            return None
-        params = request_params(request)
-        try:
-            counted = self.client.messages.count_tokens(
-                model=params["model"], messages=params["messages"], system=params.get("system", [])
-            )
-        except Exception:
-            return None
-        return getattr(counted, "input_tokens", None)
 
     def stream_round(self, request: RoundRequest) -> Iterator[BackendEvent]:
         if self.is_async:
