@@ -73,14 +73,17 @@ def test_runs_table_and_seam_lines_describe_a_run(tmp_path):
     ]
 
 
-def test_seeded_local_runs_resume_from_the_last_round_end_and_others_from_the_last_checkpoint(tmp_path):
+def test_seeded_local_runs_replay_from_the_start_and_others_resume_from_the_last_checkpoint(tmp_path):
     with Journal(tmp_path / "j.sqlite3") as journal:
         for backend, seed in [("local", 3), ("local", None), ("anthropic", None)]:
             run_id = journal.start_run(backend=backend, model="m", request={"prompt": "p", "seed": seed})
             journal.record_round(run_id, RoundReport(index=0, strategy="initial", max_tokens=9), "round end", " ")
             journal.save_checkpoint(run_id, "round end and more", "")
-            expected = "round end" if seed is not None and backend == "local" else "round end and more"
-            assert resume_point(journal.get(run_id)).text == expected
+            point = resume_point(journal.get(run_id))
+            if seed is not None and backend == "local":
+                assert (point.text, point.rounds) == ("", [])
+            else:
+                assert point.text == "round end and more" and len(point.rounds) == 1
 
 
 def test_atomic_write_replaces_the_file_whole_and_leaves_no_temporary(tmp_path):
