@@ -303,7 +303,9 @@ class _RoundInProgress:
         # With min_words an ended answer may be continued by a user turn, so hold as for one.
         self.hold_strategy = "user-turn" if state.budgets.min_words else state.strategy
         self.repairer = (
-            seams.SeamRepairer(state.tail(seams.ECHO_WINDOW), state.held, strategy)
+            seams.SeamRepairer(
+                state.tail(seams.ECHO_WINDOW), state.held, strategy, cut=state.cut.state()
+            )
             if has_text
             else None
         )
