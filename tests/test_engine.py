@@ -221,3 +221,26 @@ def test_a_tiny_per_call_limit_still_calls_the_model():
     _, result, _ = _run(ScriptedBackend(ANSWER), max_tokens_per_call=5, max_rounds=3)
     assert [r.max_tokens for r in result.rounds] == [5, 5, 5]
     assert result.stop_reason == "max_rounds"
+
+
+def test_a_backend_whose_prefill_takes_whitespace_gets_the_exact_text_so_far():
+    class Exact(ScriptedBackend):
+        prefill_takes_trailing_whitespace = True
+
+        def __init__(self, answer):
+            super().__init__(answer)
+            self.sent = []
+
+        def stream_round(self, request):
+            from autocontinue.backends.scripted import assistant_text
+
+            self.sent.append(assistant_text(request))
+            yield from super().stream_round(request)
+
+    backend = Exact(ANSWER)
+    events, result, deltas = _run(backend, max_tokens_per_call=301, max_rounds=50)
+    assert result.text == deltas == ANSWER
+    # Each continuation is sent exactly what was emitted before it, trailing whitespace too.
+    assert any(s != s.rstrip() for s in backend.sent)
+    assert all(ANSWER.startswith(s) for s in backend.sent)
+    assert all(e.held == "" for e in events if isinstance(e, TextDelta))

@@ -113,7 +113,7 @@ class Engine:
         Its first ``already_emitted`` characters were shown before (a resumed run), so only
         the rest is emitted as an event.
         """
-        base, held = seams.split_for_continuation(opening, self.state.strategy)
+        base, held = _split(opening, self._hold_strategy())
         if len(base) < already_emitted:
             base, held = opening[:already_emitted], opening[already_emitted:]
         self.state.start_segment()
@@ -170,7 +170,13 @@ class Engine:
             )
         has_text = state.chars > 0 and bool(state.tail(4096).strip() or state.text.strip())
         report_strategy = strategy if has_text else "initial"
-        messages = build_messages(self.prompt, state.segments, strategy, instruction=instruction)
+        messages = build_messages(
+            self.prompt,
+            state.segments,
+            strategy,
+            instruction=instruction,
+            keep_trailing_whitespace=self.backend.prefill_takes_trailing_whitespace,
+        )
         request = RoundRequest(
             model=self.model,
             messages=messages,
@@ -183,8 +189,22 @@ class Engine:
             round_index=len(state.rounds),
             extra=self.extra,
         )
-        self._round = _RoundInProgress(state, report_strategy, strategy, max_tokens, has_text)
+        self._round = _RoundInProgress(
+            state, report_strategy, strategy, max_tokens, has_text, self._hold_strategy()
+        )
         return request, [RoundStarted(len(state.rounds), report_strategy, max_tokens)]
+
+    def _hold_strategy(self) -> str | None:
+        """How the unsafe tail is held back while text streams (None: nothing is held).
+
+        With min_words an ended answer may be continued by a user turn, so hold as for one; a
+        backend whose prefill takes trailing whitespace needs nothing held at a prefill seam.
+        """
+        if self.state.budgets.min_words:
+            return "user-turn"
+        if self.state.strategy == "prefill" and self.backend.prefill_takes_trailing_whitespace:
+            return None
+        return self.state.strategy
 
     def on_delta(self, text: str) -> list[Event]:
         assert self._round is not None, "on_delta outside a round"
@@ -295,13 +315,13 @@ class _RoundInProgress:
         strategy: str,
         max_tokens: int,
         has_text: bool,
+        hold_strategy: str | None,
     ) -> None:
         self.state = state
         self.report_strategy = report_strategy
         self.max_tokens = max_tokens
         self.started = time.monotonic()
-        # With min_words an ended answer may be continued by a user turn, so hold as for one.
-        self.hold_strategy = "user-turn" if state.budgets.min_words else state.strategy
+        self.hold_strategy = hold_strategy
         self.repairer = (
             seams.SeamRepairer(
                 state.tail(seams.ECHO_WINDOW), state.held, strategy, cut=state.cut.state()
@@ -341,9 +361,7 @@ class _RoundInProgress:
                 self.pending = ""
                 self.until_hit = True
                 return
-        base, held = seams.split_for_continuation(
-            pending, self.hold_strategy, fragment=self.state.chars > 0
-        )
+        base, held = _split(pending, self.hold_strategy, fragment=self.state.chars > 0)
         self._emit(base, held)
         self.pending = held
 
@@ -374,6 +392,13 @@ class _RoundInProgress:
         if cut_at is not None:
             report["cut"] = cut_at.cut.state().to_dict()
         return report
+
+
+def _split(text: str, strategy: str | None, *, fragment: bool = False) -> tuple[str, str]:
+    """``seams.split_for_continuation``, or nothing held when ``strategy`` is None."""
+    if strategy is None:
+        return text, ""
+    return seams.split_for_continuation(text, strategy, fragment=fragment)
 
 
 # -- drivers --------------------------------------------------------------------------------

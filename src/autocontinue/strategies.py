@@ -76,13 +76,18 @@ def normalise_prompt(prompt: str | list[dict[str, Any]]) -> list[dict[str, Any]]
     return messages
 
 
-def assistant_blocks(segments: list[str]) -> list[dict[str, Any]]:
-    """Text blocks for the answer so far: one per round, empty ones dropped, no trailing space."""
+def assistant_blocks(segments: list[str], *, keep_trailing_whitespace: bool = False) -> list[dict[str, Any]]:
+    """Text blocks for the answer so far: one per round, empty ones dropped.
+
+    The last block loses its trailing whitespace (the API refuses it) unless
+    ``keep_trailing_whitespace``.
+    """
     blocks = [s for s in segments if s]
-    while blocks and not blocks[-1].rstrip():
-        blocks.pop()
-    if blocks:
-        blocks[-1] = blocks[-1].rstrip()
+    if not keep_trailing_whitespace:
+        while blocks and not blocks[-1].rstrip():
+            blocks.pop()
+        if blocks:
+            blocks[-1] = blocks[-1].rstrip()
     return [{"type": "text", "text": s} for s in blocks]
 
 
@@ -92,9 +97,11 @@ def build_messages(
     strategy: str,
     *,
     instruction: str = CONTINUE_INSTRUCTION,
+    keep_trailing_whitespace: bool = False,
 ) -> list[dict[str, Any]]:
     """The messages of the next call, given the answer so far as ``segments``."""
-    blocks = assistant_blocks(segments)
+    keep = keep_trailing_whitespace and strategy == "prefill"
+    blocks = assistant_blocks(segments, keep_trailing_whitespace=keep)
     if not blocks:
         return list(prompt)
     messages = [*prompt, {"role": "assistant", "content": blocks}]

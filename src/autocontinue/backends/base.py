@@ -66,6 +66,9 @@ class Backend(abc.ABC):
     name: str = "base"
     #: Model used when the caller names none.
     default_model: str = ""
+    #: A prefill may end in whitespace (the Messages API refuses that; llama.cpp does not).
+    #: Then the whole text so far is sent and nothing is held back at a prefill seam.
+    prefill_takes_trailing_whitespace: bool = False
 
     @abc.abstractmethod
     def model_spec(self, model: str) -> ModelSpec:

@@ -384,6 +384,9 @@ class LocalBackend(Backend):
     default_model = LOCAL_DEFAULT_MODEL
     #: The engine's default ``max_tokens_per_call`` for this backend.
     default_max_tokens_per_call = 512
+    #: The open turn continues after the exact text, whitespace included, so the model sees
+    #: the very tokens it wrote (a stripped "\n\n" made SmolLM2 open with " Sentence").
+    prefill_takes_trailing_whitespace = True
 
     def __init__(
         self,
