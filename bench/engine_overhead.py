@@ -9,7 +9,9 @@ in-process model, so what is measured is the engine alone:
   least-squares line splits it into a fixed part per round and a part per 1,000 tokens
   streamed (the per-delta work: seam repair, holding the unsafe tail, events);
 - **the long join**: answers of 125k to 1M tokens (4 characters a token) written in rounds of
-  8,192 tokens, each in a fresh subprocess that reports its wall time, its peak RSS
+  8,192 tokens, each in a fresh subprocess that reports its wall time (best of three; the
+  engine's share excludes the time inside the scripted backend, whose own search for where
+  each round resumes re-reads the answer so far), its peak RSS
   (``VmHWM``, the whole interpreter included) and, in a second pass, the peak of
   Python allocations during the run (``tracemalloc``). Time and memory should grow linearly
   with the answer; the 1M-token run should stay under 150 MB.
@@ -139,14 +141,19 @@ def join_child(tokens: int, per_call: int, trace: bool) -> dict[str, Any]:
 
     answer = make_answer(tokens)
     spec = _spec(per_call, 4 * tokens + 100_000)
-    backend = _timed_backend(answer, spec)
     rss_before = peak_rss_mb()
     if trace:
         tracemalloc.start()
-    t0 = time.perf_counter()
-    result = autocontinue.generate("Write.", backend=backend, max_tokens_per_call=per_call,
-                                   max_rounds=tokens // per_call + 10)
-    wall = time.perf_counter() - t0
+    best = None
+    for _ in range(1 if trace else 3):  # best of three timings: the machine is shared
+        backend = _timed_backend(answer, spec)
+        t0 = time.perf_counter()
+        result = autocontinue.generate("Write.", backend=backend, max_tokens_per_call=per_call,
+                                       max_rounds=tokens // per_call + 10)
+        wall = time.perf_counter() - t0
+        if best is None or wall < best[0]:
+            best = (wall, wall - backend.inside)
+    wall, engine = best
     peak = tracemalloc.get_traced_memory()[1] / 2**20 if trace else None
     if trace:
         tracemalloc.stop()
@@ -156,7 +163,7 @@ def join_child(tokens: int, per_call: int, trace: bool) -> dict[str, Any]:
         "rounds": len(result.rounds),
         "exact": exact,
         "wall_s": round(wall, 4),
-        "engine_s": round(wall - backend.inside, 4),
+        "engine_s": round(engine, 4),
         "rss_before_mb": round(rss_before, 1),
         "peak_rss_mb": round(peak_rss_mb(), 1),
         "tracemalloc_peak_mb": round(peak, 1) if peak is not None else None,

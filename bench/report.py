@@ -83,6 +83,14 @@ def _cost_cell(row: dict[str, Any]) -> str:
     return cell + (f" <br>{'; '.join(notes)}" if notes else "")
 
 
+def _error_text(error: str) -> str:
+    """The API's message inside an SDK error string, without its request id."""
+    import re
+
+    found = re.search(r"'message': '([^']*)'", error)
+    return found.group(1) if found else error
+
+
 def _cost_plot(data: dict[str, Any]) -> str:
     plt = _plt()
     models = data["models"]
@@ -206,9 +214,9 @@ def _cost_section(out: list[str]) -> None:
             calls = by_size[sizes[-1]].get(name, {}).get("requests")
             out.append(f"| {name} | " + " | ".join(cells) + " |")
         out.append("")
-        errors = {by_size[s][n].get("error") for s in sizes for n in by_size[s] if by_size[s][n].get("error")}
-        for error in sorted(e for e in errors if e):
-            out.append(f"- An API refusal seen above: `{error}`")
+        errors = {_error_text(by_size[s][n]["error"]) for s in sizes for n in by_size[s] if by_size[s][n].get("error")}
+        for error in sorted(errors):
+            out.append(f"- The API's refusal that ended a loop above: ``{error}``")
         calls = "; ".join(f"{n}: " + ", ".join(str(by_size[s][n].get("requests")) for s in sizes)
                           for n in names)
         out.append(f"- Calls per run ({', '.join(f'{int(s) // 1000}k' for s in sizes)}): {calls}.\n")
@@ -337,6 +345,24 @@ def _length_section(out: list[str]) -> None:
         out.append(f"| {label} | **{s[method]['mean_s_l']:.1f}** | {s[method]['reached_required']} / {len(items)} | "
                    f"{s[method]['wall_s']:.0f} s |")
     out.append("")
+    runaway = [i for i in items if i["min_words"]["words"] > 4 * i["required"]]
+    over = [i for i in items if i["min_words"]["words"] > i["required"] * 1.5]
+    out.append(
+        f"- With `min_words`, {s['min_words']['reached_required']} of {len(items)} answers reach the required "
+        "length (one call: " + f"{s['one_call']['reached_required']}); what it loses of S_l is overshoot. "
+        "`min_words` is a floor: a round that ends at its 512-token cap is continued whatever the length, "
+        "because the model has not finished its answer. "
+        + (f"{len(over)} of {len(items)} answers ran past 1.5x the required length" if over else "")
+        + ("; " + "; ".join(
+            f"line {i['line']} ({i['required']} words required) never ended its turn and wrote "
+            f"{i['min_words']['words']:,} words in {i['min_words']['rounds']} rounds, until the run stopped "
+            f"with `{i['min_words']['stop']}`" for i in runaway)
+           if runaway else "")
+        + ". Without " + (f"line {runaway[0]['line']}" if len(runaway) == 1 else "the runaways")
+        + (f", the mean S_l with min_words would be "
+           f"{sum(i['min_words']['s_l'] for i in items if i not in runaway) / max(1, len(items) - len(runaway)):.1f}"
+           f" (one call: {sum(i['one_call']['s_l'] for i in items if i not in runaway) / max(1, len(items) - len(runaway)):.1f})."
+           if runaway else "") + "\n")
     out.append("<details><summary>Every prompt</summary>\n")
     out.append("| line | required | one call: words (S_l) | min_words: words (S_l, rounds) |")
     out.append("|---:|---:|---:|---:|")
@@ -377,7 +403,9 @@ def _engine_section(out: list[str]) -> None:
     plt = _plt()
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.5))
     xs = [r["tokens"] for r in join]
-    a1.plot(xs, [r["wall_s"] for r in join], "o-")
+    a1.plot(xs, [r["wall_s"] for r in join], "o-", label="wall time (engine + scripted backend)")
+    a1.plot(xs, [r["engine_s"] for r in join], "s-", label="engine alone")
+    a1.legend(fontsize=7)
     a1.set_xlabel("answer tokens")
     a1.set_ylabel("wall time (s)")
     a1.set_title("time to join", fontsize=9)
@@ -392,17 +420,18 @@ def _engine_section(out: list[str]) -> None:
     out.append(f"Answers of increasing length in rounds of {data.get('join_per_call', 8192):,} tokens, each in a fresh "
                "subprocess (peak RSS from `VmHWM` in /proc/self/status, Python allocations from `tracemalloc` in a "
                "second pass).\n")
-    out.append("| tokens | rounds | wall time | µs per token | peak RSS | tracemalloc peak | answer size | exact |")
-    out.append("|---:|---:|---:|---:|---:|---:|---:|---|")
+    out.append("| tokens | rounds | wall time | engine alone | engine µs per token | peak RSS | tracemalloc peak | answer size | exact |")
+    out.append("|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for r in join:
-        out.append(f"| {r['tokens']:,} | {r['rounds']} | {r['wall_s']:.2f} s | {r['wall_s'] / r['tokens'] * 1e6:.2f} | "
+        out.append(f"| {r['tokens']:,} | {r['rounds']} | {r['wall_s']:.3f} s | {r['engine_s']:.3f} s | "
+                   f"{r['engine_s'] / r['tokens'] * 1e6:.3f} | "
                    f"{r['peak_rss_mb']} MB | {r['tracemalloc_peak_mb']} MB | {r['answer_mb']} MB | "
                    f"{'yes' if r['exact'] else 'no'} |")
     big = max(join, key=lambda r: r["tokens"])
-    per = [r["wall_s"] / r["tokens"] for r in join]
+    per = [r["engine_s"] / r["tokens"] for r in join]
     out.append("")
     out.append(f"- Largest answer ({big['tokens']:,} tokens): peak RSS **{big['peak_rss_mb']} MB** (target < 150 MB: "
-               f"{'met' if big['peak_rss_mb'] < 150 else 'missed'}); time per token varies "
+               f"{'met' if big['peak_rss_mb'] < 150 else 'missed'}); the engine's time per token varies "
                f"{max(per) / min(per):.2f}x from the smallest to the largest answer (1.0 = perfectly linear).\n")
 
 
