@@ -256,17 +256,34 @@ def _speed_section(out: list[str]) -> None:
         "which this figure cannot show and which no continuation method avoids.\n")
     plt = _plt()
     models = list(data["results"])
-    fig, ax = plt.subplots(figsize=(8, 3.6))
+    fig, (ax, gx) = plt.subplots(1, 2, figsize=(11, 3.8), gridspec_kw={"width_ratios": [3, 2]})
     names = list(data["results"][models[0]])
     width = 0.8 / len(names)
     for i, name in enumerate(names):
-        ys = [data["results"][m][name]["wall_s"] for m in models]
-        ax.bar([k + i * width for k in range(len(models))], ys, width, label=name)
+        rows = [data["results"][m][name] for m in models]
+        bars = ax.bar([k + i * width for k in range(len(models))], [r["wall_s"] for r in rows], width, label=name)
+        for bar, r in zip(bars, rows):
+            ax.annotate(f"{r['ratio']:.3f}x", (bar.get_x() + bar.get_width() / 2, r["wall_s"]), ha="center",
+                        va="bottom", fontsize=7, xytext=(0, 2), textcoords="offset points")
     ax.set_xticks([k + width * (len(names) - 1) / 2 for k in range(len(models))])
     ax.set_xticklabels(models)
     ax.set_ylabel("wall time (s), median")
-    ax.legend(fontsize=8, loc="lower right")
+    ax.set_ylim(0, ax.get_ylim()[1] * 1.1)
+    ax.legend(fontsize=7, loc="lower right")
     ax.set_title(f"{c['tokens']:,} tokens at {c['decode_rate']:,.0f} tokens/s", fontsize=9)
+    for k, model in enumerate(models):
+        for name, row in data["results"][model].items():
+            gaps = row.get("seam_gaps_ms") or []
+            if gaps:
+                gx.scatter([k + (j % 7 - 3) * 0.03 for j in range(len(gaps))], gaps, s=12, alpha=0.7)
+                if row.get("inner_gap_ms_median") is not None:
+                    gx.hlines(row["inner_gap_ms_median"], k - 0.3, k + 0.3, color="black", lw=0.8)
+    gx.set_xticks(range(len(models)))
+    gx.set_xticklabels(models)
+    gx.set_xlim(-0.6, len(models) - 0.4)
+    gx.set_ylim(0, gx.get_ylim()[1] * 1.1)
+    gx.set_ylabel("ms")
+    gx.set_title("pause at each seam (dots) and between events in a round (line)", fontsize=8)
     out.append(f"![speed]({_save(fig, 'speed.png')})\n")
     out.append(_cmd("speed") + "\n")
     out.append("| model | method | wall time (median) | ratio | rounds | seam gap median / max | inner gap median | same text |")
@@ -528,7 +545,7 @@ def write(page: Path = PAGE, *, command: str = "python -m bench") -> Path:
     out.append(
         "Is autocontinue cheaper than the loops people write today, as fast as one uncapped call, and does it "
         "deliver the length asked for? Every figure on this page is produced by one command, on this machine, "
-        f"side by side in one run:\n\n```sh\n{command}            # everything, from scratch (about 30 minutes)\n"
+        f"side by side in one run:\n\n```sh\n{command}            # everything, from scratch (about 25 minutes)\n"
         "python -m bench --quick    # a smoke run in about a minute\n"
         "python -m bench --only cost,speed    # some parts; --report-only rewrites this page from bench/out/\n```\n")
     if stamps:
