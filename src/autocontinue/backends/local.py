@@ -39,6 +39,7 @@ from ..errors import (
     PrefillNotSupportedError,
     UnknownModelError,
 )
+from ..prefix import common_prefix_length
 from ..usage import Usage
 from .base import Backend, BackendDelta, BackendEvent, RoundEnd, RoundRequest
 from .chat_template import ChatTemplate, OpenTurnUnsupported, normalise_messages
@@ -103,15 +104,6 @@ def plan_prompt_tokens(
 
 def flat_tokens(chunks: Sequence[TokenChunk]) -> list[int]:
     return [token for chunk in chunks for token in chunk.tokens]
-
-
-def common_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 def split_at_stop(buffer: str, stops: Sequence[str]) -> tuple[str, str, str | None]:
@@ -290,7 +282,7 @@ class LoadedModel:
     def load_prompt(self, tokens: list[int], *, reuse: bool) -> int:
         """Bring the KV cache to ``tokens`` (last token freshly evaluated); return tokens reused."""
         llm = self.llm
-        cached = llm.input_ids[: llm.n_tokens] if reuse else ()
+        cached = llm.input_ids[: llm.n_tokens].tolist() if reuse else []
         keep = min(common_prefix_length(cached, tokens), len(tokens) - 1)
         if keep > 0 and not llm._ctx.kv_cache_seq_rm(-1, keep, -1):
             keep = 0

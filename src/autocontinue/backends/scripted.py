@@ -9,7 +9,9 @@ answer. It does no I/O, so engine overhead can be measured on its own.
 from __future__ import annotations
 
 from collections.abc import Iterator
+
 from ..catalogue import ModelSpec, lookup_model
+from ..prefix import common_prefix_length
 from ..usage import Usage
 from .base import Backend, BackendDelta, BackendEvent, RoundEnd, RoundRequest
 
@@ -35,22 +37,6 @@ def _chars(content: object) -> int:
     return sum(len(block.get("text", "")) for block in content)  # type: ignore[union-attr]
 
 
-def _common_prefix(a: str, b: str) -> int:
-    """Length of the common prefix, compared in large slices first (fast on long texts)."""
-    n = min(len(a), len(b))
-    lo = 0
-    step = 1 << 16
-    while lo < n:
-        hi = min(n, lo + step)
-        if a[lo:hi] == b[lo:hi]:
-            lo = hi
-            continue
-        while lo < hi and a[lo] == b[lo]:
-            lo += 1
-        return lo
-    return lo
-
-
 class ScriptedBackend(Backend):
     """A model that always continues ``answer`` exactly (see module docstring)."""
 
@@ -69,7 +55,7 @@ class ScriptedBackend(Backend):
 
     def stream_round(self, request: RoundRequest) -> Iterator[BackendEvent]:
         self.calls += 1
-        start = _common_prefix(assistant_text(request), self.answer)
+        start = common_prefix_length(assistant_text(request), self.answer)
         end = min(len(self.answer), start + request.max_tokens * CHARS_PER_TOKEN)
         for i in range(start, end, self.delta_chars):
             yield BackendDelta(self.answer[i : min(end, i + self.delta_chars)])

@@ -17,6 +17,7 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass
 
+from ..prefix import common_prefix_length
 from .quirks import QuirkChoice, echo_text
 from .sources import Answer
 from .tokenizer import token_starts
@@ -50,17 +51,8 @@ class Plan:
 
 
 def resume_offset(answer: str, given: str) -> int:
-    """Length of the longest common prefix of ``answer`` and ``given`` (binary search, C speed)."""
-    lo, hi = 0, min(len(answer), len(given))
-    if answer[:hi] == given[:hi]:
-        return hi
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if answer[:mid] == given[:mid]:
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
+    """Where a continuation of ``given`` starts in ``answer``: their common prefix's length."""
+    return common_prefix_length(answer, given)
 
 
 def _answer_segment(answer: Answer, start: int, early_stop: float, cap: int) -> tuple[str, list[int]]:
