@@ -22,6 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "one_line",
     "AutocontinueError",
     "ConfigurationError",
     "UnknownModelError",
@@ -51,10 +52,15 @@ class AutocontinueError(Exception):
 
     def one_line(self) -> str:
         """``message (hint)`` on one line, for the command line."""
-        text = " ".join(self.message.split())
-        if self.hint:
-            text += f" (hint: {' '.join(self.hint.split())})"
-        return text
+        return one_line(self.message, self.hint)
+
+
+def one_line(message: str, hint: str | None = None) -> str:
+    """``message (hint: ...)`` folded onto one line."""
+    text = " ".join(message.split())
+    if hint:
+        text += f" (hint: {' '.join(hint.split())})"
+    return text
 
 
 class ConfigurationError(AutocontinueError):

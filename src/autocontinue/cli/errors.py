@@ -20,6 +20,7 @@ from ..errors import (
     BackendUnavailableError,
     ConfigurationError,
     JournalError,
+    one_line,
 )
 
 __all__ = [
@@ -61,10 +62,7 @@ class CommandFailed(click.ClickException):
         self.exit_code = code
 
     def one_line(self) -> str:
-        text = " ".join(self.message.split())
-        if self.hint:
-            text += f" (hint: {' '.join(self.hint.split())})"
-        return text
+        return one_line(self.message, self.hint)
 
 
 def exit_code_for(error: BaseException) -> int:
