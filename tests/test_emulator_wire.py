@@ -1,7 +1,7 @@
 """The emulator's wire format against real recordings, read by the official SDK over HTTP.
 
-The recordings in ``/work/shared/fixtures/anthropic/`` (see its NOTICE: llm-anthropic
-cassettes, Apache-2.0; anthropic-sdk-python stream fixtures, MIT) are served to the SDK through
+The recordings in ``tests/fixtures/anthropic/`` (copied from the project's shared fixtures; see
+its NOTICE: llm-anthropic cassettes, Apache-2.0; anthropic-sdk-python stream fixtures, MIT) are served to the SDK through
 ``httpx2.MockTransport``: the mock stands in for the real API, which cannot be reached here.
 """
 
@@ -16,10 +16,8 @@ import httpx2
 import pytest
 import yaml
 
-FIXTURES = Path("/work/shared/fixtures/anthropic")
+FIXTURES = Path(__file__).parent / "fixtures" / "anthropic"
 MODEL = "claude-haiku-4-5"
-
-pytestmark = pytest.mark.skipif(not FIXTURES.is_dir(), reason="shared fixtures not present")
 
 
 def parse_sse(text: str) -> list[tuple[str, dict]]:
