@@ -177,8 +177,8 @@ def _why_seed_missed(d: dict[str, Any], seed: dict[str, Any], model: str) -> str
             f"input would cost {_money(plain)}, the run {_money(without)}, "
             f"{seed['cost_usd'] / without:.2f}x cheaper than the seed loop. The engine cannot know that a round "
             "is the last; a cache write pays for itself only when at least one more round reads it "
-            "(reads cost 0.1x, so one read saves 0.9x against a 0.25x premium). The gap widens with length: "
-            "see the 300k column, and 4,096 tokens a call, where the seed loop re-sends everything every call.")
+            "(reads cost 0.1x, so one read saves 0.9x against a 0.25x premium). The gap widens with longer "
+            "answers (the 300k column) and smaller calls, where the seed loop re-sends everything every call.")
 
 
 def _cost_section(out: list[str]) -> None:
@@ -411,7 +411,7 @@ def _engine_section(out: list[str]) -> None:
     out.append("")
     for strategy, fit in data.get("fit", {}).items():
         ok = fit["fixed_ms_per_round"] < 1.0
-        out.append(f"- {strategy}: **{fit['fixed_ms_per_round']:.3f} ms a round** fixed (target < 1 ms: "
+        out.append(f"- Engine overhead, {strategy}: **{fit['fixed_ms_per_round']:.3f} ms a round** fixed (target < 1 ms: "
                    f"{'met' if ok else 'missed by ' + format(fit['fixed_ms_per_round'] - 1, '.3f') + ' ms'}) "
                    f"plus {fit['ms_per_1k_tokens']:.3f} ms per 1,000 tokens streamed (seam repair and "
                    "tail-holding on every delta; a model needs seconds to write 1,000 tokens).")
@@ -447,7 +447,7 @@ def _engine_section(out: list[str]) -> None:
     big = max(join, key=lambda r: r["tokens"])
     per = [r["engine_s"] / r["tokens"] for r in join]
     out.append("")
-    out.append(f"- Largest answer ({big['tokens']:,} tokens): peak RSS **{big['peak_rss_mb']} MB** (target < 150 MB: "
+    out.append(f"- Joining the largest answer ({big['tokens']:,} tokens): peak RSS **{big['peak_rss_mb']} MB** (target < 150 MB: "
                f"{'met' if big['peak_rss_mb'] < 150 else 'missed'}); the engine's time per token varies "
                f"{max(per) / min(per):.2f}x from the smallest to the largest answer (1.0 = perfectly linear).\n")
 
@@ -477,7 +477,7 @@ def _local_kv_section(out: list[str]) -> None:
     if "rounds_reuse" in data:
         r = data["rounds_reuse"]["ratio_to_uncapped"]
         verdict = "met" if r <= 1.10 else f"missed by {r / 1.10 - 1:.1%}"
-        out.append(f"\n- K rounds with reuse: **{r:.3f}x** the uncapped call (target <= 1.10x: {verdict}).\n")
+        out.append(f"\n- Local model, {data.get('rounds')} rounds with KV reuse: **{r:.3f}x** the uncapped call (target <= 1.10x: {verdict}).\n")
 
 
 def _throughput_section(out: list[str]) -> None:
@@ -503,7 +503,7 @@ def _throughput_section(out: list[str]) -> None:
     raw = data["runs"].get("raw", {})
     if raw.get("tokens_per_s"):
         ok = raw["tokens_per_s"] >= 20_000
-        out.append(f"\n- Raw client: **{raw['tokens_per_s']:,} tokens/s** (target >= 20,000 with 50 clients: "
+        out.append(f"\n- Emulator, raw client: **{raw['tokens_per_s']:,} tokens/s** (target >= 20,000 with 50 clients: "
                    f"{'met' if ok else 'missed by ' + format(1 - raw['tokens_per_s'] / 20000, '.1%')}).\n")
 
 
@@ -545,18 +545,25 @@ def write(page: Path = PAGE, *, command: str = "python -m bench") -> Path:
     out.append(
         "Is autocontinue cheaper than the loops people write today, as fast as one uncapped call, and does it "
         "deliver the length asked for? Every figure on this page is produced by one command, on this machine, "
-        f"side by side in one run:\n\n```sh\n{command}            # everything, from scratch (about 25 minutes)\n"
+        f"side by side in one run:\n\n```sh\n{command}            # everything, from scratch (15-25 minutes)\n"
         "python -m bench --quick    # a smoke run in about a minute\n"
         "python -m bench --only cost,speed    # some parts; --report-only rewrites this page from bench/out/\n```\n")
     if stamps:
         out.append(_stamp(stamps[0]) + " Times on a shared 2-core machine move with its load; the ratios "
                    "below compare runs made side by side and are the figures to quote.\n")
+    body: list[str] = []
     for section in (_cost_section, _speed_section, _length_section, _engine_section, _local_kv_section,
                     _throughput_section, _seams_section):
         try:
-            section(out)
+            section(body)
         except Exception as exc:  # one broken section must not lose the page
-            out.append(f"(This section could not be written: {type(exc).__name__}: {exc})\n")
+            body.append(f"(This section could not be written: {type(exc).__name__}: {exc})\n")
+    verdicts = [line.strip() for line in body if line.strip().startswith("- ") and "(target" in line]
+    if verdicts:
+        out.append("## Targets at a glance\n")
+        out.extend(verdicts)
+        out.append("")
+    out.extend(body)
     page = Path(page)
     page.parent.mkdir(parents=True, exist_ok=True)
     page.write_text("\n".join(out).rstrip() + "\n", encoding="utf-8")
