@@ -216,3 +216,25 @@ def test_recorder_resumes_an_existing_run_appending_new_text(journal):
     recorder.stop("failed", error="boom")
     record = journal.get(run_id)
     assert (record.text, record.state, record.error) == ("first second", "failed", "boom")
+
+
+def _open_and_close(path: str) -> None:
+    Journal(path).close()
+
+
+def test_processes_opening_a_new_journal_at_once_all_succeed(tmp_path):
+    # A run creating the journal while another command reads it raced on the schema
+    # ("table runs already exists"); the check and creation now share one write lock.
+    import multiprocessing
+
+    for attempt in range(3):
+        path = str(tmp_path / f"race{attempt}.sqlite3")
+        ctx = multiprocessing.get_context("fork")
+        procs = [ctx.Process(target=_open_and_close, args=(path,)) for _ in range(6)]
+        for proc in procs:
+            proc.start()
+        for proc in procs:
+            proc.join(30)
+        assert [proc.exitcode for proc in procs] == [0] * 6
+        with Journal(path) as journal:
+            assert journal.list_runs(5) == []

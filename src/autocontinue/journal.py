@@ -240,25 +240,37 @@ class Journal:
         )
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise JournalError(
-                f"the journal {self.path} has schema version {version}, newer than this "
-                f"autocontinue understands ({SCHEMA_VERSION})",
-                hint="upgrade autocontinue, or pass --journal PATH to use another file",
-            )
-        if version == 0 and _has_tables(conn):
-            raise JournalError(
-                f"{self.path} is an SQLite file but not an autocontinue journal",
-                hint="pass --journal PATH to choose another file, or move this one away",
-            )
-        for step in range(version, SCHEMA_VERSION):
-            try:
-                conn.executescript(f"BEGIN; {_MIGRATIONS[step]} PRAGMA user_version = {step + 1}; COMMIT;")
-            except sqlite3.DatabaseError:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
+        """Check the schema version and bring it up to date, holding the write lock throughout.
+
+        Two processes may open a new journal at once (a run starting while ``runs`` looks):
+        the check and the creation happen in one IMMEDIATE transaction, so the second waits
+        and then finds the tables made.
+        """
+        if conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
+            return  # up to date: no write lock needed (a read-only journal can still be read)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise JournalError(
+                    f"the journal {self.path} has schema version {version}, newer than this "
+                    f"autocontinue understands ({SCHEMA_VERSION})",
+                    hint="upgrade autocontinue, or pass --journal PATH to use another file",
+                )
+            if version == 0 and _has_tables(conn):
+                raise JournalError(
+                    f"{self.path} is an SQLite file but not an autocontinue journal",
+                    hint="pass --journal PATH to choose another file, or move this one away",
+                )
+            for step in range(version, SCHEMA_VERSION):
+                for statement in filter(str.strip, _MIGRATIONS[step].split(";")):
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {step + 1}")
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
 
     def close(self) -> None:
         with self._lock:
