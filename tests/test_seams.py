@@ -670,3 +670,43 @@ def test_grapheme_boundary_helper_knows_marks_joiners_and_flags():
     assert not is_grapheme_boundary("🇫🇷", 1)
     assert is_grapheme_boundary("🇫🇷🇩🇪", 2)
     assert is_grapheme_boundary("ab", 1)
+
+
+def _cut_oracle(text: str):
+    """Open fence info and open tags, line by line with no settling (the reference)."""
+    from autocontinue.seams import _apply_line
+
+    fence, tags = None, []
+    for line in text.split("\n"):
+        fence = _apply_line(line, fence, tags)
+    return (fence[2] if fence else None), tuple(tags)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "<story_1>" + " word" * 3000 + " <b>bold</b> and <i>open" + " more" * 2000,
+        "```json\n" + '{"a": "<x>"}, ' * 2000 + "\n" + "tail <t>" + " z" * 3000,
+        "```json\n" + '{"a": 1}' * 1000 + "\n```\n<open>" + " y" * 5000,
+        "<a>" + "x" * 9000 + "<b" + " y" * 10 + ">" + " z" * 3000 + "</b>",
+        "prose " * 2000 + "```python\nprint(1)\n",
+    ],
+)
+def test_cut_state_of_very_long_lines_matches_a_plain_line_by_line_scan(text):
+    from autocontinue.seams import CutScanner
+
+    scanner = CutScanner()
+    for i in range(0, len(text), 97):
+        scanner.feed(text[i : i + 97])
+        scanner.state()
+    state = scanner.state()
+    assert (state.open_fence, state.open_tags) == _cut_oracle(text)
+
+
+def test_cut_state_keeps_only_a_short_pending_line_on_a_text_with_no_newline():
+    from autocontinue.seams import LONG_LINE, CutScanner
+
+    scanner = CutScanner()
+    for _ in range(2000):
+        scanner.feed("<p>para</p> " + "word " * 40)
+    assert sum(len(part) for part in scanner._line) <= LONG_LINE + 250

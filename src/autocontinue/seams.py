@@ -780,13 +780,25 @@ _INLINE_CODE = re.compile(r"(`+)(?:(?!\1).)+?\1")
 _VOID_TAGS = frozenset("area base br col embed hr img input link meta param source track wbr".split())
 
 
+#: A line longer than this is settled as it grows, so ``state()`` never rescans all of it.
+LONG_LINE = 4096
+
+
 class CutScanner:
-    """``cut_state`` fed piece by piece: each ``feed`` costs its own length."""
+    """``cut_state`` fed piece by piece: each ``feed`` costs its own length.
+
+    The unfinished last line is re-read by ``state()``; a line that grows past ``LONG_LINE``
+    (minified JSON, a text with no newline) is settled up to its last ``<`` as it goes, so
+    that re-read stays short.
+    """
 
     def __init__(self) -> None:
         self._fence: tuple[str, int, str] | None = None  # (char, count, info)
         self._tags: list[str] = []
         self._line: list[str] = []
+        self._line_len = 0
+        #: The unfinished line's start was settled: what is kept is mid-line (no fence there).
+        self._mid_line = False
         self._last = ""
 
     def feed(self, text: str) -> None:
@@ -795,24 +807,47 @@ class CutScanner:
         self._last = text[-1]
         if "\n" not in text:
             self._line.append(text)
+            self._line_len += len(text)
+            if self._line_len > LONG_LINE:
+                self._settle_long_line()
             return
         lines = text.split("\n")
         self._line.append(lines[0])
-        self._fence = _apply_line("".join(self._line), self._fence, self._tags)
+        self._fence = _apply_line("".join(self._line), self._fence, self._tags, not self._mid_line)
         for line in lines[1:-1]:
             self._fence = _apply_line(line, self._fence, self._tags)
-        self._line = [lines[-1]]
+        self._line, self._line_len, self._mid_line = [lines[-1]], len(lines[-1]), False
+        if self._line_len > LONG_LINE:
+            self._settle_long_line()
+
+    def _settle_long_line(self) -> None:
+        line = "".join(self._line)
+        if self._fence is not None:
+            # Inside a fence only a closing line matters: backticks, then only whitespace.
+            head, rest = line[:64], line[64:]
+            kept = head + ("\x00" if rest.strip() else "")
+        elif not self._mid_line and _FENCE.match(line):
+            return  # an opening fence with a huge info string: leave it whole
+        else:
+            cut = line.rfind("<")
+            cut = len(line) if cut < 0 else cut
+            _apply_line(line[:cut], None, self._tags, False)
+            kept = line[cut:]
+            self._mid_line = True
+        self._line, self._line_len = [kept], len(kept)
 
     def state(self) -> CutState:
         tags = list(self._tags)
-        fence = _apply_line("".join(self._line), self._fence, tags)
+        fence = _apply_line("".join(self._line), self._fence, tags, not self._mid_line)
         in_word = bool(self._last) and _is_word(self._last)
         return CutState(open_fence=fence[2] if fence else None, open_tags=tuple(tags), in_word=in_word)
 
 
-def _apply_line(line: str, fence: tuple[str, int, str] | None, tags: list[str]) -> tuple[str, int, str] | None:
-    """Update the fence and (in place) the open tags with one line."""
-    match = _FENCE.match(line)
+def _apply_line(
+    line: str, fence: tuple[str, int, str] | None, tags: list[str], line_start: bool = True
+) -> tuple[str, int, str] | None:
+    """Update the fence and (in place) the open tags with one line (or, mid-line, its rest)."""
+    match = _FENCE.match(line) if line_start else None
     if fence is not None:
         if match and match.group(1)[0] == fence[0] and len(match.group(1)) >= fence[1] and not match.group(2).strip():
             return None
