@@ -66,21 +66,6 @@ def bill(url: str) -> dict[str, Any]:
     return response.json()
 
 
-def prefix_len(a: str, b: str) -> int:
-    """Length of the common prefix of two texts."""
-    n = min(len(a), len(b))
-    if a[:n] == b[:n]:
-        return n
-    lo, hi = 0, n
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if a[:mid] == b[:mid]:
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
-
-
 def machine() -> dict[str, Any]:
     """Where and when the figures were made."""
     return {

@@ -22,8 +22,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from autocontinue.prefix import common_prefix_length as prefix_len
+
 from . import baselines
-from .common import PROMPT, bill, emulator_client, prefix_len, reset, save
+from .common import PROMPT, bill, emulator_client, reset, save
 
 __all__ = ["run", "MODELS", "SIZES"]
 
