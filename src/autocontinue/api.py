@@ -13,7 +13,7 @@ from typing import Any
 from .backends.base import Backend
 from .catalogue import ModelSpec
 from .engine import Engine, RetryPolicy, resume_state, run_async, run_sync
-from .errors import ConfigurationError
+from .errors import AutocontinueError, ConfigurationError
 from .events import Checkpoint, Event, Finished, Result
 from .memory import PrefillMemory
 from .state import Budgets, ContinuationState, estimate_tokens
@@ -122,8 +122,13 @@ def _prepare(
         )
     chosen = resolve_backend(backend, client=client, model_path=model_path, seed=seed)
     model = model or chosen.default_model
-    spec = chosen.model_spec(model)
-    per_call = _per_call(chosen, spec, max_tokens_per_call)
+    try:
+        spec = chosen.model_spec(model)
+        per_call = _per_call(chosen, spec, max_tokens_per_call)
+    except AutocontinueError:
+        if not isinstance(backend, Backend):
+            chosen.close()  # refused before any call: release the client this call made
+        raise
     memory = PrefillMemory()
     can_prefill = chosen.prefill_supported(model) and not thinking
     if can_prefill and memory.refused(chosen.endpoint_key(), model):

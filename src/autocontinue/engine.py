@@ -270,7 +270,8 @@ class Engine:
                 events = self.end_round(None)
             else:
                 self._discard_round()
-        self._attempts = 0 if produced else self._attempts + 1
+        if not produced:  # a round that produced text already reset the count (end_round)
+            self._attempts += 1
         self._retries_this_round += 1
         if self._attempts >= self.retry.max_attempts:
             error.hint = error.hint or "the service keeps failing; try again later with resume"
