@@ -8,7 +8,8 @@ exactly where it stopped, repairs the seam, and repeats until the answer is fini
     print(result.text, result.stop_reason, result.cost_usd)
 """
 
-from .api import agenerate, astream, generate, resolve_backend, stream
+from .api import agenerate, astream, generate, stream
+from .backends.select import resolve_backend
 from .backends.base import Backend, BackendDelta, RoundEnd, RoundRequest
 from .catalogue import ModelSpec, lookup_model, parse_model_spec, register_model
 from .engine import RetryPolicy

@@ -6,11 +6,11 @@ runs under the sync or async driver.
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from .backends.base import Backend
+from .backends.select import resolve_backend
 from .catalogue import ModelSpec
 from .engine import Engine, RetryPolicy, resume_state, run_async, run_sync
 from .errors import AutocontinueError, ConfigurationError
@@ -20,38 +20,6 @@ from .state import Budgets, ContinuationState, estimate_tokens
 from .strategies import STRATEGIES, choose_strategy, normalise_prompt
 
 __all__ = ["generate", "stream", "agenerate", "astream", "resolve_backend"]
-
-
-def resolve_backend(
-    backend: str | Backend | None,
-    *,
-    client: Any = None,
-    model_path: str | None = None,
-    seed: int | None = None,
-) -> Backend:
-    """The backend to use: given, named, or chosen from the environment.
-
-    None means anthropic when ``client`` is given or ANTHROPIC_API_KEY / ANTHROPIC_BASE_URL is
-    set, else the embedded local model.
-    """
-    if isinstance(backend, Backend):
-        return backend
-    if backend is None:
-        has_env = os.environ.get("ANTHROPIC_API_KEY") or os.environ.get("ANTHROPIC_BASE_URL")
-        backend = "anthropic" if client is not None or has_env else "local"
-    if backend == "anthropic":
-        from .backends.anthropic import AnthropicBackend
-
-        return AnthropicBackend(client)
-    if backend == "local":
-        if client is not None:
-            raise ConfigurationError(
-                "client= is for the anthropic backend", hint="drop client= or use backend='anthropic'"
-            )
-        from .backends.local import LocalBackend
-
-        return LocalBackend(model_path, seed=seed)
-    raise ConfigurationError(f"unknown backend {backend!r}", hint="use 'anthropic' or 'local'")
 
 
 def _positive(name: str, value: int | None, *, allow_none: bool = True) -> None:
@@ -96,7 +64,11 @@ def _prepare(
     model_path: str | None,
     resume: Checkpoint | None,
     retry: RetryPolicy | None,
-    thinking: dict[str, Any] | None,
+    thinking: Any,
+    effort: str | None,
+    max_words: int | None,
+    base_url: str | None,
+    server: str | None,
 ) -> tuple[Engine, str, int]:
     messages = normalise_prompt(prompt)
     if strategy not in STRATEGIES:
@@ -104,6 +76,7 @@ def _prepare(
     _positive("max_rounds", max_rounds, allow_none=False)
     _positive("max_output_tokens", max_output_tokens)
     _positive("min_words", min_words)
+    _positive("max_words", max_words)
     if temperature is not None and not 0 <= temperature <= 1:
         raise ConfigurationError(
             f"temperature must be between 0 and 1, got {temperature}", hint="e.g. temperature=0.7"
@@ -120,7 +93,9 @@ def _prepare(
             "extended thinking cannot be combined with prefill",
             hint="drop prefill= and use strategy='user-turn' or 'auto'",
         )
-    chosen = resolve_backend(backend, client=client, model_path=model_path, seed=seed)
+    chosen = resolve_backend(
+        backend, client=client, model_path=model_path, seed=seed, base_url=base_url, server=server
+    )
     model = model or chosen.default_model
     try:
         spec = chosen.model_spec(model)
@@ -139,12 +114,15 @@ def _prepare(
         max_output_tokens=max_output_tokens,
         until=until,
         min_words=min_words,
+        max_words=max_words,
         context_window=spec.context_window,
     )
     state = ContinuationState(spec=spec, budgets=budgets, strategy=choose_strategy(strategy, can_prefill))
     system_text = system if isinstance(system, str) else str(system or "")
     state.prompt_tokens = estimate_tokens(system_text + str(messages))
-    extra = {"thinking": thinking} if thinking else {}
+    extra: dict[str, Any] = {"thinking": thinking} if thinking else {}
+    if effort is not None:
+        extra["effort"] = effort
     engine = Engine(
         chosen,
         state,
@@ -190,7 +168,8 @@ def generate(prompt: str | list[dict[str, Any]], **options: Any) -> Result:
     Options: model, backend ("anthropic" | "local" | a Backend), client, system, prefill,
     max_tokens_per_call, max_rounds (20), max_output_tokens, strategy ("auto" | "prefill" |
     "user-turn"), stop_sequences, until, min_words, temperature, cache (True), seed,
-    model_path, resume (a Checkpoint), retry (a RetryPolicy), thinking.
+    model_path, resume (a Checkpoint), retry (a RetryPolicy), thinking, effort, max_words,
+    base_url, server.
     """
     result = None
     for event in stream(prompt, **options):
@@ -242,6 +221,10 @@ _DEFAULTS: dict[str, Any] = {
     "resume": None,
     "retry": None,
     "thinking": None,
+    "effort": None,
+    "max_words": None,
+    "base_url": None,
+    "server": None,
 }
 
 

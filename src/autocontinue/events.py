@@ -34,6 +34,8 @@ STOP_REASONS = (
     "max_output_tokens",
     "context_exhausted",
     "refusal",
+    # Rounds in a row added no text although something was changed each time (seams issue).
+    "stalled",
 )
 
 

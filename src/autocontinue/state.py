@@ -63,6 +63,8 @@ class Budgets:
     max_output_tokens: int | None = None
     until: str | None = None
     min_words: int | None = None
+    #: Stop at a sentence end once the answer has this many words (a ceiling beside min_words).
+    max_words: int | None = None
     #: Context window of the model, in tokens.
     context_window: int = 200_000
 

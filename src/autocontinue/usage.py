@@ -16,8 +16,10 @@ class Usage:
 
     #: Input tokens billed at the full input price.
     input_tokens: int = 0
-    #: Output tokens generated.
+    #: Output tokens generated (thinking included: it is billed as output).
     output_tokens: int = 0
+    #: Of ``output_tokens``, those spent thinking (never part of the answer's text).
+    thinking_tokens: int = 0
     #: Input tokens written to the prompt cache (all lifetimes).
     cache_creation_input_tokens: int = 0
     #: Of those, tokens written with the 1-hour lifetime (billed at 2x instead of 1.25x).

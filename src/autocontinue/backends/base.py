@@ -36,6 +36,10 @@ class RoundRequest:
     seed: int | None = None
     #: Index of the round (0-based), for backends that keep per-run state (KV cache).
     round_index: int = 0
+    #: "adaptive" | "off" | None (the model's default). Backends that cannot think ignore it.
+    thinking: str | None = None
+    #: "low" | "medium" | "high" | "xhigh" | "max" | None (the model's default).
+    effort: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
