@@ -98,6 +98,13 @@ class Backend(abc.ABC):
                 return
             yield item
 
+    def check_request(self, request: RoundRequest) -> None:
+        """Refuse, before any call, a request this backend would send and the service rejects.
+
+        Raises ConfigurationError with a hint (e.g. ``temperature`` under an API version that
+        removed it). The engine calls it on the first request of a run. Default: accept.
+        """
+
     def count_tokens(self, request: RoundRequest) -> int | None:
         """Prompt tokens of ``request`` if the backend can tell cheaply, else None."""
         return None
