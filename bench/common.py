@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["OUT", "REPO", "out_dir", "set_out_dir", "emulator_client", "bill", "reset", "machine", "save", "load", "median", "prefix_len"]
+__all__ = ["OUT", "REPO", "out_dir", "set_out_dir", "emulator_client", "bill", "reset", "machine", "save", "load", "median"]
 
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "bench" / "out"
