@@ -1,4 +1,4 @@
-"""Which backend a call uses: given, named, or chosen from the environment."""
+"""Which backend a call uses: given, named, or chosen from the client and the environment."""
 
 from __future__ import annotations
 
@@ -8,7 +8,30 @@ from typing import Any
 from ..errors import ConfigurationError
 from .base import Backend
 
-__all__ = ["resolve_backend"]
+__all__ = ["BACKENDS", "resolve_backend", "infer_backend"]
+
+BACKENDS = ("anthropic", "local", "openai")
+
+
+def _is_openai_client(client: Any) -> bool:
+    """An ``openai.OpenAI``/``AsyncOpenAI`` (or subclass), without importing the SDK needlessly."""
+    return any(cls.__module__.split(".")[0] == "openai" for cls in type(client).__mro__)
+
+
+def infer_backend(client: Any = None, base_url: str | None = None) -> str:
+    """The backend named by nothing: from the client's type, else from the environment.
+
+    An ``openai`` client means openai; any other client anthropic. Without a client:
+    ANTHROPIC_API_KEY / ANTHROPIC_BASE_URL mean anthropic; else OPENAI_BASE_URL (or a
+    ``base_url``) means openai; else the embedded local model.
+    """
+    if client is not None:
+        return "openai" if _is_openai_client(client) else "anthropic"
+    if os.environ.get("ANTHROPIC_API_KEY") or os.environ.get("ANTHROPIC_BASE_URL"):
+        return "anthropic"
+    if base_url or os.environ.get("OPENAI_BASE_URL"):
+        return "openai"
+    return "local"
 
 
 def resolve_backend(
@@ -20,16 +43,19 @@ def resolve_backend(
     base_url: str | None = None,
     server: str | None = None,
 ) -> Backend:
-    """The backend to use: given, named, or chosen from the environment.
-
-    None means anthropic when ``client`` is given or ANTHROPIC_API_KEY / ANTHROPIC_BASE_URL is
-    set, else the embedded local model.
-    """
+    """The backend to use: given, named, or chosen by ``infer_backend``."""
     if isinstance(backend, Backend):
         return backend
     if backend is None:
-        has_env = os.environ.get("ANTHROPIC_API_KEY") or os.environ.get("ANTHROPIC_BASE_URL")
-        backend = "anthropic" if client is not None or has_env else "local"
+        backend = infer_backend(client, base_url)
+    if server is not None and backend != "openai":
+        raise ConfigurationError(
+            f"server= is for the openai backend, not {backend!r}", hint="drop server= or use backend='openai'"
+        )
+    if backend == "openai":
+        from .openai import OpenAIBackend
+
+        return OpenAIBackend(client, base_url=base_url, server=server)
     if backend == "anthropic":
         from .anthropic import AnthropicBackend
 
@@ -37,9 +63,9 @@ def resolve_backend(
     if backend == "local":
         if client is not None:
             raise ConfigurationError(
-                "client= is for the anthropic backend", hint="drop client= or use backend='anthropic'"
+                "client= is for the anthropic and openai backends", hint="drop client= or name the backend"
             )
         from .local import LocalBackend
 
         return LocalBackend(model_path, seed=seed)
-    raise ConfigurationError(f"unknown backend {backend!r}", hint="use 'anthropic' or 'local'")
+    raise ConfigurationError(f"unknown backend {backend!r}", hint="use " + ", ".join(BACKENDS))

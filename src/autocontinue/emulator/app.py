@@ -45,6 +45,7 @@ from starlette.routing import Route
 
 from ..catalogue import ModelSpec, find_model
 from ..usage import Usage
+from . import openai_compat
 from .billing import Stats
 from .cache import CacheOutcome, PromptCache, SystemClock
 from .continuation import Plan, plan_output
@@ -452,6 +453,7 @@ def build_app(emulator: Emulator) -> Starlette:
         Route("/emulator/stats", emulator.get_stats, methods=["GET"]),
         Route("/emulator/reset", emulator.post_reset, methods=["POST"]),
         Route("/emulator/clock", emulator.post_clock, methods=["POST"]),
+        *openai_compat.routes(emulator),  # /v1/chat/completions (see openai_compat.py)
     ]
     app = Starlette(routes=routes, exception_handlers={HTTPException: not_found})
     app.state.emulator = emulator

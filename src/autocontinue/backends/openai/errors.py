@@ -1,0 +1,134 @@
+"""OpenAI SDK and transport errors mapped once into the ``autocontinue.errors`` tree.
+
+Context-window errors are reworded with ``P + M > C`` (prompt, max_tokens, window) when the
+server's message gives the numbers, and a too-large max_tokens with ``max_tokens: M > L``, so
+the engine can shrink the next call instead of failing (see ``Engine.on_limit``).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from ...errors import (
+    AuthenticationError,
+    BackendError,
+    ContextWindowError,
+    InvalidRequestError,
+    StreamInterruptedError,
+    TransientBackendError,
+    UnknownModelError,
+)
+
+__all__ = ["map_error", "transport_errors"]
+
+_CONTEXT_MARKERS = (
+    "maximum context length",
+    "context_length_exceeded",
+    "exceed_context_size",
+    "exceeds the available context size",
+    "exceed context window",
+    "context window of",
+    "too many tokens",
+)
+#: OpenAI / older vLLM: "maximum context length is C tokens. However, you requested T tokens (P in
+#: the messages, M in the completion)".
+_REQUESTED = re.compile(r"maximum context length is (\d+) tokens.*?\((\d+) in the messages, (\d+) in the completion")
+#: Newer vLLM: "... too large: M. This model's maximum context length is C tokens and your
+#: request has P input tokens".
+_TOO_LARGE = re.compile(r"too large: (\d+)\. This model's maximum context length is (\d+) tokens and your request has (\d+)")
+#: OpenAI: "max_tokens is too large: M. This model supports at most L completion tokens".
+_AT_MOST = re.compile(r"too large: (\d+)\. This model supports at most (\d+) completion tokens")
+
+
+def _body(error: Any) -> dict[str, Any]:
+    body = getattr(error, "body", None)
+    if isinstance(body, dict):
+        inner = body.get("error")
+        return inner if isinstance(inner, dict) else body
+    return {}
+
+
+def _message(error: Any, body: dict[str, Any]) -> str:
+    message = body.get("message")
+    return str(message) if message else str(getattr(error, "message", None) or error)
+
+
+def _retry_after(error: Any) -> float | None:
+    headers = getattr(getattr(error, "response", None), "headers", None)
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = headers.get(name) if headers else None
+        if value:
+            try:
+                return float(value) * scale
+            except ValueError:
+                continue
+    return None
+
+
+def _limit_numbers(message: str, body: dict[str, Any], max_tokens: int) -> str:
+    """`` (P + M > C)`` or `` (max_tokens: M > L)`` when the numbers are known, else ''."""
+    if match := _REQUESTED.search(message):
+        window, prompt, completion = match.groups()
+        return f" ({prompt} + {completion} > {window})"
+    if match := _TOO_LARGE.search(message):
+        completion, window, prompt = match.groups()
+        return f" ({prompt} + {completion} > {window})"
+    if match := _AT_MOST.search(message):
+        return f" (max_tokens: {match.group(1)} > {match.group(2)})"
+    prompt, window = body.get("n_prompt_tokens"), body.get("n_ctx")  # llama-server's fields
+    if isinstance(prompt, int) and isinstance(window, int):
+        return f" ({prompt} + {max_tokens} > {window})"
+    return ""
+
+
+def transport_errors() -> tuple[type[BaseException], ...]:
+    """The HTTP library's errors (httpx2 for SDK 3.x, httpx before), when importable."""
+    found: list[type[BaseException]] = []
+    for name in ("httpx2", "httpx"):
+        try:
+            module = __import__(name)
+        except ImportError:
+            continue
+        for attr in ("HTTPError", "StreamError"):
+            error = getattr(module, attr, None)
+            if isinstance(error, type):
+                found.append(error)
+    return tuple(found)
+
+
+def map_error(error: Exception, *, model: str, max_tokens: int = 0, text_received: str = "") -> Exception:
+    """Convert an SDK or transport error into the autocontinue tree (returns it, to raise)."""
+    import openai
+
+    status = getattr(error, "status_code", None)
+    body = _body(error)
+    message = _message(error, body)
+    error_type = body.get("type") if isinstance(body.get("type"), str) else None
+    common: dict[str, Any] = {"status_code": status, "request_id": getattr(error, "request_id", None)}
+    common["error_type"] = error_type
+    transient = not isinstance(error, openai.APIStatusError) or status in (408, 409, 429) or (status or 0) >= 500
+    if transient and text_received:
+        return StreamInterruptedError(
+            f"the stream broke after {len(text_received)} characters: {message}",
+            text_received=text_received,
+            retry_after=_retry_after(error),
+            **common,
+        )
+    if transient:
+        return TransientBackendError(message, retry_after=_retry_after(error), **common)
+    if status in (401, 403):
+        return AuthenticationError(message, hint="check OPENAI_API_KEY (or the client's api_key)", **common)
+    lowered = f"{message} {body.get('code', '')} {error_type or ''}".lower()
+    if any(marker in lowered for marker in _CONTEXT_MARKERS):
+        return ContextWindowError(message + _limit_numbers(message, body, max_tokens), **common)
+    if _AT_MOST.search(message):
+        return InvalidRequestError(message + _limit_numbers(message, body, max_tokens), **common)
+    if status == 404:
+        return UnknownModelError(
+            f"the server does not know model {model!r} or the URL ({message})",
+            hint="check --model and that --base-url ends in /v1",
+        )
+    if status in (400, 422):
+        return InvalidRequestError(message, **common)
+    return BackendError(message, **common)
