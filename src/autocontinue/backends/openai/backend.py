@@ -134,7 +134,10 @@ class _Accumulator:
                 raise StreamInterruptedError("the stream ended without a finish reason", text_received=text)
             raise TransientBackendError("the stream ended without a finish reason")
         reason, matched = stop_reason(self.finish, self.matched, self.request.stop_sequences)
-        return [*out, RoundEnd(stop_reason=reason, usage=self.usage, stop_sequence=matched, request_id=self.request_id)]
+        return [
+            *out,
+            RoundEnd(stop_reason=reason, usage=self.usage, stop_sequence=matched, request_id=self.request_id),
+        ]
 
     @property
     def text(self) -> str:
@@ -156,9 +159,13 @@ class OpenAIBackend(Backend):
     def __init__(self, client: Any = None, *, base_url: str | None = None, server: str | None = None) -> None:
         openai = _import_sdk()
         if server is not None and server not in SERVER_KINDS:
-            raise ConfigurationError(f"unknown server kind {server!r}", hint="use one of: " + ", ".join(SERVER_KINDS))
+            raise ConfigurationError(
+                f"unknown server kind {server!r}", hint="use one of: " + ", ".join(SERVER_KINDS)
+            )
         if client is not None and base_url is not None:
-            raise ConfigurationError("give client= or base_url=, not both", hint="set the base URL on the client")
+            raise ConfigurationError(
+                "give client= or base_url=, not both", hint="set the base URL on the client"
+            )
         if client is None:
             client = self._make_client(openai, base_url)
             self._owns_client = True
@@ -207,11 +214,11 @@ class OpenAIBackend(Backend):
     def mode(self) -> ServerMode:
         return server_mode(self.server or self.info.kind)
 
-    @property  # type: ignore[override]
+    @property
     def prefill_takes_trailing_whitespace(self) -> bool:  # type: ignore[override]
         return self.mode.takes_trailing_whitespace
 
-    @property  # type: ignore[override]
+    @property
     def default_model(self) -> str:  # type: ignore[override]
         if self._default_model is None:
             kind = self.server or self.info.kind
@@ -227,7 +234,9 @@ class OpenAIBackend(Backend):
         prices = load_prices().get(model)
         context = self.info.context_for(model) or (known.context_window if known else ASSUMED_CONTEXT)
         max_output = min(known.max_output, context) if known else context
-        input_price, output_price = prices or ((known.input_price, known.output_price) if known else (0.0, 0.0))
+        input_price, output_price = prices or (
+            (known.input_price, known.output_price) if known else (0.0, 0.0)
+        )
         priced = prices is not None or (known is not None and known.family != "local")
         return ModelSpec(
             id=model,
@@ -274,7 +283,9 @@ class OpenAIBackend(Backend):
 
     def stream_round(self, request: RoundRequest) -> Iterator[BackendEvent]:
         if self.is_async:
-            raise BackendUnavailableError("an async client needs the async API", hint="use agenerate() / astream()")
+            raise BackendUnavailableError(
+                "an async client needs the async API", hint="use agenerate() / astream()"
+            )
         openai = _import_sdk()
         if prefill_of(request) is not None:
             self.check_prefill(request.model)
@@ -287,7 +298,9 @@ class OpenAIBackend(Backend):
                 for chunk in stream:
                     yield from acc.fold(chunk)
         except errors as error:
-            raise map_error(error, model=request.model, max_tokens=request.max_tokens, text_received=acc.text) from error
+            raise map_error(
+                error, model=request.model, max_tokens=request.max_tokens, text_received=acc.text
+            ) from error
         yield from acc.end()
 
     async def astream_round(self, request: RoundRequest) -> AsyncIterator[BackendEvent]:
@@ -308,6 +321,8 @@ class OpenAIBackend(Backend):
                     for event in acc.fold(chunk):
                         yield event
         except errors as error:
-            raise map_error(error, model=request.model, max_tokens=request.max_tokens, text_received=acc.text) from error
+            raise map_error(
+                error, model=request.model, max_tokens=request.max_tokens, text_received=acc.text
+            ) from error
         for event in acc.end():
             yield event

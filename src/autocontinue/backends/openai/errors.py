@@ -33,10 +33,14 @@ _CONTEXT_MARKERS = (
 )
 #: OpenAI / older vLLM: "maximum context length is C tokens. However, you requested T tokens (P in
 #: the messages, M in the completion)".
-_REQUESTED = re.compile(r"maximum context length is (\d+) tokens.*?\((\d+) in the messages, (\d+) in the completion")
+_REQUESTED = re.compile(
+    r"maximum context length is (\d+) tokens.*?\((\d+) in the messages, (\d+) in the completion"
+)
 #: Newer vLLM: "... too large: M. This model's maximum context length is C tokens and your
 #: request has P input tokens".
-_TOO_LARGE = re.compile(r"too large: (\d+)\. This model's maximum context length is (\d+) tokens and your request has (\d+)")
+_TOO_LARGE = re.compile(
+    r"too large: (\d+)\. This model's maximum context length is (\d+) tokens and your request has (\d+)"
+)
 #: OpenAI: "max_tokens is too large: M. This model supports at most L completion tokens".
 _AT_MOST = re.compile(r"too large: (\d+)\. This model supports at most (\d+) completion tokens")
 
@@ -107,7 +111,9 @@ def map_error(error: Exception, *, model: str, max_tokens: int = 0, text_receive
     error_type = body.get("type") if isinstance(body.get("type"), str) else None
     common: dict[str, Any] = {"status_code": status, "request_id": getattr(error, "request_id", None)}
     common["error_type"] = error_type
-    transient = not isinstance(error, openai.APIStatusError) or status in (408, 409, 429) or (status or 0) >= 500
+    transient = (
+        not isinstance(error, openai.APIStatusError) or status in (408, 409, 429) or (status or 0) >= 500
+    )
     if transient and text_received:
         return StreamInterruptedError(
             f"the stream broke after {len(text_received)} characters: {message}",

@@ -51,7 +51,11 @@ def load_prices(path: Path | None = None) -> dict[str, tuple[float, float]]:
         raise ConfigurationError(f"the price table {path} is not a JSON object", hint=hint)
     table: dict[str, tuple[float, float]] = {}
     for model, entry in data.items():
-        prices = (_price(entry.get("input")), _price(entry.get("output"))) if isinstance(entry, dict) else (None, None)
+        prices = (
+            (_price(entry.get("input")), _price(entry.get("output")))
+            if isinstance(entry, dict)
+            else (None, None)
+        )
         if prices[0] is None or prices[1] is None:
             raise ConfigurationError(f"the price table {path} has no valid prices for {model!r}", hint=hint)
         table[model] = (prices[0], prices[1])

@@ -67,7 +67,9 @@ def text_of(content: Any) -> str:
     if isinstance(content, str):
         return content
     return "".join(
-        str(block.get("text", "")) for block in content if isinstance(block, dict) and block.get("type") == "text"
+        str(block.get("text", ""))
+        for block in content
+        if isinstance(block, dict) and block.get("type") == "text"
     )
 
 
