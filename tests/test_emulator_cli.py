@@ -18,7 +18,9 @@ COMMAND = [sys.executable, "-m", "autocontinue.emulator"]
 
 
 def start(*args: str) -> tuple[subprocess.Popen, str]:
-    process = subprocess.Popen([*COMMAND, "--port", "0", *args], stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+    process = subprocess.Popen(
+        [*COMMAND, "--port", "0", *args], stderr=subprocess.PIPE, text=True, env=dict(os.environ)
+    )
     line = process.stderr.readline()
     match = re.fullmatch(r"listening on (http://127\.0\.0\.1:\d+)\n", line)
     if not match:
@@ -28,7 +30,9 @@ def start(*args: str) -> tuple[subprocess.Popen, str]:
 
 
 def test_emulate_prints_the_listening_line_serves_and_stops_cleanly_on_ctrl_c():
-    process, url = start("--length", "50", "--model-spec", "mini:context=1000,max_output=40", "--quirks", "echo:0.5")
+    process, url = start(
+        "--length", "50", "--model-spec", "mini:context=1000,max_output=40", "--quirks", "echo:0.5"
+    )
     try:
         message = anthropic.Anthropic(base_url=url, api_key="test").messages.create(
             model="mini", max_tokens=40, messages=[{"role": "user", "content": "hi"}]
@@ -95,4 +99,40 @@ def test_a_port_in_use_is_a_one_line_error_with_exit_code_1():
         port = taken.getsockname()[1]
         result = CliRunner().invoke(emulate, ["--port", str(port)])
     assert result.exit_code == 1
-    assert result.stderr.startswith(f"error: cannot listen on 127.0.0.1:{port}") and result.stderr.count("\n") == 1
+    assert (
+        result.stderr.startswith(f"error: cannot listen on 127.0.0.1:{port}")
+        and result.stderr.count("\n") == 1
+    )
+
+
+def _first_lines(*args: str) -> list[str]:
+    process = subprocess.Popen([*COMMAND, "--port", "0", *args], stderr=subprocess.PIPE, text=True)
+    try:
+        lines = [process.stderr.readline()]
+        if not lines[0].startswith("listening on"):
+            lines.append(process.stderr.readline())
+        return lines
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=20)
+
+
+def test_a_non_loopback_bind_warns_in_one_line_before_listening():
+    warning, listening = _first_lines("--host", "0.0.0.0")
+    assert re.fullmatch(
+        r"warning: the emulator is reachable from other machines at http://0\.0\.0\.0:\d+; .*\(hint: .*\)\n",
+        warning,
+    )
+    assert listening.startswith("listening on http://0.0.0.0:")
+
+
+def test_any_loopback_address_binds_without_a_warning():
+    assert _first_lines("--host", "127.0.0.2")[0].startswith("listening on http://127.0.0.2:")
+
+
+def test_run_emulator_warns_too_on_a_non_loopback_bind(capfd):
+    from autocontinue.emulator import run_emulator
+
+    with run_emulator(host="0.0.0.0"):
+        pass
+    assert capfd.readouterr().err.startswith("warning: the emulator is reachable from other machines")

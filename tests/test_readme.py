@@ -2,13 +2,17 @@
 
 The shell blocks run in bash in a scratch directory, the Python blocks in a fresh
 interpreter, with the environment pointing at an emulator (so no key is needed); the set-up
-block is what .ci/run itself runs, and the demo has its own CLI test.
+block is what .ci/run itself runs, and the demo has its own CLI test. ``autocontinue`` and
+``python3`` in the blocks are this interpreter's (found without PATH), and the emulator block's
+fixed port is replaced by a free one.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shlex
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -28,7 +32,27 @@ def _env(tmp_path: Path, base_url: str | None) -> dict[str, str]:
     env["AUTOCONTINUE_HOME"] = str(tmp_path / "home")
     if base_url:
         env.update(ANTHROPIC_BASE_URL=base_url, ANTHROPIC_API_KEY="test-key")
-    return env
+    return _this_interpreter(tmp_path, env)
+
+
+def _this_interpreter(tmp_path: Path, env: dict[str, str]) -> dict[str, str]:
+    """``env`` with ``autocontinue`` and ``python3`` run by this interpreter, whatever PATH says.
+
+    Shims, not shell functions: ``exec`` keeps one process, so ``kill %1`` stops the emulator.
+    """
+    shims = tmp_path / "shims"
+    shims.mkdir(exist_ok=True)
+    python = shlex.quote(sys.executable)
+    for name, command in (("autocontinue", f"{python} -m autocontinue"), ("python3", python)):
+        (shims / name).write_text(f'#!/bin/sh\nexec {command} "$@"\n', "utf-8")
+        (shims / name).chmod(0o755)
+    return {**env, "PATH": f"{shims}{os.pathsep}{env.get('PATH', '')}"}
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def test_the_readme_has_the_two_setup_commands_that_ci_runs():
@@ -42,7 +66,10 @@ def test_cli_block_runs_as_written(tmp_path, emulator_url):
     cli_block = next(b for b in _blocks("sh") if b.startswith("autocontinue "))
     done = subprocess.run(
         ["bash", "-euo", "pipefail", "-c", cli_block],
-        cwd=tmp_path, env=_env(tmp_path, emulator_url), capture_output=True, timeout=600,
+        cwd=tmp_path,
+        env=_env(tmp_path, emulator_url),
+        capture_output=True,
+        timeout=600,
     )
     assert done.returncode == 0, done.stderr.decode()[-2000:]
     assert (tmp_path / "answer.md").read_text("utf-8").strip()
@@ -51,9 +78,15 @@ def test_cli_block_runs_as_written(tmp_path, emulator_url):
 
 def test_emulator_block_runs_as_written(tmp_path):
     block = next(b for b in _blocks("sh") if "autocontinue emulate" in b)
+    port = re.search(r"--port (\d+)", block).group(1)
+    assert block.count(port) == 3  # served on, used by the CLI, asked for its stats
+    block = block.replace(port, str(_free_port()))
     done = subprocess.run(
         ["bash", "-eu", "-c", block],
-        cwd=tmp_path, env=_env(tmp_path, None), capture_output=True, timeout=300,
+        cwd=tmp_path,
+        env=_env(tmp_path, None),
+        capture_output=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr.decode()[-2000:]
     assert b'"cost_usd"' in done.stdout
@@ -64,7 +97,10 @@ def test_python_blocks_run_as_written(tmp_path, emulator_url, index):
     code = _blocks("python")[index]
     done = subprocess.run(
         [sys.executable, "-c", code],
-        cwd=tmp_path, env=_env(tmp_path, emulator_url), capture_output=True, timeout=300,
+        cwd=tmp_path,
+        env=_env(tmp_path, emulator_url),
+        capture_output=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr.decode()[-2000:]
     assert done.stdout.strip()

@@ -24,13 +24,19 @@ Where things are: ``sources.py`` (the fixed answers), ``tokenizer.py`` (token co
 ``quirks.py`` (echo, preamble, drop-space, early-stop), ``faults.py`` (529, 429, 500, dropped
 connections, in-stream errors), ``ratelimit.py``, ``cache.py`` (prompt caching),
 ``billing.py`` (``/emulator/stats``, the billing rule), ``request.py`` (the API's rules and
-error texts), ``app.py`` (routes and wire format), ``command.py`` (the ``emulate`` command).
+error texts), ``app.py`` (routes and wire format), ``guard.py`` (body size limits and the API
+key on every endpoint), ``command.py`` (the ``emulate`` command).
+
+It is a test tool, not a server to expose: bound to anything but a loopback address it says so
+on stderr.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import socket
+import sys
 import threading
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -40,6 +46,7 @@ from ..errors import ConfigurationError
 from .app import Emulator, EmulatorConfig, build_app
 from .cache import ManualClock, SystemClock
 from .faults import parse_faults
+from .guard import Guard
 from .quirks import parse_quirks
 from .sources import parse_source
 
@@ -74,14 +81,21 @@ def build_config(
     try:
         quirk_map = parse_quirks(quirks)
     except ValueError as exc:
-        raise _bad(f"bad quirks: {exc}", "write them as echo:0.5,preamble:1,drop-space:0.3,early-stop:0.2") from None
+        raise _bad(
+            f"bad quirks: {exc}", "write them as echo:0.5,preamble:1,drop-space:0.3,early-stop:0.2"
+        ) from None
     try:
         fault_plan = parse_faults(faults)
     except ValueError as exc:
-        raise _bad(f"bad faults: {exc}", "write them as 529:0.1,429:0.05,500:0.02,drop:0.05,stream-error:0.02 or 529@1,drop@3") from None
+        raise _bad(
+            f"bad faults: {exc}",
+            "write them as 529:0.1,429:0.05,500:0.02,drop:0.05,stream-error:0.02 or 529@1,drop@3",
+        ) from None
     for name, value in (("decode rate", decode_rate), ("rpm", rpm), ("otpm", otpm)):
         if value is not None and not value > 0:
-            raise _bad(f"bad {name} {value!r}", f"the {name} must be a positive number (leave it out for no limit)")
+            raise _bad(
+                f"bad {name} {value!r}", f"the {name} must be a positive number (leave it out for no limit)"
+            )
     models: dict[str, ModelSpec] = {}
     for item in model_specs:
         spec = item if isinstance(item, ModelSpec) else parse_model_spec(item)
@@ -106,7 +120,7 @@ def make_server(config: EmulatorConfig, sock: socket.socket, *, on_started=None,
     """A uvicorn server for ``config`` on the bound socket ``sock``; calls ``on_started()``."""
     import uvicorn
 
-    app = build_app(Emulator(config))
+    app = Guard(build_app(Emulator(config)), api_key=config.api_key)
 
     class _Server(uvicorn.Server):
         async def startup(self, sockets=None):
@@ -133,6 +147,29 @@ def bind_socket(host: str, port: int) -> socket.socket:
     sock.listen(2048)
     sock.setblocking(False)
     return sock
+
+
+def is_loopback(sock: socket.socket) -> bool:
+    """Whether the bound address is reachable from this machine only."""
+    address = ipaddress.ip_address(sock.getsockname()[0])
+    mapped = getattr(address, "ipv4_mapped", None)
+    return (mapped or address).is_loopback
+
+
+def exposure_warning(sock: socket.socket) -> str | None:
+    """The one-line warning for a bind that other machines can reach, or None on loopback."""
+    if is_loopback(sock):
+        return None
+    return (
+        f"warning: the emulator is reachable from other machines at {url_for(sock)}; it is a test "
+        "tool with no real security (hint: bind 127.0.0.1 unless you mean it, and set --api-key)"
+    )
+
+
+def warn_if_exposed(sock: socket.socket) -> None:
+    warning = exposure_warning(sock)
+    if warning is not None:
+        print(warning, file=sys.stderr, flush=True)
 
 
 def url_for(sock: socket.socket) -> str:
@@ -175,9 +212,12 @@ def run_emulator(
         clock=clock,
     )
     sock = bind_socket(host, port)
+    warn_if_exposed(sock)
     started = threading.Event()
     server = make_server(config, sock, on_started=started.set)
-    thread = threading.Thread(target=lambda: server.run(sockets=[sock]), name="autocontinue-emulator", daemon=True)
+    thread = threading.Thread(
+        target=lambda: server.run(sockets=[sock]), name="autocontinue-emulator", daemon=True
+    )
     thread.start()
     try:
         while not started.wait(0.05):
@@ -188,4 +228,3 @@ def run_emulator(
         server.should_exit = True
         thread.join(timeout=10)
         sock.close()
-

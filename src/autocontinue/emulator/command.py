@@ -1,7 +1,7 @@
 """The ``autocontinue emulate`` command: serve the API emulator until interrupted.
 
-Prints ``listening on http://HOST:PORT`` on stderr once it accepts connections. Ctrl-C stops it
-cleanly. A bad option value prints one line (``error: ... (hint: ...)``) and exits with code 2;
+Prints ``listening on http://HOST:PORT`` on stderr once it accepts connections (and a one-line
+warning first when HOST is not a loopback address). Ctrl-C stops it cleanly. A bad option value prints one line (``error: ... (hint: ...)``) and exits with code 2;
 a port that cannot be bound exits with code 1.
 """
 
@@ -22,18 +22,59 @@ def _fail(message: str, code: int) -> None:
 
 
 @click.command("emulate")
-@click.option("--host", default="127.0.0.1", metavar="HOST", show_default=True, help="Address to bind (loopback by default).")
-@click.option("--port", default="8089", metavar="PORT", show_default=True, help="Port to bind (0 picks a free one).")
-@click.option("--seed", default="0", metavar="N", show_default=True, help="Seed of the answers, quirks and faults.")
-@click.option("--length", default="2000", metavar="TOKENS", show_default=True, help="Tokens in each full answer.")
-@click.option("--source", default="numbered", metavar="SOURCE", show_default=True, help="numbered, corpus:PATH or local.")
-@click.option("--quirks", default="", metavar="LIST", help="e.g. echo:0.5,preamble:1,drop-space:0.3,early-stop:0.2")
-@click.option("--faults", default="", metavar="LIST", help="e.g. 529:0.1,429:0.05,500:0.02,drop:0.05,stream-error:0.02 or 529@1,drop@3")
-@click.option("--decode-rate", default=None, metavar="TOKENS_PER_S", help="Output tokens per second per stream (unset: as fast as possible).")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    metavar="HOST",
+    show_default=True,
+    help="Address to bind (loopback by default).",
+)
+@click.option(
+    "--port", default="8089", metavar="PORT", show_default=True, help="Port to bind (0 picks a free one)."
+)
+@click.option(
+    "--seed", default="0", metavar="N", show_default=True, help="Seed of the answers, quirks and faults."
+)
+@click.option(
+    "--length", default="2000", metavar="TOKENS", show_default=True, help="Tokens in each full answer."
+)
+@click.option(
+    "--source",
+    default="numbered",
+    metavar="SOURCE",
+    show_default=True,
+    help="numbered, corpus:PATH or local.",
+)
+@click.option(
+    "--quirks", default="", metavar="LIST", help="e.g. echo:0.5,preamble:1,drop-space:0.3,early-stop:0.2"
+)
+@click.option(
+    "--faults",
+    default="",
+    metavar="LIST",
+    help="e.g. 529:0.1,429:0.05,500:0.02,drop:0.05,stream-error:0.02 or 529@1,drop@3",
+)
+@click.option(
+    "--decode-rate",
+    default=None,
+    metavar="TOKENS_PER_S",
+    help="Output tokens per second per stream (unset: as fast as possible).",
+)
 @click.option("--rpm", default=None, metavar="N", help="Requests per minute allowed.")
 @click.option("--otpm", default=None, metavar="N", help="Output tokens per minute allowed.")
-@click.option("--model-spec", "model_specs", multiple=True, metavar="SPEC", help="NAME:context=4000,max_output=300,prefill=no (repeatable).")
-@click.option("--api-key", default=None, metavar="KEY", help="Require this key (x-api-key); without it any key is accepted.")
+@click.option(
+    "--model-spec",
+    "model_specs",
+    multiple=True,
+    metavar="SPEC",
+    help="NAME:context=4000,max_output=300,prefill=no (repeatable).",
+)
+@click.option(
+    "--api-key",
+    default=None,
+    metavar="KEY",
+    help="Require this key (x-api-key); without it any key is accepted.",
+)
 def emulate(host, port, seed, length, source, quirks, faults, decode_rate, rpm, otpm, model_specs, api_key):
     """Serve a local emulator of the Anthropic Messages API until interrupted.
 
@@ -42,7 +83,7 @@ def emulate(host, port, seed, length, source, quirks, faults, decode_rate, rpm, 
     Endpoints: POST /v1/messages, POST /v1/messages/count_tokens,
     GET /emulator/stats, POST /emulator/reset, POST /emulator/clock {"advance": S}.
     """
-    from . import bind_socket, build_config, make_server, url_for
+    from . import bind_socket, build_config, make_server, url_for, warn_if_exposed
 
     try:
         config = build_config(
@@ -69,6 +110,7 @@ def emulate(host, port, seed, length, source, quirks, faults, decode_rate, rpm, 
         sock = bind_socket(host, port)
     except OSError as exc:
         _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc} (hint: choose another --port)", 1)
+    warn_if_exposed(sock)
     url = url_for(sock)
     server = make_server(config, sock, on_started=lambda: click.echo(f"listening on {url}", err=True))
     try:
