@@ -3,7 +3,7 @@
 A simulated model writes a fixed answer (unique numbered words, multi-byte characters,
 paragraphs) in rounds of ``ROUND_TOKENS`` tokens (4 characters a token), streamed in deltas of
 ``DELTA_CHARS`` characters. Every continuation carries the quirks of real models, chosen by a
-seeded generator: a repeated tail of 1-4 words (half the rounds), and in user-turn mode a
+seeded generator: in user-turn mode a repeated tail of 1-4 words (half the rounds), a
 preamble (half the rounds, several wordings) and a dropped opening space. Each round does
 what the engine does with the seam module and nothing else:
 
@@ -66,7 +66,8 @@ def _piece(answer: str, sent: int, tail: str, strategy: str, rng: random.Random)
     """What the quirky model sends after ``answer[:sent]``: (piece, capped)."""
     segment = answer[sent : sent + ROUND_TOKENS * CHARS_PER_TOKEN]
     capped = sent + len(segment) < len(answer)
-    prefix = _echo(tail, rng.randint(1, 4)) if rng.random() < 0.5 else ""
+    echo = _echo(tail, rng.randint(1, 4)) if rng.random() < 0.5 else ""
+    prefix = echo if strategy == "user-turn" else ""  # prefill is trusted: models do not echo their own turn
     if strategy == "user-turn":
         if not prefix and rng.random() < 0.3:
             segment = segment.lstrip()

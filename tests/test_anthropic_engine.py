@@ -101,8 +101,8 @@ def test_every_quirk_on_still_gives_the_uncapped_answer(emulators, model):
     streamed = "".join(e.text for e in events if isinstance(e, TextDelta))
     assert streamed == result.text == reference
     repaired = [r.seam for r in result.rounds if r.seam]
-    assert any(s.get("trimmed_echo") for s in repaired)
-    if model == "claude-sonnet-4-6":
+    if model == "claude-sonnet-4-6":  # echoes and preambles are user-turn quirks (seams issue 9)
+        assert any(s.get("trimmed_echo") for s in repaired)
         assert any(s.get("trimmed_preamble") for s in repaired)
         assert any(s.get("restored_whitespace") for s in repaired)
 

@@ -195,9 +195,9 @@ def test_echo_takes_whole_words_from_a_word_start():
 
 def test_echo_quirk_repeats_the_last_words_then_goes_on(start_emulator, full_answer):
     url = start_emulator(seed=7, length=LENGTH, quirks="echo:1")
-    cut = full_answer.index("·40") - 3
-    given = full_answer[:cut]  # cut mid-word
-    message = ask(url, PROMPT + [{"role": "assistant", "content": given}])
+    cut = full_answer.index(" ", full_answer.index("·40"))
+    given = full_answer[:cut]  # a user-turn base ends at a word end
+    message = ask(url, PROMPT + [{"role": "assistant", "content": given}, {"role": "user", "content": "Continue."}])
     piece = text_of(message)
     echoed = piece[: len(piece) - len(full_answer) + cut]
     assert given.endswith(echoed) and echoed
@@ -205,6 +205,8 @@ def test_echo_quirk_repeats_the_last_words_then_goes_on(start_emulator, full_ans
     words = echoed.split()
     assert 1 <= len(words) <= 4 and given[: len(given) - len(echoed)][-1:].isspace()
     assert abs(message.usage.output_tokens - count_tokens(piece)) <= 1  # a mid-word seam may split a token
+    # Under prefill the model continues its own turn and never echoes it (seams issue 9).
+    assert given + text_of(ask(url, PROMPT + [{"role": "assistant", "content": given}])) == full_answer
 
 
 def test_preamble_quirk_opens_a_user_turn_continuation_only(start_emulator, full_answer):
@@ -254,8 +256,9 @@ def test_quirks_are_decided_per_request_content(start_emulator, full_answer):
     pieces = set()
     for n in range(12):
         given = full_answer[: full_answer.index(" ", 100 + 10 * n)]
-        piece = text_of(ask(url, PROMPT + [{"role": "assistant", "content": given}], max_tokens=3))
-        again = text_of(ask(url, PROMPT + [{"role": "assistant", "content": given}], max_tokens=3))
+        turn = [{"role": "assistant", "content": given}, {"role": "user", "content": "Continue."}]  # echo: user-turn only
+        piece = text_of(ask(url, PROMPT + turn, max_tokens=3))
+        again = text_of(ask(url, PROMPT + turn, max_tokens=3))
         assert piece == again
         pieces.add(piece.startswith(" "))
     assert pieces == {True, False}

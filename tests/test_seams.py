@@ -121,14 +121,13 @@ def test_piece_that_brings_its_own_whitespace_keeps_it():
     assert report.restored_whitespace == ""
 
 
-def test_prefill_echo_with_mid_word_cut_is_trimmed():
+def test_prefill_is_trusted_nothing_looking_like_an_echo_is_trimmed():
+    # A model continuing its own turn does not echo it: "quick brown" after "the quick bro"
+    # is what it wrote (the emulator's echo quirk applies to user-turn continuations only).
     out, report = join_piece("...the quick bro", "", "quick brown fox", "prefill")
-    assert out == "wn fox"
-    assert report.trimmed_echo == "quick bro"
-
-
-def test_prefill_one_word_echo_glued_to_the_text_is_trimmed():
-    assert join_piece("the lazy", "", "lazy dog", "prefill")[0] == " dog"
+    assert (out, report.trimmed_echo, report.verdict) == ("quick brown fox", "", "new")
+    assert join_piece("the lazy", "", "lazy dog", "prefill")[0] == "lazy dog"
+    assert join_piece("end.", "\n\n", "end. More", "prefill")[0] == "\n\nend. More"
 
 
 def test_user_turn_one_word_echo_is_trimmed():
@@ -163,8 +162,9 @@ def test_whitespace_led_single_word_repeat_is_kept_as_new_text():
     assert report.trimmed_echo == ""
 
 
-def test_whitespace_led_repeat_of_several_words_is_trimmed():
-    assert join_piece("jumped over the lazy", "", " the lazy dog", "prefill")[0] == " dog"
+def test_whitespace_led_repeat_followed_by_the_held_word_is_trimmed():
+    out, report = join_piece("jumped over the lazy", " dog", " the lazy dog", "user-turn")
+    assert (out, report.trimmed_echo, report.verdict) == (" dog", "the lazy", "echo")
 
 
 def test_match_that_does_not_start_at_a_word_start_is_kept():
@@ -175,14 +175,15 @@ def test_punctuation_repeat_after_whitespace_is_kept():
     assert join_piece("(a b) --", "", " -- c", "prefill")[0] == " -- c"
 
 
-def test_punctuation_token_repeated_at_the_piece_start_is_trimmed():
-    # Emulator-style tokenizers cut between "<" and "story"; the model repeats the "<".
-    assert join_piece("</story_1>\n\n<", "", "<story_2>\nText", "prefill")[0] == "story_2>\nText"
-    assert join_piece("total = value * 3 +", "", "+ 5", "prefill")[0] == " 5"
+def test_prefill_keeps_punctuation_that_repeats_the_last_token():
+    # "<" + "<story_2>" may be a glitch, but under prefill nothing is trimmed without proof.
+    assert join_piece("</story_1>\n\n<", "", "<story_2>\nText", "prefill")[0] == "<story_2>\nText"
+    assert join_piece("total = value * 3 +", "", "+ 5", "prefill")[0] == "+ 5"
+    assert join_piece("river·4 —", "", "— stone·5", "prefill")[0] == "— stone·5"
 
 
-def test_repeated_dash_word_is_trimmed():
-    assert join_piece("river·4 —", "", "— stone·5", "prefill")[0] == " stone·5"
+def test_user_turn_repeated_dash_word_is_trimmed():
+    assert join_piece("river·4 —", " stone·5", "— stone·5", "user-turn")[0] == " stone·5"
 
 
 def test_repeated_punctuation_is_trimmed_when_the_held_word_follows_it():
@@ -204,7 +205,7 @@ def test_punctuation_run_that_goes_on_is_kept():
 
 def test_backtick_that_completes_a_code_fence_is_not_taken_for_a_repeat():
     assert join_piece("Done.\n\n`", "", "``python\nx = 1", "prefill")[0] == "``python\nx = 1"
-    assert join_piece("Done.\n\n``", "", "```\n</story_1>", "prefill")[0] == "`\n</story_1>"
+    assert join_piece("Done.\n\n``", "", "```\n</story_1>", "prefill")[0] == "```\n</story_1>"
 
 
 def test_word_repeated_in_the_text_itself_is_kept_when_the_held_word_follows():
@@ -222,20 +223,24 @@ def test_combining_mark_at_piece_start_stays_with_the_text_before():
 
 def test_echo_of_a_text_cut_inside_an_emoji_sequence_joins_back_exactly():
     text = "code 👩\u200d💻 done"
-    base = text[: text.index("\u200d") + 1]
-    assert base + join_piece(base, "", "👩\u200d💻 done", "prefill")[0] == text
+    base, held = split_for_continuation(text[: text.index("\u200d") + 1], "user-turn")
+    assert base + join_piece(base, held, "code 👩\u200d💻 done", "user-turn")[0] == text
 
 
-def test_piece_that_ends_inside_a_long_repeat_is_all_repeat():
-    out, report = join_piece("the fox ran over the old stone bridge", " ", "ran over the old sto", "prefill")
-    assert out == ""
-    assert "ended while repeating" in report.notes[-1]
+def test_piece_that_ends_inside_a_possible_repeat_is_kept_and_unresolved():
+    # "ran over the old sto" may be the start of an echo of "ran over the old stone bridge",
+    # or the answer going on: no evidence either way, so the text is kept and the engine told.
+    out, report = join_piece("the fox ran over the old stone bridge", " the", "ran over the old sto", "user-turn", capped=True)
+    assert out == " ran over the old sto"
+    assert (report.unresolved, report.verdict, report.trimmed_echo) == (True, "unresolved", "")
 
 
-def test_capped_piece_still_repeating_when_it_ends_is_all_repeat():
+def test_capped_piece_that_repeats_an_earlier_stretch_is_kept():
     base = "lighthouse·191 window·192 island·193 forest·194"
-    assert join_piece(base, " it·", "lighthouse·191", "user-turn", capped=True)[0] == ""
-    assert join_piece(base, " it·", "lighthouse·191", "user-turn")[0] == " lighthouse·191"
+    out, report = join_piece(base, " it·", "lighthouse·191", "user-turn", capped=True)
+    assert (out, report.unresolved) == (" lighthouse·191", True)
+    out, report = join_piece(base, " it·", "lighthouse·191", "user-turn")
+    assert (out, report.unresolved, report.verdict) == (" lighthouse·191", False, "new")
 
 
 def test_short_piece_that_matches_the_start_of_earlier_words_is_new_text():
@@ -245,7 +250,7 @@ def test_short_piece_that_matches_the_start_of_earlier_words_is_new_text():
 
 def test_longest_repeat_is_trimmed():
     base = "the cat sat. the cat"
-    assert join_piece(base, "", "the cat sat. the cat ran", "prefill")[0] == " ran"
+    assert join_piece(base, " ran", "the cat sat. the cat ran", "user-turn")[0] == " ran"
 
 
 def test_repairer_ignores_text_beyond_the_window():
@@ -403,10 +408,15 @@ def test_repairer_emits_a_plain_first_sentence_once_it_ends():
 
 
 def test_repairer_holds_a_possible_echo_until_it_diverges():
-    repairer = SeamRepairer("...the quick brown", "", "prefill")
+    repairer = SeamRepairer("...the quick brown", " fox", "user-turn")
     assert repairer.feed("quick br") == ""
-    assert repairer.feed("own fox") == " fox"
+    assert repairer.feed("own fox. Then") == " fox. Then"
     assert repairer.report.trimmed_echo == "quick brown"
+
+
+def test_prefill_repairer_emits_at_once():
+    repairer = SeamRepairer("...the quick brown", "", "prefill")
+    assert repairer.feed("quick br") == "quick br"
 
 
 def test_feed_after_finish_is_refused():
@@ -448,7 +458,8 @@ def model_pieces(draw):
     strategy = draw(st.sampled_from(STRATEGIES))
     base, held = split_for_continuation(text[:cut], strategy)
     rest = text[len(base) :]
-    echo_words = draw(st.integers(0, 4))
+    # Echoes are user-turn only, and need a held word to tell them from the answer going on.
+    echo_words = draw(st.integers(0, 4)) if strategy == "user-turn" and held.strip() else 0
     piece = rest
     if echo_words and base:
         piece = _last_words(base, echo_words) + rest
@@ -504,7 +515,7 @@ def test_quirky_continuation_of_natural_text_joins_exactly(cut, strategy, data):
     base, held = split_for_continuation(NATURAL[:cut], strategy)
     assume(not NATURAL[cut].isspace() or (strategy == "user-turn" and held.strip()))
     rest = NATURAL[len(base) :]
-    quirks = ["exact", "echo", "drop-space", "preamble"] if strategy == "user-turn" else ["exact", "echo"]
+    quirks = ["exact", "echo", "drop-space", "preamble"] if strategy == "user-turn" else ["exact"]
     quirk = data.draw(st.sampled_from(quirks))
     piece = {"exact": rest, "drop-space": rest.lstrip(), "preamble": None, "echo": None}[quirk]
     if quirk == "echo":

@@ -6,10 +6,10 @@ applies to a request is decided once per request from the seed and the request's
 continuation round rolls again.
 
 ``echo``
-    A continuation (prefill or user-turn) first repeats the last one to four words of the
-    assistant text it was given, starting at a word start, whitespace between the words
-    included, then goes on: given ``"...the quick"`` it sends ``"quick brown fox"``; given a
-    prefill cut mid-word ``"the quick bro"`` it sends ``"quick bro"`` then ``"wn fox"``.
+    A user-turn continuation first repeats the last one to four words of the assistant text
+    it was given, starting at a word start, whitespace between the words included, then goes
+    on: given ``"...the quick"`` it sends ``"quick brown fox"``. A prefill continuation never
+    echoes: a model continuing its own open turn does not repeat it.
 ``preamble``
     A user-turn continuation opens with one of several sentences such as ``"Sure, continuing
     where I left off:"`` followed by a blank line (``"\\n\\n"``); the text after it starts
@@ -100,9 +100,8 @@ def decide_quirks(probabilities: Mapping[str, float], seed: int, content_key: st
     def on(name: str) -> bool:
         return rolls[name] < probabilities.get(name, 0.0)
 
-    continuing = mode in ("prefill", "user-turn")
     return QuirkChoice(
-        echo_words=params[0] if continuing and on("echo") else 0,
+        echo_words=params[0] if mode == "user-turn" and on("echo") else 0,
         preamble=params[1] if mode == "user-turn" and on("preamble") else "",
         drop_space=mode == "user-turn" and on("drop-space"),
         early_stop=params[2] if on("early-stop") else 0.0,

@@ -1,0 +1,281 @@
+"""The streaming repairer: one new piece joined onto the text, rule by rule.
+
+Phases, in order (each waits, holding the piece back, until it can decide):
+
+1. ``preamble`` (user-turn): up to three continuation preambles or reopened fence/tag lines
+   are removed from the front (``preamble.py``).
+2. ``echo`` (user-turn): a verbatim suffix overlap is removed (``echo.py``). Text that may
+   still turn out to be one is held back, not emitted.
+3. ``whitespace``: the held whitespace is put back if what is left does not open with its own
+   (not before closing punctuation or a combining mark). Under prefill this is the only
+   repair: a model continuing its own turn is trusted.
+4. ``pass``: the rest of the piece goes through untouched.
+
+The output is the same for every way of splitting the piece into deltas: a phase decides
+only when no later text can change its decision.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Literal
+
+from .cut import check_strategy, is_extender
+from .echo import ECHO_WINDOW, EchoSearch, Overlap, Tail, choose_overlap, read_held
+from .markup import CutState
+from .preamble import MAX_PREAMBLE, MORE, Found, Need, find_preamble, find_reopening
+from .report import SeamReport, Verdict
+from .restart import is_restart
+
+__all__ = ["SeamRepairer", "join_piece"]
+
+Phase = Literal["preamble", "echo", "whitespace", "pass"]
+_MAX_PREAMBLES = 3
+_CLOSING_PUNCT = frozenset(",.;:!?)]}…")
+#: Characters of the kept text looked at for a restart.
+_OPENING_CHARS = 400
+
+
+class SeamRepairer:
+    """Streaming repair of one piece that continues a text whose tail is ``base_tail``.
+
+    ``held``: what ``split_for_continuation`` held back. ``cut``: ``cut_state(base)``, for
+    the reopened fence/tag rule. ``head``: the answer's first words, when ``base_tail`` is not
+    the whole text (for the restart check).
+    """
+
+    def __init__(
+        self,
+        base_tail: str,
+        held: str,
+        strategy: str,
+        *,
+        window: int = ECHO_WINDOW,
+        cut: CutState | None = None,
+        head: str = "",
+    ) -> None:
+        check_strategy(strategy)
+        self.strategy = strategy
+        self._cut = cut
+        whole = len(base_tail) < window
+        self._tail = Tail(base_tail[-window:] if window > 0 else "", whole)
+        self._head = head or (base_tail if whole else "")
+        ws = len(held) - len(held.lstrip())
+        self._held_ws = held[:ws]
+        #: User-turn: the (half) word the model was asked to regenerate.
+        self._word = held.split()[0] if strategy == "user-turn" and held.strip() else ""
+        self._phase: Phase = "preamble" if strategy == "user-turn" else "whitespace"
+        self._buf = ""
+        self._preambles = 0
+        self._preamble_seen = 0  # length of the buffer when preambles were last looked for
+        self._search: EchoSearch | None = None
+        #: The piece now starts at a line start (after a removed fence line).
+        self._line_start = False
+        self._opening = ""
+        self._finished = False
+        self._capped = False
+        notes = (f"held back the partial word {held[ws:]!r} for the model to regenerate",) if held[ws:] else ()
+        self.report = SeamReport(strategy=strategy, dropped_partial=held[ws:], cut=cut, notes=notes)
+
+    def feed(self, delta: str) -> str:
+        """Text of the piece that is safe to emit now, already repaired."""
+        if self._finished:
+            raise ValueError("SeamRepairer.feed() after finish()")
+        if self._phase == "pass":
+            return self._emit(delta)
+        self._buf += delta
+        return self._emit(self._advance(final=False))
+
+    def finish(self, *, capped: bool = False) -> str:
+        """The rest of the piece; after this, ``report`` is complete.
+
+        ``capped``: the piece ended at the output cap, so a piece that ends inside a possible
+        overlap is reported ``unresolved`` (and kept).
+        """
+        if self._finished:
+            return ""
+        self._capped = capped
+        out = "" if self._phase == "pass" else self._emit(self._advance(final=True))
+        self._finished = True
+        self._conclude()
+        return out
+
+    # -- the phases
+
+    def _advance(self, final: bool) -> str:
+        if self._phase == "preamble":
+            if not self._preambles_done(final):
+                return ""
+            self._phase = "echo"
+        if self._phase == "echo":
+            cut = self._echo_cut(final)
+            if cut is MORE:
+                return ""
+            self._buf = self._buf[cut:]
+            self._phase = "whitespace"
+        out = self._restore_whitespace(final)
+        if out is MORE:
+            return ""
+        self._phase = "pass"
+        return out
+
+    def _preambles_done(self, final: bool) -> bool:
+        """Remove preambles and reopened lines from the front; False while undecided."""
+        while self._preambles < _MAX_PREAMBLES:
+            if not (final or self._preamble_may_change()):
+                return False
+            end: Found = find_preamble(self._buf, final, self._word)
+            what = "preamble"
+            if end == 0:
+                end, what = find_reopening(self._buf, self._cut, self.report.dropped_partial, final), "reopening"
+            if end is MORE:
+                return False
+            if not end:
+                return True
+            self._trim_front(end, what)
+        return True
+
+    def _preamble_may_change(self) -> bool:
+        """Only whitespace (or the char after it) can end a preamble line: skip rescans otherwise."""
+        buf, seen = self._buf, self._preamble_seen
+        self._preamble_seen = len(buf)
+        if seen == 0 or len(buf) > MAX_PREAMBLE or self._cut is not None:
+            return True
+        return any(ch.isspace() for ch in buf[seen - 1 :])
+
+    def _trim_front(self, end: int, what: str) -> None:
+        text = self._buf[:end]
+        self._buf = self._buf[end:]
+        self._preambles += 1
+        self._preamble_seen = 0
+        if what == "reopening":
+            self._line_start = text.endswith("\n")
+            note = f"removed {text.strip()!r}: the piece reopened what was still open at the cut"
+        else:
+            note = f"removed a continuation preamble {text.strip()!r} ({len(text)} chars with its whitespace)"
+        self._add(note, trimmed_preamble=self.report.trimmed_preamble + text)
+
+    def _echo_cut(self, final: bool) -> int | Literal[Need.MORE]:
+        """How much of the front is a verbatim suffix overlap (0: none), or MORE."""
+        buf = self._buf
+        if self._search is None:
+            leads = _leads(buf, final)
+            if leads is MORE:
+                return MORE
+            self._search = EchoSearch.start(self._tail, buf, leads)
+        search = self._search
+        search.advance(buf)
+        plain = read_held(buf, self._held_ws, self._word, final)
+        if plain is MORE or plain == "exact":
+            return MORE if plain is MORE else 0
+        if search.alive and not final:
+            return MORE
+        if search.alive and self._capped:
+            self._add("the piece ended at the cap while it could still be repeating the text: kept", unresolved=True)
+            return 0
+        choice = choose_overlap(buf, search, self._held_ws, self._word, final)
+        if choice is MORE:
+            return MORE
+        if choice is None:
+            if search.complete:
+                self._add(f"kept {self._repeat(search.complete[0])!r} at the start of the piece: no evidence of an echo")
+            return 0
+        self._note_echo(choice)
+        return choice.end
+
+    def _repeat(self, overlap: Overlap) -> str:
+        return self._tail.text[overlap.start :]
+
+    def _note_echo(self, overlap: Overlap) -> None:
+        repeat = self._repeat(overlap)
+        words = len(repeat.split())
+        lead = self._buf[: overlap.lead]
+        where = f" after {'whitespace' if lead.isspace() else repr(lead)}" if lead else ""
+        self._add(
+            f"piece repeated the last {words} word{'s' if words != 1 else ''} of the text ({len(repeat)} chars){where}",
+            trimmed_echo=repeat,
+        )
+
+    def _restore_whitespace(self, final: bool) -> str | Literal[Need.MORE]:
+        rest, held_ws = self._buf, self._held_ws
+        short = not rest or (self._word and rest[0] in _CLOSING_PUNCT and len(rest) < len(self._word))
+        if short and not final and self._word.startswith(rest):
+            return MORE
+        self._buf = ""
+        line_break = held_ws[: held_ws.rfind("\n") + 1]
+        if self._line_start and line_break and rest[:1].isspace() and "\n" not in rest[: len(rest) - len(rest.lstrip())]:
+            self._add("restored the line break before the piece's indented line", restored_whitespace=line_break)
+            return line_break + rest
+        if self._needs_whitespace(rest):
+            note = f"restored {len(held_ws)} chars of whitespace {held_ws!r} the piece did not bring"
+            self._add(note, restored_whitespace=held_ws)
+            return held_ws + rest
+        return rest
+
+    def _needs_whitespace(self, rest: str) -> bool:
+        if not rest or not self._held_ws or rest[0].isspace() or is_extender(rest[0]):
+            return False
+        if self._word and rest.startswith(self._word):
+            return True  # the regenerated word, whatever it opens with
+        return not (rest[0] in _CLOSING_PUNCT and "\n" not in self._held_ws)
+
+    # -- the report
+
+    def _emit(self, out: str) -> str:
+        if out and len(self._opening) < _OPENING_CHARS:
+            self._opening += out[: _OPENING_CHARS - len(self._opening)]
+        return out
+
+    def _conclude(self) -> None:
+        report = self.report
+        verdict: Verdict
+        if report.unresolved:
+            verdict = "unresolved"
+        elif not self._opening.strip():
+            verdict = "nothing-new"
+        else:
+            verdict = "echo" if report.trimmed_echo else "new"
+        restart = self.strategy == "user-turn" and self._restarts()
+        if restart:
+            self._add("the piece starts the answer or its section over")
+        self.report = replace(self.report, verdict=verdict, restart=restart)
+
+    def _restarts(self) -> bool:
+        expected = self._held_ws + self._word
+        if expected and self._opening.startswith(expected):
+            return False  # it regenerated the held word where it was asked to: the answer goes on
+        return is_restart(self._opening, self._tail.text, self._head)
+
+    def _add(self, note: str, **changes: str | bool) -> None:
+        self.report = replace(self.report, notes=self.report.notes + (note,), **changes)  # type: ignore[arg-type]
+
+
+def _leads(buf: str, final: bool) -> list[int] | Literal[Need.MORE]:
+    """Where in the piece an overlap may start: 0, after leading whitespace, after an ellipsis."""
+    ws = len(buf) - len(buf.lstrip())
+    if ws == len(buf):
+        return [] if final else MORE
+    if ws:
+        return [ws]
+    if not final and buf in (".", ".."):
+        return MORE
+    ellipsis = 1 if buf.startswith("\u2026") else 3 if buf.startswith("...") else 0
+    if ellipsis and ellipsis == len(buf):
+        return [0] if final else MORE
+    return [0, ellipsis] if ellipsis and not buf[ellipsis].isspace() else [0]
+
+
+def join_piece(
+    base_tail: str,
+    held: str,
+    piece: str,
+    strategy: str,
+    *,
+    cut: CutState | None = None,
+    capped: bool = False,
+    head: str = "",
+) -> tuple[str, SeamReport]:
+    """The repaired text to append after ``base`` for a whole ``piece``, and what was done."""
+    repairer = SeamRepairer(base_tail, held, strategy, cut=cut, head=head)
+    out = repairer.feed(piece) + repairer.finish(capped=capped)
+    return out, repairer.report
