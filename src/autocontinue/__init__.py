@@ -9,6 +9,7 @@ exactly where it stopped, repairs the seam, and repeats until the answer is fini
 """
 
 from .api import agenerate, astream, generate, stream
+from .batch import abatch, batch
 from .backends.select import resolve_backend
 from .backends.base import Backend, BackendDelta, RoundEnd, RoundRequest
 from .catalogue import ModelSpec, lookup_model, parse_model_spec, register_model
@@ -49,6 +50,8 @@ __all__ = [
     "stream",
     "agenerate",
     "astream",
+    "batch",
+    "abatch",
     "resolve_backend",
     "Backend",
     "BackendDelta",

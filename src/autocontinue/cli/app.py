@@ -10,6 +10,7 @@ import click
 from .. import __version__
 from ..errors import AutocontinueError
 from .errors import EXIT_BUG, EXIT_INTERRUPTED, EXIT_USAGE, CommandFailed, describe_bug, exit_code_for, say
+from .batch import batch
 from .history import runs, show
 from .models import models
 from .resume import resume
@@ -133,7 +134,7 @@ def cli() -> None:
     """
 
 
-for _command in (run, resume, runs, show, models, demo):
+for _command in (run, resume, runs, show, models, demo, batch):
     cli.add_command(_command)
 
 

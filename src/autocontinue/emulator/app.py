@@ -46,6 +46,7 @@ from starlette.routing import Route
 from ..catalogue import ModelSpec, find_model
 from ..usage import Usage
 from . import openai_compat
+from .batches import batch_routes
 from .billing import Stats
 from .cache import CacheOutcome, PromptCache, SystemClock
 from .continuation import Plan, plan_output
@@ -454,6 +455,7 @@ def build_app(emulator: Emulator) -> Starlette:
         Route("/emulator/reset", emulator.post_reset, methods=["POST"]),
         Route("/emulator/clock", emulator.post_clock, methods=["POST"]),
         *openai_compat.routes(emulator),  # /v1/chat/completions (see openai_compat.py)
+        *batch_routes(emulator),
     ]
     app = Starlette(routes=routes, exception_handlers={HTTPException: not_found})
     app.state.emulator = emulator

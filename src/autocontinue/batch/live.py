@@ -1,0 +1,192 @@
+"""Running a batch's items live: concurrently on one shared client, paced by the rate limits.
+
+Each item is an ordinary run (``autocontinue.astream``), journaled by a ``RunRecorder``; the
+items share one backend wrapped in ``PacedBackend``, which waits for the ``Pacer`` before
+every call, retries a call the service refused with 429 (before any text) once the pacer
+allows, and reports each call's usage back to it. Nothing here plans rounds or repairs seams:
+the engine does, exactly as for a single run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from .. import api
+from ..backends.base import Backend, BackendDelta, BackendEvent, RoundEnd, RoundRequest
+from ..catalogue import ModelSpec
+from ..errors import AutocontinueError, TransientBackendError
+from ..events import Checkpoint, Event, Finished, Result
+from ..journal import Journal, RunRecord, RunRecorder
+from ..state import estimate_tokens
+from .items import BatchItem
+from .output import ItemResult
+from .pacing import Pacer
+
+__all__ = ["PacedBackend", "ItemRunner", "resume_point", "result_of", "failed_result"]
+
+#: 429s in a row on one call (before any text) before it counts as a failure of the round.
+MAX_THROTTLED = 12
+
+
+class PacedBackend(Backend):
+    """Delegates to ``inner``; every call first waits for the pacer, then settles with it."""
+
+    def __init__(self, inner: Backend, pacer: Pacer) -> None:
+        self.inner = inner
+        self.pacer = pacer
+        self.name = inner.name
+        self.default_model = inner.default_model
+        self.prefill_takes_trailing_whitespace = inner.prefill_takes_trailing_whitespace
+
+    def model_spec(self, model: str) -> ModelSpec:
+        return self.inner.model_spec(model)
+
+    def prefill_supported(self, model: str) -> bool:
+        return self.inner.prefill_supported(model)
+
+    def endpoint_key(self) -> str:
+        return self.inner.endpoint_key()
+
+    def check_request(self, request: RoundRequest) -> None:
+        self.inner.check_request(request)
+
+    def count_tokens(self, request: RoundRequest) -> int | None:
+        return self.inner.count_tokens(request)
+
+    def close(self) -> None:
+        """The shared backend outlives every item: the batch closes it."""
+
+    def stream_round(self, request: RoundRequest) -> Iterator[BackendEvent]:
+        return self.inner.stream_round(request)
+
+    async def astream_round(self, request: RoundRequest) -> AsyncIterator[BackendEvent]:
+        need = self.pacer.estimate(estimate_tokens(str(request.system or "") + str(request.messages)), request.max_tokens)
+        for _ in range(MAX_THROTTLED):
+            await self._acquire(need)
+            produced, settled = False, False
+            try:
+                async for item in self.inner.astream_round(request):
+                    if isinstance(item, BackendDelta):
+                        produced = True
+                    elif isinstance(item, RoundEnd):
+                        settled = True
+                        self.pacer.settle(need, item.usage.output_tokens, item.usage.total_input_tokens)
+                    yield item
+                return
+            except TransientBackendError as error:
+                if not settled:
+                    self.pacer.settle(need, None)
+                    settled = True
+                if error.status_code != 429 or produced:
+                    raise
+                self.pacer.on_throttled(error.retry_after)
+            finally:
+                if not settled:  # the consumer stopped reading (until=, cancellation)
+                    self.pacer.settle(need, 0)
+        raise TransientBackendError("the service kept refusing calls with 429", status_code=429)
+
+    async def _acquire(self, need: Any) -> None:
+        while True:
+            wait = self.pacer.wait_time(need)
+            if wait <= 0:
+                self.pacer.take(need)
+                return
+            await asyncio.sleep(min(wait, 0.5))
+
+
+def resume_point(record: RunRecord) -> Checkpoint | None:
+    """Where an item's run continues: the end of its last landed round (None: from the start).
+
+    The end of a round, not the text streamed since: the interrupted call was never
+    completed, so it was not billed, and redoing it from the same place makes the resumed
+    item's rounds and text those of an uninterrupted batch. A seeded local run replays from
+    the start (see ``autocontinue.cli.resume.resume_point``).
+    """
+    if not record.rounds or (record.backend == "local" and record.request.get("seed") is not None):
+        return None
+    return record.round_checkpoint()
+
+
+def result_of(item: BatchItem, result: Result, run_id: str | None) -> ItemResult:
+    return ItemResult(
+        id=item.id, text=result.text, stop_reason=result.stop_reason, rounds=len(result.rounds),
+        usage=result.usage, cost_usd=result.cost_usd, run_id=run_id,
+    )
+
+
+def failed_result(item: BatchItem, error: AutocontinueError, fallback: Checkpoint | None, run_id: str | None) -> ItemResult:
+    """The item's line when it failed: the text so far is kept, the error is one line."""
+    partial = error.partial
+    if partial is not None:
+        base = result_of(item, partial, run_id)
+        base.stop_reason = None
+    else:
+        text = fallback.text if fallback else ""
+        rounds = fallback.rounds if fallback else []
+        base = ItemResult(id=item.id, text=text, rounds=len(rounds), run_id=run_id)
+    base.error = error.one_line()
+    return base
+
+
+@dataclass
+class ItemRunner:
+    """Runs one item as a journaled run on the shared backend."""
+
+    backend: Backend
+    journal: Journal
+    defaults: dict[str, Any]
+    batch_id: str
+    on_event: Callable[[str, Event], None]
+    on_run: Callable[[str, str], None]
+
+    def request_for(self, item: BatchItem) -> dict[str, Any]:
+        options = {**self.defaults, **item.options}
+        return {"prompt": item.prompt, "system": item.system, **options, "backend": self.backend.name,
+                "batch": self.batch_id, "item": item.id}
+
+    def options_for(self, item: BatchItem) -> dict[str, Any]:
+        options = {k: v for k, v in {**self.defaults, **item.options}.items() if v is not None}
+        if "stop_sequences" in options:
+            options["stop_sequences"] = tuple(options["stop_sequences"])
+        return {**options, "system": item.system, "backend": self.backend}
+
+    async def run(self, item: BatchItem, run_id: str | None) -> ItemResult:
+        record = self.journal.get(run_id) if run_id else None
+        checkpoint = resume_point(record) if record else None
+        recorder = self._recorder(item, record, checkpoint)
+        run_id = recorder.start()
+        if record is None:
+            self.on_run(item.id, run_id)
+        try:
+            result = await self._drive(item, checkpoint, recorder)
+        except AutocontinueError as error:
+            recorder.stop("failed", error=error.one_line())
+            return failed_result(item, error, checkpoint, run_id)
+        except BaseException:
+            recorder.stop("interrupted")
+            raise
+        return result_of(item, result, run_id)
+
+    async def _drive(self, item: BatchItem, checkpoint: Checkpoint | None, recorder: RunRecorder) -> Result:
+        result = None
+        events = api.astream(item.prompt, resume=checkpoint, **self.options_for(item))
+        async for event in events:
+            if isinstance(event, Finished):
+                event.result.run_id = recorder.run_id
+                result = event.result
+            recorder.on_event(event)
+            self.on_event(item.id, event)
+        assert result is not None, "the engine ended without a Finished event"
+        return result
+
+    def _recorder(self, item: BatchItem, record: RunRecord | None, checkpoint: Checkpoint | None) -> RunRecorder:
+        model = item.options.get("model") or self.defaults.get("model") or self.backend.default_model or "default"
+        start = checkpoint or Checkpoint(text="")
+        if record is not None:
+            return RunRecorder(self.journal, backend=record.backend, model=record.model, request=record.request,
+                               run_id=record.id, text=start.text, held=start.held, interval=2.0)
+        return RunRecorder(self.journal, backend=self.backend.name, model=model, request=self.request_for(item),
+                           interval=2.0)

@@ -1,0 +1,326 @@
+"""``batch`` / ``abatch``: many prompts, one journal, resumable, live or through Message Batches.
+
+The flow: read the items (bad lines named), find or create the batch in the journal (a plain
+rerun of the same input and options finds the earlier batch; ``resume=`` names one), write
+the output of the items it already finished, then run the rest: live (``live.py``, paced by
+the rate limits) or through Message Batches (``service.py``). Each item's line is written as
+it ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..backends.base import Backend
+from ..backends.select import resolve_backend
+from ..errors import ConfigurationError, MissingCredentialsError
+from ..events import Event
+from ..journal import Journal, default_journal_path
+from .items import ITEM_OPTION_NAMES, BadLine, BatchItem, items_from_objects, parse_lines
+from .live import ItemRunner, PacedBackend
+from .output import ItemResult, OutputWriter
+from .pacing import Pacer
+from .progress import BatchProgress
+from .service import ServiceDriver
+from .store import BatchStore, ItemRecord
+
+__all__ = ["BatchResult", "batch", "abatch", "load_items", "VIAS"]
+
+VIAS = ("live", "batches")
+DEFAULT_CONCURRENCY = 32
+
+
+@dataclass
+class BatchResult:
+    """What a batch did: every item's result (input order), the bad input lines, the pacing."""
+
+    batch_id: str
+    results: list[ItemResult]
+    bad_lines: list[BadLine] = field(default_factory=list)
+    journal: Path | None = None
+    #: Calls paced, and those the service refused with 429 (live runs).
+    calls: int = 0
+    throttled: int = 0
+    elapsed_s: float = 0.0
+    #: Message Batches jobs collected by this process (``via="batches"``).
+    service_jobs: list[str] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[ItemResult]:
+        return [r for r in self.results if r.error]
+
+    @property
+    def cost_usd(self) -> float:
+        return sum(r.cost_usd for r in self.results)
+
+
+def load_items(source: Any) -> tuple[list[BatchItem], list[BadLine]]:
+    """Items from a path (JSONL or plain text) or from an iterable of dicts / strings."""
+    if isinstance(source, (str, os.PathLike)):
+        try:
+            text = Path(source).read_text(encoding="utf-8").removeprefix("\ufeff")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigurationError(f"cannot read the input {source}: {exc}", hint="give a UTF-8 JSONL or text file") from None
+        return parse_lines(text)
+    if isinstance(source, Iterable):
+        return items_from_objects(list(enumerate(source, start=1)))
+    raise ConfigurationError("the batch input must be a path or a list of items", hint="e.g. [{'id': 'a', 'prompt': '...'}]")
+
+
+def _check_defaults(options: dict[str, Any]) -> None:
+    unknown = sorted(set(options) - set(ITEM_OPTION_NAMES) - {"system"})
+    if unknown:
+        raise ConfigurationError(
+            f"unknown option {unknown[0]!r} for a batch", hint="options are: " + ", ".join(ITEM_OPTION_NAMES)
+        )
+
+
+def batch_key(items: list[BatchItem], defaults: dict[str, Any], via: str) -> str:
+    """Same input, options and mode: same key (a plain rerun finds its batch by it)."""
+    blob = json.dumps({"items": [i.to_record() for i in items], "defaults": defaults, "via": via},
+                      sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+async def abatch(
+    inputs: Any = None,
+    *,
+    output: str | os.PathLike[str] | None = None,
+    output_dir: str | os.PathLike[str] | None = None,
+    journal: str | os.PathLike[str] | None = None,
+    resume: str | None = None,
+    fresh: bool = False,
+    via: str = "live",
+    concurrency: int = DEFAULT_CONCURRENCY,
+    client: Any = None,
+    backend: Any = None,
+    limits: dict[str, float] | None = None,
+    strict: bool = False,
+    poll_interval: float = 5.0,
+    beta_300k: bool = True,
+    on_event: Callable[[str, Event], None] | None = None,
+    on_item: Callable[[ItemResult, BatchProgress], None] | None = None,
+    on_batch: Callable[[str, BatchProgress], None] | None = None,
+    on_bad_line: Callable[[BadLine], None] | None = None,
+    **options: Any,
+) -> BatchResult:
+    """Run every item of ``inputs`` to its end; see ``batch``."""
+    _check_defaults(options)
+    if via not in VIAS:
+        raise ConfigurationError(f"unknown via {via!r}", hint="use 'live' or 'batches'")
+    if not isinstance(concurrency, int) or concurrency < 1:
+        raise ConfigurationError(f"concurrency must be a positive whole number, got {concurrency!r}")
+    items, bad = load_items(inputs) if inputs is not None else ([], [])
+    if strict and bad:
+        raise ConfigurationError(
+            f"{len(bad)} bad line{'s' if len(bad) != 1 else ''} in the input, the first: {bad[0]}",
+            hint="fix them, or leave out strict to skip them",
+        )
+    for line in bad if on_bad_line is not None else []:
+        on_bad_line(line)
+    if inputs is not None and not items:
+        raise ConfigurationError("the input holds no items", hint="one JSON object or one prompt a line")
+    path = Path(journal).expanduser() if journal else default_journal_path()
+    with Journal(path) as runs:
+        store = BatchStore(path)
+        try:
+            batch_id = _find_or_create(store, items, options, via, resume, fresh)
+            return await _run(
+                store, runs, batch_id, bad,
+                writer=OutputWriter(Path(output) if output else None, output_dir=Path(output_dir) if output_dir else None),
+                via=via, concurrency=concurrency, client=client, backend=backend, limits=limits,
+                poll_interval=poll_interval, beta_300k=beta_300k, on_event=on_event, on_item=on_item,
+                on_batch=on_batch,
+            )
+        finally:
+            store.close()
+
+
+def batch(inputs: Any = None, **options: Any) -> BatchResult:
+    """Answer many prompts, each to its end, under one journal entry; returns a BatchResult.
+
+    ``inputs``: a JSONL file (``{"id", "prompt"}`` or ``{"id", "messages", "system"}`` plus any
+    option per item), a plain text file (one prompt a line), or a list of such dicts. Options:
+    ``output`` (a JSONL file, one line per item as it ends), ``output_dir``, ``journal``,
+    ``resume`` (a batch id), ``fresh`` (do not pick up an earlier identical batch), ``via``
+    ("live" | "batches"), ``concurrency``, ``client``, ``backend``, ``limits`` (a minute's
+    requests / input / output tokens, when the service does not say), ``strict``,
+    ``poll_interval``, ``on_event``, ``on_item``, ``on_batch``, ``on_bad_line``, and any run option of ``generate`` as the
+    default of every item.
+    """
+    return asyncio.run(abatch(inputs, **options))
+
+
+def _find_or_create(store: BatchStore, items: list[BatchItem], options: dict[str, Any], via: str,
+                    resume: str | None, fresh: bool) -> str:
+    if resume:
+        record = store.get(resume)
+        if record is None:
+            raise ConfigurationError(f"no batch {resume!r} in the journal", hint="rerun the same command without --resume")
+        return record.id
+    key = batch_key(items, options, via)
+    earlier = None if fresh else store.latest_with_key(key)
+    if earlier is not None:
+        return earlier.id
+    return store.create(key=key, via=via, settings={"options": options, "via": via}, items=items)
+
+
+async def _run(store: BatchStore, runs: Journal, batch_id: str, bad: list[BadLine], *, writer: OutputWriter,
+               via: str, concurrency: int, client: Any, backend: Any, limits: dict[str, float] | None,
+               poll_interval: float, beta_300k: bool, on_event: Any, on_item: Any, on_batch: Any) -> BatchResult:
+    record = store.get(batch_id)
+    assert record is not None
+    defaults: dict[str, Any] = record.settings.get("options", {})
+    via = record.settings.get("via", via)
+    records = store.items(batch_id)
+    progress = BatchProgress(total=len(records))
+    results: dict[str, ItemResult] = {}
+    finished = [r for r in records if r.status == "finished" and r.result is not None]
+    writer.rewrite([r.result for r in finished if r.result is not None])
+    for r in finished:
+        assert r.result is not None
+        results[r.item.id] = r.result
+        progress.on_item(r.result, "finished", counted=False)
+    if on_batch is not None:
+        on_batch(batch_id, progress)
+
+    def done(result: ItemResult, status: str) -> None:
+        store.finish_item(batch_id, result, status)
+        writer.write(result)
+        results[result.id] = result
+        progress.on_item(result, status)
+        if on_item is not None:
+            on_item(result, progress)
+
+    def event(item_id: str, ev: Event) -> None:
+        progress.on_event(item_id, ev)
+        if on_event is not None:
+            on_event(item_id, ev)
+
+    todo = [r for r in records if r.item.id not in results]
+    outcome = BatchResult(batch_id, [], bad, journal=runs.path)
+    store.set_state(batch_id, "running")
+    try:
+        if via == "batches":
+            outcome.service_jobs = await _run_service(store, runs, batch_id, todo, defaults, client, poll_interval,
+                                                      beta_300k, event, done)
+        else:
+            outcome.calls, outcome.throttled = await _run_live(runs, batch_id, todo, defaults, concurrency, client,
+                                                               backend, limits, store, event, done)
+    except BaseException:
+        store.set_state(batch_id, "interrupted")
+        raise
+    finally:
+        writer.close()
+    outcome.results = [results[r.item.id] for r in records if r.item.id in results]
+    outcome.elapsed_s = progress.elapsed
+    complete = all(r.item.id in results and not results[r.item.id].error for r in records)
+    store.set_state(batch_id, "finished" if complete else "incomplete")
+    return outcome
+
+
+async def _run_live(runs: Journal, batch_id: str, todo: list[ItemRecord], defaults: dict[str, Any], concurrency: int,
+                    client: Any, backend: Any, limits: dict[str, float] | None, store: BatchStore,
+                    event: Any, done: Any) -> tuple[int, int]:
+    pacer = Pacer(given=dict(limits or {}))
+    shared, owned = _live_backend(backend, client, defaults, pacer)
+    if shared.name == "local":
+        concurrency = 1  # one model in memory: items in turn
+    runner = ItemRunner(
+        PacedBackend(shared, pacer), runs, defaults, batch_id, on_event=event,
+        on_run=lambda item_id, run_id: store.set_run(batch_id, item_id, run_id),
+    )
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(record: ItemRecord) -> None:
+        async with gate:
+            result = await runner.run(record.item, record.run_id)
+        done(result, "failed" if result.error else "finished")
+
+    try:
+        await asyncio.gather(*(one(r) for r in todo))
+    finally:
+        if owned:
+            await _aclose(shared)
+    return pacer.calls, pacer.throttled
+
+
+def _live_backend(backend: Any, client: Any, defaults: dict[str, Any], pacer: Pacer) -> tuple[Backend, bool]:
+    """The one backend every item shares, and whether this batch made it (and closes it)."""
+    if isinstance(backend, Backend):
+        return backend, False
+    name = backend
+    if name is None and client is None:
+        has_env = os.environ.get("ANTHROPIC_API_KEY") or os.environ.get("ANTHROPIC_BASE_URL")
+        name = "anthropic" if has_env else "local"
+    if (name in (None, "anthropic")) and client is None:
+        from ..backends.anthropic import AnthropicBackend
+
+        made = AnthropicBackend(paced_client(pacer))
+        made._owns_client = True
+        return made, True
+    return resolve_backend(name, client=client, model_path=defaults.get("model_path"), seed=defaults.get("seed")), client is None
+
+
+def paced_client(pacer: Pacer, **kwargs: Any) -> Any:
+    """An ``anthropic.AsyncAnthropic`` whose every response's rate-limit headers reach ``pacer``.
+
+    The SDK's own retries are off: a 429 comes back to the pacer, which waits as the service
+    asks and slows down, instead of the SDK resending behind its back.
+    """
+    try:
+        import anthropic
+    except ImportError:
+        from ..errors import BackendUnavailableError
+
+        raise BackendUnavailableError("the anthropic SDK is not installed", hint="pip install 'autocontinue[anthropic]'") from None
+    if not (os.environ.get("ANTHROPIC_API_KEY") or os.environ.get("ANTHROPIC_AUTH_TOKEN") or kwargs.get("api_key")):
+        raise MissingCredentialsError("no Anthropic API key", hint="export ANTHROPIC_API_KEY=sk-ant-... (or use --backend local)")
+
+    async def observe(response: Any) -> None:
+        pacer.observe(response.headers)
+
+    http = anthropic.DefaultAsyncHttpxClient(event_hooks={"response": [observe]})
+    return anthropic.AsyncAnthropic(http_client=http, max_retries=0, **kwargs)
+
+
+async def _aclose(backend: Backend) -> None:
+    client = getattr(backend, "client", None)
+    close = getattr(client, "close", None)
+    if close is None:
+        backend.close()
+        return
+    outcome = close()
+    if asyncio.iscoroutine(outcome):
+        await outcome
+
+
+async def _run_service(store: BatchStore, runs: Journal, batch_id: str, todo: list[ItemRecord],
+                       defaults: dict[str, Any], client: Any, poll_interval: float, beta_300k: bool,
+                       event: Any, done: Any) -> list[str]:
+    owned = client is None
+    if owned:
+        try:
+            import anthropic
+        except ImportError:
+            from ..errors import BackendUnavailableError
+
+            raise BackendUnavailableError("the anthropic SDK is not installed", hint="pip install 'autocontinue[anthropic]'") from None
+        if not (os.environ.get("ANTHROPIC_API_KEY") or os.environ.get("ANTHROPIC_AUTH_TOKEN")):
+            raise MissingCredentialsError("no Anthropic API key", hint="Message Batches need ANTHROPIC_API_KEY")
+        client = anthropic.AsyncAnthropic()
+    driver = ServiceDriver(client, runs, store, batch_id, defaults, on_event=event, on_done=done,
+                           poll_interval=poll_interval, beta_300k=beta_300k)
+    try:
+        await driver.run(todo)
+    finally:
+        if owned:
+            await client.close()
+    return driver.collected

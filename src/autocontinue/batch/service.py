@@ -1,0 +1,286 @@
+"""Running a batch through Anthropic's Message Batches: every round of every item at half price.
+
+Each item keeps its own sans-I/O ``Engine`` (the same round planning, seam repair and stop
+decisions as a live run). A round of the batch asks every unfinished engine for its next
+call, sends all of them as one Message Batches job (``custom_id`` ``<item>-r<round>``), polls
+until the job has ended, and feeds each result to its engine: the text as one delta, then the
+round's end. Items that stopped at ``max_tokens`` are simply asked again, so they go into the
+next job. Errored, expired and canceled results are retried like failed calls (the engine's
+retry count decides when an item gives up). Calls carry 1-hour cache breakpoints (rounds of an
+item may be more than 5 minutes apart) and, on the models that have it, the 300k-output beta.
+The job id is journaled before polling, so a resumed batch collects a job that is still
+running instead of paying for it again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import api
+from ..backends.anthropic import request_params
+from ..backends.base import Backend, BackendEvent, RoundEnd, RoundRequest
+from ..catalogue import ModelSpec, lookup_model
+from ..engine import Engine
+from ..errors import (
+    AutocontinueError,
+    BackendError,
+    BackendUnavailableError,
+    ContextWindowError,
+    InvalidRequestError,
+    PrefillNotSupportedError,
+    TransientBackendError,
+)
+from ..events import Event, Finished, Result, RoundFinished
+from ..journal import Journal
+from ..usage import Usage
+from .items import BatchItem
+from .live import failed_result, resume_point, result_of
+from .models import BETA_300K, allows_300k, batch_spec
+from .output import ItemResult
+from .store import BatchStore
+
+__all__ = ["BatchesBackend", "ServiceDriver", "custom_id", "batch_params"]
+
+_TRANSIENT = {"overloaded_error", "api_error", "rate_limit_error", "timeout_error"}
+_CONTEXT_MARKERS = ("prompt is too long", "exceed context limit", "context window")
+
+
+def custom_id(item: BatchItem, round_index: int) -> str:
+    return f"{item.key}-r{round_index}"
+
+
+class BatchesBackend(Backend):
+    """The model as Message Batches serve it (half prices, 300k output); it never streams."""
+
+    name = "anthropic"
+
+    def __init__(self, client: Any, *, beta_300k: bool = True) -> None:
+        self.client = client
+        self.beta_300k = beta_300k
+        self.default_model = "claude-sonnet-4-6"
+
+    def model_spec(self, model: str) -> ModelSpec:
+        return batch_spec(lookup_model(model), beta_300k=self.beta_300k)
+
+    def endpoint_key(self) -> str:
+        return f"batches:{getattr(self.client, 'base_url', '')}"
+
+    def stream_round(self, request: RoundRequest) -> Iterator[BackendEvent]:
+        raise BackendUnavailableError("Message Batches do not stream", hint="drive the engine with ServiceDriver")
+
+    async def astream_round(self, request: RoundRequest) -> AsyncIterator[BackendEvent]:
+        raise BackendUnavailableError("Message Batches do not stream", hint="drive the engine with ServiceDriver")
+        yield  # pragma: no cover
+
+
+def batch_params(request: RoundRequest) -> dict[str, Any]:
+    """A round's ``messages.create`` parameters with every cache breakpoint at the 1-hour TTL."""
+    params = request_params(request)
+    for part in [params.get("system"), *(m["content"] for m in params["messages"])]:
+        for block in part if isinstance(part, list) else []:
+            if "cache_control" in block:
+                block["cache_control"] = {**block["cache_control"], "ttl": "1h"}
+    return params
+
+
+@dataclass
+class _Item:
+    """One item's engine and where it stands."""
+
+    item: BatchItem
+    engine: Engine
+    run_id: str
+    request: RoundRequest | None = None
+    sent_id: str | None = None
+    done: bool = False
+
+
+@dataclass
+class ServiceDriver:
+    """Drives every unfinished item's engine through Message Batches jobs."""
+
+    client: Any
+    journal: Journal
+    store: BatchStore
+    batch_id: str
+    defaults: dict[str, Any]
+    on_event: Callable[[str, Event], None]
+    on_done: Callable[[ItemResult, str], None]
+    poll_interval: float = 5.0
+    beta_300k: bool = True
+    #: Service job ids collected by this driver, in order (for tests and the summary).
+    collected: list[str] = field(default_factory=list)
+
+    async def run(self, records: list[Any]) -> None:
+        backend = BatchesBackend(self.client, beta_300k=self.beta_300k)
+        active = [a for a in (self._open(backend, record) for record in records) if a is not None]
+        pending = [job for job in self.store.jobs(self.batch_id) if job.state == "submitted"]
+        while active:
+            self._plan(active)
+            active = [a for a in active if not a.done]
+            if not active:
+                return
+            if pending:
+                job = pending.pop(0)
+                service_id, sent = job.service_id, set(job.custom_ids)
+            else:
+                service_id, sent = await self._submit(active), None
+            results = await self._collect(service_id)
+            self._apply(active, results, sent)
+            self.store.job_collected(self.batch_id, service_id)
+            self.collected.append(service_id)
+
+    # -- opening items ----------------------------------------------------------------------
+
+    def _open(self, backend: Backend, record: Any) -> _Item | None:
+        item: BatchItem = record.item
+        run = self.journal.get(record.run_id) if record.run_id else None
+        if run is not None and run.finished:
+            self.on_done(result_of(item, run.result(), run.id), "finished")
+            return None
+        checkpoint = resume_point(run) if run is not None else None
+        options = {k: v for k, v in {**self.defaults, **item.options}.items() if v is not None}
+        if "stop_sequences" in options:
+            options["stop_sequences"] = tuple(options["stop_sequences"])
+        try:
+            engine, opening, emitted = api._prepare(
+                item.prompt, **api._with_defaults({**options, "system": item.system, "backend": backend,
+                                                   "resume": checkpoint})
+            )
+        except AutocontinueError as error:
+            self.on_done(failed_result(item, error, checkpoint, run.id if run else None), "failed")
+            return None
+        if run is None:
+            request = {"prompt": item.prompt, "system": item.system, **options, "backend": "anthropic",
+                       "via": "batches", "batch": self.batch_id, "item": item.id}
+            run_id = self.journal.start_run(backend="anthropic", model=engine.model, request=request)
+            self.store.set_run(self.batch_id, item.id, run_id)
+        else:
+            run_id = run.id
+            self.journal.set_state(run_id, "running")
+        self._emit(item, engine.start(opening, emitted))
+        return _Item(item, engine, run_id)
+
+    # -- one job ----------------------------------------------------------------------------
+
+    def _plan(self, active: list[_Item]) -> None:
+        for a in active:
+            if a.request is not None or a.done:
+                continue
+            request, events = a.engine.plan()
+            self._emit(a.item, events)
+            finished = next((e for e in events if isinstance(e, Finished)), None)
+            if finished is not None:
+                self._finish(a, finished.result)
+            else:
+                a.request = request
+                a.sent_id = custom_id(a.item, request.round_index) if request else None
+
+    async def _submit(self, active: list[_Item]) -> str:
+        requests = [{"custom_id": a.sent_id, "params": batch_params(a.request)} for a in active if a.request]
+        headers = {"anthropic-beta": BETA_300K} if self._wants_beta(active) else {}
+        job = await self.client.messages.batches.create(requests=requests, extra_headers=headers)
+        self.store.add_job(self.batch_id, job.id, [r["custom_id"] for r in requests])
+        return str(job.id)
+
+    def _wants_beta(self, active: list[_Item]) -> bool:
+        return self.beta_300k and any(a.request and allows_300k(a.engine.state.spec) for a in active)
+
+    async def _collect(self, service_id: str) -> dict[str, Any]:
+        while True:
+            job = await self.client.messages.batches.retrieve(service_id)
+            if job.processing_status == "ended":
+                break
+            await asyncio.sleep(self.poll_interval)
+        results = await self.client.messages.batches.results(service_id)
+        return {line.custom_id: line.result async for line in results}
+
+    def _apply(self, active: list[_Item], results: dict[str, Any], sent: set[str] | None) -> None:
+        for a in active:
+            if a.done or (sent is not None and a.sent_id not in sent):
+                continue  # planned after the resumed job was sent: it goes into the next one
+            result = results.get(a.sent_id or "")
+            a.request = None
+            try:
+                self._apply_one(a, result)
+            except AutocontinueError as error:
+                self._fail(a, error)
+
+    def _apply_one(self, a: _Item, result: Any) -> None:
+        kind = getattr(result, "type", None)
+        if kind == "succeeded":
+            message = result.message
+            text = "".join(block.text for block in message.content if getattr(block, "type", "") == "text")
+            self._emit(a.item, a.engine.on_delta(text) if text else [])
+            stop = "until" if a.engine.round_cut_short else (message.stop_reason or "end_turn")
+            end = RoundEnd(stop_reason=stop, usage=_usage(message.usage), stop_sequence=message.stop_sequence,
+                           request_id=message.id)
+            events = a.engine.end_round(end)
+            self._emit(a.item, events)
+            for event in events:
+                if isinstance(event, RoundFinished):
+                    self.journal.record_round(a.run_id, event.report, a.engine.state.text, a.engine.state.held)
+            return
+        error = _error_of(result)
+        if isinstance(error, PrefillNotSupportedError):
+            self._emit(a.item, a.engine.on_prefill_refused(error))
+        elif isinstance(error, TransientBackendError):
+            _, events = a.engine.on_transient(error)
+            self._emit(a.item, events)
+        elif isinstance(error, (ContextWindowError, InvalidRequestError)):
+            events = a.engine.on_limit(error)
+            self._emit(a.item, events)
+            finished = next((e for e in events if isinstance(e, Finished)), None)
+            if finished is not None:
+                self._finish(a, finished.result)
+        else:
+            raise a.engine.fail(error)
+
+    # -- ends -------------------------------------------------------------------------------
+
+    def _finish(self, a: _Item, result: Result) -> None:
+        result.run_id = a.run_id
+        self.journal.finish_run(a.run_id, result)
+        a.done, a.request = True, None
+        self.on_done(result_of(a.item, result, a.run_id), "finished")
+
+    def _fail(self, a: _Item, error: AutocontinueError) -> None:
+        self.journal.set_state(a.run_id, "failed", error=error.one_line())
+        a.done, a.request = True, None
+        self.on_done(failed_result(a.item, error, None, a.run_id), "failed")
+
+    def _emit(self, item: BatchItem, events: list[Event]) -> None:
+        for event in events:
+            self.on_event(item.id, event)
+
+
+def _usage(raw: Any) -> Usage:
+    created = getattr(raw, "cache_creation", None)
+    return Usage(
+        input_tokens=raw.input_tokens or 0,
+        output_tokens=raw.output_tokens or 0,
+        cache_creation_input_tokens=getattr(raw, "cache_creation_input_tokens", 0) or 0,
+        cache_creation_1h_input_tokens=(getattr(created, "ephemeral_1h_input_tokens", 0) or 0) if created else 0,
+        cache_read_input_tokens=getattr(raw, "cache_read_input_tokens", 0) or 0,
+    )
+
+
+def _error_of(result: Any) -> BackendError:
+    """An errored, expired or canceled result as the error a live call would have raised."""
+    kind = getattr(result, "type", None)
+    if kind in ("expired", "canceled") or result is None:
+        return TransientBackendError(f"the batch request was {kind or 'not answered'}")
+    inner = result.error.error
+    error_type, message = inner.type, inner.message
+    if error_type in _TRANSIENT:
+        return TransientBackendError(message, error_type=error_type)
+    if "does not support assistant message prefill" in message:
+        return PrefillNotSupportedError(message, status_code=400, error_type=error_type)
+    if any(marker in message for marker in _CONTEXT_MARKERS):
+        return ContextWindowError(message, status_code=400, error_type=error_type)
+    if error_type == "invalid_request_error":
+        return InvalidRequestError(message, status_code=400, error_type=error_type)
+    return BackendError(message, error_type=error_type)

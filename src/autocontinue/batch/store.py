@@ -1,0 +1,215 @@
+"""A batch's bookkeeping, in its own tables of the run journal's SQLite file.
+
+``batches`` (one row per batch: its key, how it runs, its settings), ``batch_items`` (each
+item, its run in the journal, its status and, once it ended, its output line) and
+``batch_rounds`` (each Message Batches job sent to the service: its id, the custom ids in it,
+whether its results were collected). The tables are created idempotently next to the
+journal's own; the runs themselves are written through ``autocontinue.journal``. Every write
+is one committed transaction, so a batch killed at any moment resumes from what landed.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import JournalError
+from ..journal import new_run_id
+from .items import BatchItem
+from .output import ItemResult
+
+__all__ = ["BatchStore", "BatchRecord", "ItemRecord", "ServiceJob", "ITEM_STATES"]
+
+ITEM_STATES = ("pending", "running", "finished", "failed")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS batches (
+    id       TEXT PRIMARY KEY,
+    created  REAL NOT NULL,
+    updated  REAL NOT NULL,
+    key      TEXT NOT NULL,
+    via      TEXT NOT NULL,
+    state    TEXT NOT NULL,
+    settings TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS batches_by_key ON batches(key, created);
+CREATE TABLE IF NOT EXISTS batch_items (
+    batch_id TEXT NOT NULL REFERENCES batches(id) ON DELETE CASCADE,
+    item_id  TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    item     TEXT NOT NULL,
+    run_id   TEXT,
+    status   TEXT NOT NULL,
+    result   TEXT,
+    PRIMARY KEY (batch_id, item_id)
+);
+CREATE TABLE IF NOT EXISTS batch_rounds (
+    batch_id   TEXT NOT NULL REFERENCES batches(id) ON DELETE CASCADE,
+    service_id TEXT NOT NULL,
+    created    REAL NOT NULL,
+    custom_ids TEXT NOT NULL,
+    state      TEXT NOT NULL,
+    PRIMARY KEY (batch_id, service_id)
+);
+"""
+
+
+@dataclass
+class BatchRecord:
+    id: str
+    key: str
+    via: str
+    state: str
+    settings: dict[str, Any]
+
+
+@dataclass
+class ItemRecord:
+    item: BatchItem
+    position: int
+    run_id: str | None
+    status: str
+    result: ItemResult | None
+
+
+@dataclass
+class ServiceJob:
+    """One Message Batches job: its service id and the custom ids sent in it."""
+
+    service_id: str
+    custom_ids: list[str]
+    state: str
+
+
+class BatchStore:
+    """The batch tables of one journal file (open the Journal first: it makes the file)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self._conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+            self._conn.execute("PRAGMA foreign_keys = ON")
+            with self._write() as conn:
+                for statement in filter(str.strip, _SCHEMA.split(";")):
+                    conn.execute(statement)
+        except sqlite3.DatabaseError as exc:
+            raise JournalError(f"the journal {path} cannot hold batches ({exc})", hint="pass --journal PATH") from None
+
+    def close(self) -> None:
+        self._conn.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._conn
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
+
+    def _rows(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        cursor = self._conn.execute(sql, args)
+        cursor.row_factory = sqlite3.Row
+        return cursor.fetchall()
+
+    # -- batches ----------------------------------------------------------------------------
+
+    def create(self, *, key: str, via: str, settings: dict[str, Any], items: list[BatchItem]) -> str:
+        batch_id = "b" + new_run_id()
+        now = time.time()
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO batches (id, created, updated, key, via, state, settings) VALUES (?, ?, ?, ?, ?, 'running', ?)",
+                (batch_id, now, now, key, via, json.dumps(settings, ensure_ascii=False, sort_keys=True)),
+            )
+            conn.executemany(
+                "INSERT INTO batch_items (batch_id, item_id, position, item, status) VALUES (?, ?, ?, ?, 'pending')",
+                [(batch_id, it.id, i, json.dumps(_item_record(it), ensure_ascii=False)) for i, it in enumerate(items)],
+            )
+        return batch_id
+
+    def get(self, batch_id: str) -> BatchRecord | None:
+        rows = self._rows("SELECT * FROM batches WHERE id = ?", (batch_id,))
+        return _batch(rows[0]) if rows else None
+
+    def latest_with_key(self, key: str) -> BatchRecord | None:
+        rows = self._rows("SELECT * FROM batches WHERE key = ? ORDER BY created DESC LIMIT 1", (key,))
+        return _batch(rows[0]) if rows else None
+
+    def set_state(self, batch_id: str, state: str) -> None:
+        with self._write() as conn:
+            conn.execute("UPDATE batches SET state = ?, updated = ? WHERE id = ?", (state, time.time(), batch_id))
+
+    # -- items ------------------------------------------------------------------------------
+
+    def items(self, batch_id: str) -> list[ItemRecord]:
+        rows = self._rows("SELECT * FROM batch_items WHERE batch_id = ? ORDER BY position", (batch_id,))
+        return [_item_row(row) for row in rows]
+
+    def set_run(self, batch_id: str, item_id: str, run_id: str) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE batch_items SET run_id = ?, status = 'running' WHERE batch_id = ? AND item_id = ?",
+                (run_id, batch_id, item_id),
+            )
+
+    def finish_item(self, batch_id: str, result: ItemResult, status: str) -> None:
+        """Store the item's output line; ``status`` is finished or failed."""
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE batch_items SET status = ?, result = ? WHERE batch_id = ? AND item_id = ?",
+                (status, json.dumps(result.to_dict(), ensure_ascii=False), batch_id, result.id),
+            )
+
+    # -- Message Batches jobs ---------------------------------------------------------------
+
+    def add_job(self, batch_id: str, service_id: str, custom_ids: list[str]) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO batch_rounds (batch_id, service_id, created, custom_ids, state) VALUES (?, ?, ?, ?, 'submitted')",
+                (batch_id, service_id, time.time(), json.dumps(custom_ids)),
+            )
+
+    def job_collected(self, batch_id: str, service_id: str) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE batch_rounds SET state = 'collected' WHERE batch_id = ? AND service_id = ?",
+                (batch_id, service_id),
+            )
+
+    def jobs(self, batch_id: str) -> list[ServiceJob]:
+        rows = self._rows("SELECT * FROM batch_rounds WHERE batch_id = ? ORDER BY created", (batch_id,))
+        return [ServiceJob(row["service_id"], json.loads(row["custom_ids"]), row["state"]) for row in rows]
+
+
+def _item_record(item: BatchItem) -> dict[str, Any]:
+    return {**item.to_record(), "line": item.line}
+
+
+def _batch(row: sqlite3.Row) -> BatchRecord:
+    return BatchRecord(row["id"], row["key"], row["via"], row["state"], json.loads(row["settings"]))
+
+
+def _item_row(row: sqlite3.Row) -> ItemRecord:
+    data = json.loads(row["item"])
+    item = BatchItem(
+        id=data["id"], prompt=data["prompt"], system=data.get("system"), options=data.get("options") or {},
+        line=data.get("line", 0),
+    )
+    result = None
+    if row["result"]:
+        raw = json.loads(row["result"])
+        from ..usage import Usage
+
+        result = ItemResult(
+            id=raw["id"], text=raw["text"], stop_reason=raw["stop_reason"], rounds=raw["rounds"],
+            usage=Usage.from_dict(raw["usage"]), cost_usd=raw["cost_usd"], error=raw["error"], run_id=row["run_id"],
+        )
+    return ItemRecord(item, row["position"], row["run_id"], row["status"], result)
