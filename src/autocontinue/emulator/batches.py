@@ -84,7 +84,7 @@ class BatchService:
     # -- handlers ---------------------------------------------------------------------------
 
     async def create(self, request: Request) -> Response:
-        return await self._handle(request, self._create)
+        return await self._handle(request, self._create, read_body=True)
 
     async def retrieve(self, request: Request) -> Response:
         return await self._handle(request, lambda r, _: self._view(r, self._job(r)))
@@ -112,13 +112,13 @@ class BatchService:
     async def stats(self, request: Request) -> Response:
         return JSONResponse({"batches": len(self.jobs), "billed": dict(self.billed)})
 
-    async def _handle(self, request: Request, action: Any) -> Response:
+    async def _handle(self, request: Request, action: Any, *, read_body: bool = False) -> Response:
         from .app import _random_id
 
         request_id = _random_id("req_011C", 20)
         try:
             self.emulator.authenticate(request)
-            body = await self.emulator.read_json(request) if request.method == "POST" else None
+            body = await self.emulator.read_json(request) if read_body else None
             await asyncio.to_thread(self._advance_all)
             response = action(request, body)
         except ApiError as error:
@@ -155,7 +155,7 @@ class BatchService:
             raise invalid("limit: Input should be a valid integer") from None
         if not 1 <= limit <= 1000:
             raise invalid("limit: Input should be between 1 and 1000")
-        jobs = sorted(self.jobs.values(), key=lambda j: j.created, reverse=True)
+        jobs = list(self.jobs.values())[::-1]  # newest first (in the order they were made)
         ids = [job.id for job in jobs]
         if query.get("after_id") in ids:
             jobs = jobs[ids.index(query["after_id"]) + 1 :]

@@ -1,0 +1,202 @@
+"""Message Batches: the emulator's endpoints through the official SDK, and ``via="batches"``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.request
+
+import anthropic
+import pytest
+
+import autocontinue
+from autocontinue.batch.store import BatchStore
+from autocontinue.emulator import ManualClock
+from tests.conftest import emulator_stats
+
+MODEL = "claude-sonnet-4-5"
+
+
+def _configure(url: str, **settings) -> None:
+    request = urllib.request.Request(f"{url}/emulator/batches", data=json.dumps(settings).encode(), method="POST",
+                                     headers={"content-type": "application/json"})
+    urllib.request.urlopen(request).read()
+
+
+def _billed(url: str) -> dict[str, int]:
+    with urllib.request.urlopen(f"{url}/emulator/batches") as response:
+        return json.load(response)["billed"]
+
+
+def _params(text: str = "Write a story", max_tokens: int = 100, model: str = MODEL) -> dict:
+    return {"model": model, "max_tokens": max_tokens, "messages": [{"role": "user", "content": text}]}
+
+
+@pytest.fixture
+def client(start_emulator):
+    url = start_emulator(length=300, clock=ManualClock())
+    return anthropic.Anthropic(base_url=url, api_key="k", max_retries=0)
+
+
+def test_a_batch_is_processed_after_its_delay_and_its_results_are_jsonl(client):
+    url = str(client.base_url).rstrip("/")
+    _configure(url, processing_delay=60)
+    batch = client.messages.batches.create(requests=[
+        {"custom_id": "a-r0", "params": _params("one")},
+        {"custom_id": "b-r0", "params": _params("two", model="no-such-model")},
+    ])
+    assert batch.id.startswith("msgbatch_") and batch.processing_status == "in_progress"
+    assert batch.request_counts.processing == 2 and batch.results_url is None
+    assert client.messages.batches.retrieve(batch.id).processing_status == "in_progress"
+    urllib.request.urlopen(urllib.request.Request(f"{url}/emulator/clock", data=b'{"advance": 61}', method="POST")).read()
+    ended = client.messages.batches.retrieve(batch.id)
+    assert ended.processing_status == "ended" and ended.ended_at is not None
+    assert ended.request_counts.succeeded == 1 and ended.request_counts.errored == 1
+    results = {r.custom_id: r.result for r in client.messages.batches.results(batch.id)}
+    assert results["a-r0"].type == "succeeded" and results["a-r0"].message.stop_reason == "max_tokens"
+    assert results["b-r0"].type == "errored" and results["b-r0"].error.error.type == "not_found_error"
+
+
+def test_batches_bill_half_the_live_price(client):
+    url = str(client.base_url).rstrip("/")
+    client.messages.create(**_params("same prompt"))
+    live = emulator_stats(url)["cost_usd"]
+    batch = client.messages.batches.create(requests=[{"custom_id": "x", "params": _params("same prompt")}])
+    client.messages.batches.retrieve(batch.id)
+    assert emulator_stats(url)["cost_usd"] == pytest.approx(live * 1.5)
+    assert _billed(url) == {"x": 1}
+
+
+@pytest.mark.parametrize(
+    ("requests", "message"),
+    [
+        ([], "at least 1 item"),
+        ([{"custom_id": "a", "params": _params()}, {"custom_id": "a", "params": _params()}], "Duplicate custom_id"),
+        ([{"custom_id": "has space", "params": _params()}], "String should match pattern"),
+        ([{"custom_id": "a"}], "requests.0.params: Field required"),
+        ([{"custom_id": "a", "params": {**_params(), "stream": True}}], "Streaming is not supported"),
+    ],
+)
+def test_create_refuses_what_the_api_refuses(client, requests, message):
+    with pytest.raises(anthropic.BadRequestError, match=message):
+        client.messages.batches.create(requests=requests)
+
+
+def test_retrieve_list_cancel_and_delete(client):
+    url = str(client.base_url).rstrip("/")
+    _configure(url, processing_delay=3600)
+    with pytest.raises(anthropic.NotFoundError):
+        client.messages.batches.retrieve("msgbatch_nope")
+    ids = [client.messages.batches.create(requests=[{"custom_id": f"c{i}", "params": _params()}]).id for i in range(3)]
+    listed = [b.id for b in client.messages.batches.list(limit=2)]
+    assert listed == ids[::-1]  # newest first, across pages
+    with pytest.raises(anthropic.BadRequestError, match="cannot be deleted"):
+        client.messages.batches.delete(ids[0])
+    canceled = client.messages.batches.cancel(ids[0])
+    assert canceled.processing_status == "ended" and canceled.request_counts.canceled == 1
+    assert [r.result.type for r in client.messages.batches.results(ids[0])] == ["canceled"]
+    assert client.messages.batches.delete(ids[0]).type == "message_batch_deleted"
+    assert _billed(url) == {}
+
+
+def test_the_300k_beta_allows_longer_calls_on_models_that_have_it(client):
+    long = _params(max_tokens=300_000, model="claude-sonnet-4-6")
+    headers = {"anthropic-beta": "output-300k-2026-03-24"}
+    plain = client.messages.batches.create(requests=[{"custom_id": "p", "params": long}])
+    beta = client.messages.batches.create(requests=[{"custom_id": "b", "params": long}], extra_headers=headers)
+    old = client.messages.batches.create(requests=[{"custom_id": "o", "params": {**long, "model": MODEL}}],
+                                         extra_headers=headers)
+    outcome = {}
+    for job in (plain, beta, old):
+        client.messages.batches.retrieve(job.id)
+        for line in client.messages.batches.results(job.id):
+            outcome[line.custom_id] = line.result.type
+    assert outcome == {"p": "errored", "b": "succeeded", "o": "errored"}
+
+
+# -- via="batches" ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def env(monkeypatch):
+    def point(url: str) -> None:
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", url)
+        monkeypatch.setenv("ANTHROPIC_API_KEY", "k")
+
+    return point
+
+
+def _items(n: int):
+    return [{"id": f"doc{i}", "prompt": f"Write document {i} in full"} for i in range(n)]
+
+
+def test_via_batches_gives_the_live_answers_at_half_the_cost_or_less(start_emulator, env, tmp_path):
+    args = dict(model=MODEL, max_tokens_per_call=250, poll_interval=0.01)
+    live_url = start_emulator(length=700)
+    env(live_url)
+    live = autocontinue.batch(_items(4), journal=str(tmp_path / "live.sqlite3"), output=str(tmp_path / "l.jsonl"), **args)
+    url = start_emulator(length=700)
+    env(url)
+    via = autocontinue.batch(_items(4), journal=str(tmp_path / "b.sqlite3"), output=str(tmp_path / "b.jsonl"),
+                             via="batches", **args)
+    assert [(r.id, r.text, r.stop_reason, r.rounds) for r in via.results] == [
+        (r.id, r.text, r.stop_reason, r.rounds) for r in live.results
+    ]
+    assert via.results[0].rounds == 3 and len(via.service_jobs) == 3  # one job per round
+    assert emulator_stats(url)["cost_usd"] <= 0.5 * emulator_stats(live_url)["cost_usd"] + 1e-9
+    assert via.cost_usd == pytest.approx(emulator_stats(url)["cost_usd"])
+    billed = _billed(url)
+    assert sorted(billed) == sorted(f"doc{i}-r{r}" for i in range(4) for r in range(3))
+    assert set(billed.values()) == {1}
+    store = BatchStore(tmp_path / "b.sqlite3")
+    try:
+        assert [job.service_id for job in store.jobs(via.batch_id)] == via.service_jobs
+        assert all(job.state == "collected" for job in store.jobs(via.batch_id))
+    finally:
+        store.close()
+
+
+def test_errored_and_expired_results_are_retried_in_the_next_job(start_emulator, env, tmp_path):
+    url = start_emulator(length=200)
+    env(url)
+    _configure(url, outcomes=["expired", "errored"])
+    result = autocontinue.batch(_items(3), journal=str(tmp_path / "j.sqlite3"), via="batches", model=MODEL,
+                                poll_interval=0.01, output=str(tmp_path / "o.jsonl"))
+    assert all(r.error is None and r.stop_reason == "end_turn" for r in result.results)
+    assert len(result.service_jobs) == 2
+    assert set(_billed(url).values()) == {1}
+
+
+def test_a_resumed_batch_collects_the_job_still_running_instead_of_paying_again(start_emulator, env, tmp_path):
+    clock = ManualClock()
+    url = start_emulator(length=200, clock=clock)
+    env(url)
+    _configure(url, processing_delay=600)
+    journal = str(tmp_path / "j.sqlite3")
+    args = dict(journal=journal, via="batches", model=MODEL, poll_interval=0.01)
+
+    async def interrupted() -> str:
+        task = asyncio.ensure_future(autocontinue.abatch(_items(3), output=str(tmp_path / "a.jsonl"), **args))
+        for _ in range(2000):
+            await asyncio.sleep(0.01)
+            store = BatchStore(tmp_path / "j.sqlite3")
+            try:
+                with store._conn:
+                    rows = store._rows("SELECT batch_id FROM batch_rounds")
+            finally:
+                store.close()
+            if rows:
+                break
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return rows[0]["batch_id"]
+
+    batch_id = asyncio.run(interrupted())
+    clock.advance(601)
+    done = autocontinue.batch(resume=batch_id, output=str(tmp_path / "b.jsonl"), **args)
+    assert done.batch_id == batch_id and all(r.stop_reason == "end_turn" for r in done.results)
+    billed = _billed(url)
+    assert sorted(billed) == ["doc0-r0", "doc1-r0", "doc2-r0"] and set(billed.values()) == {1}
+    with urllib.request.urlopen(f"{url}/emulator/batches") as response:
+        assert json.load(response)["batches"] == 1
