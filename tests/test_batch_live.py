@@ -64,7 +64,7 @@ def test_a_plain_rerun_skips_finished_items_and_pays_nothing(start_emulator, env
     again = autocontinue.batch(_items(4), output=str(tmp_path / "b.jsonl"), **args)
     assert again.batch_id == first.batch_id
     assert emulator_stats(url) == billed
-    assert (tmp_path / "a.jsonl").read_text() != "" 
+    assert (tmp_path / "a.jsonl").read_text() != ""
     assert sorted((tmp_path / "a.jsonl").read_text().splitlines()) == sorted((tmp_path / "b.jsonl").read_text().splitlines())
     fresh = autocontinue.batch(_items(4), output=str(tmp_path / "c.jsonl"), fresh=True, **args)
     assert fresh.batch_id != first.batch_id and emulator_stats(url)["requests"] > billed["requests"]
@@ -87,10 +87,12 @@ def _drain(url: str, tokens: int) -> None:
         s.get_final_message()
 
 
+@pytest.mark.slow
 def test_pacing_keeps_calls_inside_the_output_rate_limit(start_emulator, env, tmp_path):
     # 12,000 output tokens a minute = 200 a second. One long call overdraws the allowance by
-    # 300 tokens; unpaced, calls sent then are refused (429) until it has refilled, and retried
-    # blindly. The pacer learns the limit from the first refusal's headers and waits instead.
+    # 1,200 tokens (6 s to refill); unpaced, calls sent then are refused (429) until it has
+    # refilled, and retried blindly. The pacer learns the limit from the first refusal's
+    # headers and waits instead.
     items = _items(8, max_tokens_per_call=50, max_rounds=1)
 
     async def unpaced(url: str) -> int:
@@ -101,12 +103,12 @@ def test_pacing_keeps_calls_inside_the_output_rate_limit(start_emulator, env, tm
         await client.close()
         return emulator_stats(url)["errors"]
 
-    url = start_emulator(length=12_300, otpm=12_000)
-    _drain(url, 12_300)
+    url = start_emulator(length=13_200, otpm=12_000)
+    _drain(url, 13_200)
     throttled_unpaced = asyncio.run(unpaced(url))
-    url = start_emulator(length=12_300, otpm=12_000)
+    url = start_emulator(length=13_200, otpm=12_000)
     env(url)
-    _drain(url, 12_300)
+    _drain(url, 13_200)
     result = autocontinue.batch(items, journal=str(tmp_path / "j.sqlite3"), model=MODEL, output=str(tmp_path / "o.jsonl"))
     throttled = emulator_stats(url)["errors"]
     assert all(r.error is None and r.usage.output_tokens == 50 for r in result.results)

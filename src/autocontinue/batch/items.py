@@ -73,8 +73,10 @@ def parse_lines(text: str) -> tuple[list[BatchItem], list[BadLine]]:
             continue
         try:
             objects.append((number, json.loads(line)))
-        except ValueError as exc:
+        except json.JSONDecodeError as exc:
             bad.append(BadLine(number, f"not valid JSON ({exc.msg} at column {exc.colno})"))
+        except ValueError as exc:  # e.g. a number too long to convert
+            bad.append(BadLine(number, f"not valid JSON ({exc})"))
     items, more_bad = items_from_objects(objects)
     return items, sorted(bad + more_bad, key=lambda b: b.line)
 

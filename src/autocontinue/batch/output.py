@@ -78,7 +78,7 @@ class OutputWriter:
         with open(partial, "w", encoding="utf-8") as out:
             out.writelines(result.to_line() for result in results)
         os.replace(partial, self.path)
-        self._file = open(self.path, "a", encoding="utf-8")
+        self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - held open for the batch
 
     def write(self, result: ItemResult) -> None:
         if self.output_dir is not None:
@@ -91,7 +91,7 @@ class OutputWriter:
     def _target(self) -> IO[str]:
         if self._file is None:
             if self.path is not None:
-                self._file = open(self.path, "w", encoding="utf-8")
+                self._file = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 - held open for the batch
             else:
                 self._file = self._stream or sys.stdout
         return self._file

@@ -123,8 +123,9 @@ async def abatch(
             f"{len(bad)} bad line{'s' if len(bad) != 1 else ''} in the input, the first: {bad[0]}",
             hint="fix them, or leave out strict to skip them",
         )
-    for line in bad if on_bad_line is not None else []:
-        on_bad_line(line)
+    if on_bad_line is not None:
+        for line in bad:
+            on_bad_line(line)
     if inputs is not None and not items:
         raise ConfigurationError("the input holds no items", hint="one JSON object or one prompt a line")
     path = Path(journal).expanduser() if journal else default_journal_path()

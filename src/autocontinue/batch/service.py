@@ -37,7 +37,7 @@ from ..events import Event, Finished, Result, RoundFinished
 from ..journal import Journal
 from ..usage import Usage
 from .items import BatchItem
-from .live import failed_result, resume_point, result_of
+from .live import failed_result, result_of, resume_point
 from .models import BETA_300K, allows_300k, batch_spec
 from .output import ItemResult
 from .store import BatchStore
@@ -180,10 +180,11 @@ class ServiceDriver:
                 a.sent_id = custom_id(a.item, request.round_index) if request else None
 
     async def _submit(self, active: list[_Item]) -> str:
-        requests = [{"custom_id": a.sent_id, "params": batch_params(a.request)} for a in active if a.request]
+        sent = [a for a in active if a.request is not None and a.sent_id is not None]
+        requests = [{"custom_id": a.sent_id, "params": batch_params(a.request)} for a in sent if a.request]
         headers = {"anthropic-beta": BETA_300K} if self._wants_beta(active) else {}
         job = await self.client.messages.batches.create(requests=requests, extra_headers=headers)
-        self.store.add_job(self.batch_id, job.id, [r["custom_id"] for r in requests])
+        self.store.add_job(self.batch_id, job.id, [str(a.sent_id) for a in sent])
         return str(job.id)
 
     def _wants_beta(self, active: list[_Item]) -> bool:
