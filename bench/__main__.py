@@ -14,11 +14,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-PARTS = ("cost", "speed", "length", "engine", "local_kv", "emulator", "seams")
+PARTS = ("cost", "speed", "length", "engine", "local_kv", "emulator", "seams", "openai")
 
 
 def _runners(quick: bool) -> dict[str, Callable[[], Any]]:
-    from . import cost, engine_overhead, folded, length, speed
+    from . import cost, engine_overhead, folded, length, openai_rounds, speed
 
     return {
         "cost": lambda: cost.run(sizes=(20_000,) if quick else cost.SIZES),
@@ -28,6 +28,7 @@ def _runners(quick: bool) -> dict[str, Callable[[], Any]]:
         "local_kv": lambda: folded.local_kv(quick=quick),
         "emulator": lambda: folded.emulator_throughput(quick=quick),
         "seams": lambda: folded.seams_join(quick=quick),
+        "openai": lambda: openai_rounds.main(["--tokens", "80", "--rounds", "4", "--repeat", "1"] if quick else []),
     }
 
 

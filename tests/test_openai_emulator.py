@@ -20,6 +20,7 @@ from autocontinue.errors import (  # noqa: E402
     ConfigurationError,
     ContextWindowError,
     MissingCredentialsError,
+    PrefillNotSupportedError,
 )
 from autocontinue.events import StrategyChanged  # noqa: E402
 from autocontinue.memory import PrefillMemory  # noqa: E402
@@ -80,19 +81,44 @@ def test_openai_and_unknown_servers_continue_by_user_turn(chat_url):
 
 def test_a_server_that_closes_the_turn_is_detected_and_remembered(chat_url):
     """Told it is llama-server, an endpoint that closes a trailing assistant turn is caught by
-    the prompt-token check before the first prefill round, which is redone as a user turn."""
+    the prompt-token check before the first call; the run goes on by user turn."""
     base = base_for(chat_url, "openai")
     client = openai.OpenAI(base_url=base, api_key="test")
+    result = autocontinue.generate(
+        PROMPT, client=client, model="emulated", server="llama-server", max_tokens_per_call=50
+    )
+    assert result.text == uncapped(client)
+    assert {r.strategy for r in result.rounds[1:]} == {"user-turn"}
+    assert PrefillMemory().refused(OpenAIBackend(client).endpoint_key(), "emulated")
+
+
+def test_forced_prefill_on_a_turn_closing_server_fails_with_a_hint(chat_url):
+    client = openai.OpenAI(base_url=base_for(chat_url, "openai"), api_key="test")
+    with pytest.raises(PrefillNotSupportedError) as caught:
+        autocontinue.generate(
+            PROMPT, client=client, model="emulated", server="llama-server", strategy="prefill", max_tokens_per_call=50
+        )
+    assert "closes" in caught.value.message and "user-turn" in caught.value.hint
+    assert caught.value.partial.text  # the first round's text is kept
+
+
+def test_a_closed_turn_found_at_the_first_prefill_round_is_redone_by_user_turn(chat_url):
+    """A backend whose check only runs at the first prefill round (a resumed or custom run):
+    the round raises PrefillNotSupportedError and the engine switches and redoes it."""
+    client = openai.OpenAI(base_url=base_for(chat_url, "openai"), api_key="test")
+
+    class LateCheck(OpenAIBackend):
+        def prefill_supported(self, model: str) -> bool:
+            return True
+
     events = list(
         autocontinue.stream(
-            PROMPT, client=client, model="emulated", server="llama-server", max_tokens_per_call=50
+            PROMPT, backend=LateCheck(client, server="llama-server"), model="emulated", max_tokens_per_call=50
         )
     )
     changed = [e for e in events if isinstance(e, StrategyChanged)]
     assert len(changed) == 1 and "closes" in changed[0].reason
-    result = events[-1].result
-    assert result.text == uncapped(client)
-    assert PrefillMemory().refused(OpenAIBackend(client).endpoint_key(), "emulated")
+    assert events[-1].result.text == uncapped(client)
 
 
 def _prefill_round(backend, prefill: str) -> tuple[str, RoundEnd]:

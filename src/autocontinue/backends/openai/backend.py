@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from ...catalogue import ModelSpec, find_model
+from ...memory import PrefillMemory
 from ...errors import (
     BackendUnavailableError,
     ConfigurationError,
@@ -249,6 +250,24 @@ class OpenAIBackend(Backend):
             family="openai",
             notes=f"served by {self.mode.kind} at {self.base_url}" + ("" if priced else "; price unknown"),
         )
+
+    def prefill_supported(self, model: str) -> bool:
+        """Whether the server continues a final assistant message (checked once, see probe.py).
+
+        Asked before the run's first call, so the check's calls do not evict the first
+        round's prompt from a one-slot server's cache. A server found closing the turn is
+        remembered per endpoint and model, like a prefill refusal.
+        """
+        if self.mode.continuation != "trailing":
+            return self.mode.prefill
+        if PrefillMemory().refused(self.endpoint_key(), model):
+            return False
+        try:
+            self.check_prefill(model)
+        except PrefillNotSupportedError:
+            PrefillMemory().remember_refusal(self.endpoint_key(), model)
+            return False
+        return True
 
     def check_prefill(self, model: str) -> None:
         """Before the first prefill round: raise PrefillNotSupportedError where it cannot work."""
