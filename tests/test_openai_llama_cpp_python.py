@@ -48,8 +48,13 @@ def test_detected_as_generic_and_continued_by_user_turn(client):
 def test_wrongly_set_as_llama_server_it_is_caught_and_continued_by_user_turn(client):
     model = _model(client)
     result = autocontinue.generate(
-        PROMPT, client=client, server="llama-server", max_tokens_per_call=40, max_output_tokens=120,
-        temperature=0, seed=3,
+        PROMPT,
+        client=client,
+        server="llama-server",
+        max_tokens_per_call=40,
+        max_output_tokens=120,
+        temperature=0,
+        seed=3,
     )
     assert len(result.rounds) >= 2
     assert {r.strategy for r in result.rounds[1:]} == {"user-turn"}

@@ -16,7 +16,6 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from ...catalogue import ModelSpec, find_model
-from ...memory import PrefillMemory
 from ...errors import (
     BackendUnavailableError,
     ConfigurationError,
@@ -25,6 +24,7 @@ from ...errors import (
     StreamInterruptedError,
     TransientBackendError,
 )
+from ...memory import PrefillMemory
 from ...usage import Usage
 from ..base import Backend, BackendDelta, BackendEvent, RoundEnd, RoundRequest
 from .errors import map_error, transport_errors

@@ -41,6 +41,8 @@ _REQUESTED = re.compile(
 _TOO_LARGE = re.compile(
     r"too large: (\d+)\. This model's maximum context length is (\d+) tokens and your request has (\d+)"
 )
+#: llama-cpp-python: "Requested tokens (P) exceed context window of C".
+_REQUESTED_TOKENS = re.compile(r"Requested tokens \((\d+)\) exceed context window of (\d+)")
 #: OpenAI: "max_tokens is too large: M. This model supports at most L completion tokens".
 _AT_MOST = re.compile(r"too large: (\d+)\. This model supports at most (\d+) completion tokens")
 
@@ -78,6 +80,8 @@ def _limit_numbers(message: str, body: dict[str, Any], max_tokens: int) -> str:
     if match := _TOO_LARGE.search(message):
         completion, window, prompt = match.groups()
         return f" ({prompt} + {completion} > {window})"
+    if match := _REQUESTED_TOKENS.search(message):
+        return f" ({match.group(1)} + {max_tokens} > {match.group(2)})"
     if match := _AT_MOST.search(message):
         return f" (max_tokens: {match.group(1)} > {match.group(2)})"
     prompt, window = body.get("n_prompt_tokens"), body.get("n_ctx")  # llama-server's fields
