@@ -227,14 +227,19 @@ def test_environment_selects_the_backend(monkeypatch, chat_url):
 def test_price_table_prices_hosted_models_else_cost_is_unknown(chat_url, tmp_path, monkeypatch):
     client = openai.OpenAI(base_url=base_for(chat_url, "vllm"), api_key="test")
     unpriced = OpenAIBackend(client).model_spec("emulated")
-    assert "price unknown" in unpriced.notes
+    assert not unpriced.priced and "price unknown" in unpriced.notes
+    unknown = autocontinue.generate(PROMPT, client=client, model="emulated", max_tokens_per_call=100)
+    assert unknown.cost_known is False and unknown.to_dict()["cost_usd"] is None
+    from autocontinue.cli.progress import summary_line
+
+    assert "cost unknown" in summary_line(unknown) and "$" not in summary_line(unknown)
     from autocontinue.backends.openai.prices import price_file
 
     price_file().parent.mkdir(parents=True, exist_ok=True)
     price_file().write_text(json.dumps({"emulated": {"input": 1.0, "output": 2.0}}))
     result = autocontinue.generate(PROMPT, client=client, model="emulated", max_tokens_per_call=100)
     expected = result.usage.input_tokens * 1e-6 + result.usage.output_tokens * 2e-6
-    assert result.cost_usd == pytest.approx(expected)
+    assert result.cost_usd == pytest.approx(expected) and result.cost_known
     price_file().write_text("{not json")
     with pytest.raises(ConfigurationError, match="not valid JSON"):
         autocontinue.generate(PROMPT, client=client, model="emulated")

@@ -59,6 +59,9 @@ class ModelSpec:
     family: str = "anthropic"
     #: True when the spec is a guess (an unknown ``claude-*`` id).
     assumed: bool = False
+    #: False when nobody knows its prices (a hosted OpenAI-compatible model not in the user's
+    #: price table): its cost is reported as unknown, not as $0.
+    priced: bool = True
     notes: str = field(default="", compare=False)
 
     def cost(self, usage: Usage) -> float:

@@ -132,6 +132,7 @@ class Engine:
             cost_usd=s.cost_usd,
             model=self.model,
             backend=self.backend.name,
+            cost_known=s.spec.priced,
         )
 
     def _finish(self, stop_reason: str) -> list[Event]:

@@ -88,6 +88,8 @@ class Result:
     model: str
     backend: str
     run_id: str | None = None
+    #: False when the model's prices are unknown: ``cost_usd`` (0.0) means nothing then.
+    cost_known: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -98,7 +100,7 @@ class Result:
             "backend": self.backend,
             "rounds": [r.to_dict() for r in self.rounds],
             "usage": self.usage.to_dict(),
-            "cost_usd": self.cost_usd,
+            "cost_usd": self.cost_usd if self.cost_known else None,
         }
 
 

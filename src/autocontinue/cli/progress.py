@@ -38,7 +38,7 @@ def summary_line(result: Result, *, elapsed: float | None = None) -> str:
     parts.append(f"{result.usage.output_tokens:,} tokens out, {result.usage.total_input_tokens:,} in")
     if elapsed is not None:
         parts.append(f"{elapsed:.1f} s")
-    parts.append(f"${result.cost_usd:.4f}")
+    parts.append(f"${result.cost_usd:.4f}" if result.cost_known else "cost unknown")
     if result.run_id:
         parts.append(f"run {result.run_id}")
     line = " · ".join(parts)

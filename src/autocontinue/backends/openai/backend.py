@@ -248,6 +248,7 @@ class OpenAIBackend(Backend):
             input_price=input_price,
             output_price=output_price,
             family="openai",
+            priced=priced,
             notes=f"served by {self.mode.kind} at {self.base_url}" + ("" if priced else "; price unknown"),
         )
 
