@@ -67,7 +67,7 @@ def test_prompt_and_file_together_are_refused(tmp_path):
 
 
 def test_unknown_backend_is_refused():
-    assert_one_line_error(invoke("hi", "--backend", "openai"), "--backend", "'openai'", "--help")
+    assert_one_line_error(invoke("hi", "--backend", "gemini"), "--backend", "'gemini'", "--help")
 
 
 def test_unknown_model_is_refused_before_any_call(monkeypatch):

@@ -146,22 +146,26 @@ def test_journal_is_private_and_holds_no_secret(api_env):
         assert KEY.encode() not in file.read_bytes(), file
 
 
-def test_refused_key_exits_3_and_the_run_resumes_once_the_key_is_fixed(monkeypatch, start_emulator, reference_text):
+def test_refused_key_exits_2_not_offered_as_resumable_but_resumes_by_id_once_fixed(
+    monkeypatch, start_emulator, reference_text
+):
     url = start_emulator(length=400, api_key="the-right-key")
     monkeypatch.setenv("ANTHROPIC_BASE_URL", url)
     monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
     result = invoke(PROMPT, *SMALL)
-    assert result.exit_code == 3, result.stderr
+    assert result.exit_code == 2, result.stderr
     assert result.stdout == ""
     last = result.stderr.strip().splitlines()[-1]
-    record = Journal(default_journal_path()).latest_unfinished()
-    assert record is not None and record.state == "failed"
-    assert last.endswith(f"resume with: autocontinue resume {record.id}")
+    assert "resume with" not in last and "hint: check ANTHROPIC_API_KEY" in last
+    journal = Journal(default_journal_path())
+    assert journal.latest_unfinished() is None  # a permanent failure is not picked up by a bare resume
+    record = journal.list_runs()[0]
+    assert record.state == "failed"
     shown = invoke("show", record.id)
     assert shown.exit_code == 0 and "is failed" in shown.stderr and "invalid x-api-key" in shown.stderr
 
     monkeypatch.setenv("ANTHROPIC_API_KEY", "the-right-key")
-    resumed = invoke("resume")
+    resumed = invoke("resume", record.id)
     assert resumed.exit_code == 0, resumed.stderr
     assert resumed.stdout.encode() == reference_text
 

@@ -8,40 +8,91 @@ exactly where it stopped, repairs the seam, and repeats until the answer is fini
     print(result.text, result.stop_reason, result.cost_usd)
 """
 
-from .api import agenerate, astream, generate, stream
-from .batch import abatch, batch
-from .backends.select import resolve_backend
-from .backends.base import Backend, BackendDelta, RoundEnd, RoundRequest
-from .catalogue import ModelSpec, lookup_model, parse_model_spec, register_model
-from .engine import RetryPolicy
-from .errors import (
-    AuthenticationError,
-    AutocontinueError,
-    BackendError,
-    BackendUnavailableError,
-    ConfigurationError,
-    ContextWindowError,
-    InvalidRequestError,
-    JournalError,
-    MissingCredentialsError,
-    PrefillNotSupportedError,
-    StreamInterruptedError,
-    TransientBackendError,
-    UnknownModelError,
-)
-from .events import (
-    Checkpoint,
-    Event,
-    Finished,
-    Result,
-    Retrying,
-    RoundFinished,
-    RoundReport,
-    RoundStarted,
-    StrategyChanged,
-    TextDelta,
-)
-from .usage import Usage
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .api import agenerate, astream, generate, stream
+    from .backends.base import Backend, BackendDelta, RoundEnd, RoundRequest
+    from .backends.select import resolve_backend
+    from .batch import abatch, batch
+    from .catalogue import ModelSpec, lookup_model, parse_model_spec, register_model
+    from .engine import RetryPolicy
+    from .errors import (
+        AuthenticationError,
+        AutocontinueError,
+        BackendError,
+        BackendUnavailableError,
+        ConfigurationError,
+        ContextWindowError,
+        InvalidRequestError,
+        JournalError,
+        MissingCredentialsError,
+        PrefillNotSupportedError,
+        StreamInterruptedError,
+        TransientBackendError,
+        UnknownModelError,
+    )
+    from .events import (
+        Checkpoint,
+        Event,
+        Finished,
+        Result,
+        Retrying,
+        RoundFinished,
+        RoundReport,
+        RoundStarted,
+        StrategyChanged,
+        TextDelta,
+    )
+    from .usage import Usage
+
+#: Public name -> the submodule that defines it, imported on first use (PEP 562), so that
+#: the command line's start-up does not pay for the engine, seams or backends it does not use.
+_LAZY = {
+    "agenerate": "api",
+    "astream": "api",
+    "generate": "api",
+    "stream": "api",
+    "abatch": "batch",
+    "batch": "batch",
+    "resolve_backend": "backends.select",
+    "Backend": "backends.base",
+    "BackendDelta": "backends.base",
+    "RoundEnd": "backends.base",
+    "RoundRequest": "backends.base",
+    "ModelSpec": "catalogue",
+    "lookup_model": "catalogue",
+    "parse_model_spec": "catalogue",
+    "register_model": "catalogue",
+    "RetryPolicy": "engine",
+    "AuthenticationError": "errors",
+    "AutocontinueError": "errors",
+    "BackendError": "errors",
+    "BackendUnavailableError": "errors",
+    "ConfigurationError": "errors",
+    "ContextWindowError": "errors",
+    "InvalidRequestError": "errors",
+    "JournalError": "errors",
+    "MissingCredentialsError": "errors",
+    "PrefillNotSupportedError": "errors",
+    "StreamInterruptedError": "errors",
+    "TransientBackendError": "errors",
+    "UnknownModelError": "errors",
+    "Checkpoint": "events",
+    "Event": "events",
+    "Finished": "events",
+    "Result": "events",
+    "Retrying": "events",
+    "RoundFinished": "events",
+    "RoundReport": "events",
+    "RoundStarted": "events",
+    "StrategyChanged": "events",
+    "TextDelta": "events",
+    "Usage": "usage",
+}
 
 __version__ = "0.1.0"
 
@@ -88,3 +139,17 @@ __all__ = [
     "Usage",
     "__version__",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name from its submodule the first time it is used (PEP 562)."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'autocontinue' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})

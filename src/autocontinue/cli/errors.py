@@ -1,16 +1,15 @@
 """How the command line fails: one line on stderr with a hint, and an exit code.
 
-Exit codes: 0 finished; 1 stopped by a budget; 2 usage, input, configuration or journal
-error; 3 the backend failed after retries (the run stays resumable); 70 a bug in
-autocontinue (set AUTOCONTINUE_DEBUG=1 for the traceback); 130 interrupted (resumable);
-141 stdout was closed (resumable); 143 terminated (resumable).
+The exit codes are listed once, in ``EXIT_CODES`` (``autocontinue --help`` and the README
+show the same table). Only failures a later try can fix (overload, rate limits, server errors,
+lost connections, interrupts) are offered as resumable; a permanent one (bad key, unknown
+model, a request the API refuses, a bad option) says what to change instead.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-import traceback
 
 import click
 
@@ -20,8 +19,10 @@ from ..errors import (
     BackendUnavailableError,
     ConfigurationError,
     JournalError,
+    TransientBackendError,
     one_line,
 )
+from .terminal import for_stream
 
 __all__ = [
     "EXIT_OK",
@@ -33,6 +34,11 @@ __all__ = [
     "EXIT_PIPE",
     "EXIT_TERMINATED",
     "BUDGET_STOPS",
+    "RESUMABLE_STOPS",
+    "EXIT_CODES",
+    "resumable",
+    "hint_for",
+    "error_line",
     "CommandFailed",
     "exit_code_for",
     "say",
@@ -51,6 +57,33 @@ EXIT_TERMINATED = 143
 
 #: Result.stop_reason values that mean a budget ran out (exit 1).
 BUDGET_STOPS = {"max_rounds", "max_output_tokens", "context_exhausted"}
+#: Stop reasons that exit 1 and leave the run resumable (rounds in a row added no text).
+RESUMABLE_STOPS = {"stalled"}  # the journal's recorder keeps the same set
+
+#: Every exit code and what it means (shown by ``autocontinue --help``; the README's table).
+EXIT_CODES = (
+    (EXIT_OK, "finished (also when --max-words or --until ended it)"),
+    (EXIT_BUDGET, "stopped by a budget (--max-rounds, --max-output-tokens, context full), or stalled: "
+                  "rounds in a row added no text (resumable)"),
+    (EXIT_USAGE, "bad input, option, configuration, credentials, unknown model, a request the API "
+                 "refuses, or a journal problem (not resumable: change what the message says)"),
+    (EXIT_BACKEND, "the backend kept failing after retries: overload, rate limit, server error, lost "
+                   "connection (resumable)"),
+    (EXIT_BUG, "a bug in autocontinue (AUTOCONTINUE_DEBUG=1 shows the traceback)"),
+    (EXIT_INTERRUPTED, "interrupted by Ctrl-C (resumable)"),
+    (EXIT_PIPE, "stdout was closed (resumable once a round had finished)"),
+    (EXIT_TERMINATED, "terminated by SIGTERM (resumable)"),
+)
+
+#: What to do, for an error raised without a hint of its own.
+_FALLBACK_HINTS: tuple[tuple[type[BaseException], str], ...] = (
+    (TransientBackendError, "the service may recover: try again later"),
+    (ConfigurationError, "see: autocontinue run --help"),
+    (BackendUnavailableError, "reinstall autocontinue with the extra for this backend"),
+    (JournalError, "pass --journal PATH or --no-journal"),
+    (BackendError, "check the model, the endpoint and the request options"),
+    (AutocontinueError, "see: autocontinue --help"),
+)
 
 
 class CommandFailed(click.ClickException):
@@ -65,12 +98,31 @@ class CommandFailed(click.ClickException):
         return one_line(self.message, self.hint)
 
 
+def resumable(error: BaseException) -> bool:
+    """True if trying the same run again later may succeed (the resume hint is offered)."""
+    if isinstance(error, TransientBackendError):
+        return True
+    return type(error) is BackendError and getattr(error, "status_code", None) is None
+
+
+def hint_for(error: AutocontinueError) -> str:
+    """The error's own hint, or one for its kind."""
+    if error.hint:
+        return error.hint
+    return next(hint for kind, hint in _FALLBACK_HINTS if isinstance(error, kind))
+
+
+def error_line(error: AutocontinueError) -> str:
+    """``message (hint: ...)`` for a library error, with a hint whatever raised it."""
+    return one_line(error.message, hint_for(error))
+
+
 def exit_code_for(error: BaseException) -> int:
     """The exit code for an exception that ended a command."""
     if isinstance(error, (ConfigurationError, BackendUnavailableError, JournalError)):
         return EXIT_USAGE
     if isinstance(error, BackendError):
-        return EXIT_BACKEND
+        return EXIT_BACKEND if resumable(error) else EXIT_USAGE
     if isinstance(error, CommandFailed):
         return error.exit_code
     if isinstance(error, AutocontinueError):
@@ -79,8 +131,10 @@ def exit_code_for(error: BaseException) -> int:
 
 
 def say(line: str) -> None:
-    """One line on stderr, prefixed with the program name."""
-    click.echo(f"autocontinue: {line}", err=True)
+    """One line on stderr, prefixed with the program name (control characters made visible
+    on a terminal)."""
+    stream = click.get_text_stream("stderr")
+    click.echo(for_stream(f"autocontinue: {line}", stream), err=True)
 
 
 def warn(line: str) -> None:
@@ -90,6 +144,8 @@ def warn(line: str) -> None:
 def describe_bug(error: BaseException) -> str:
     """One line for an unexpected exception; the traceback only with AUTOCONTINUE_DEBUG=1."""
     if os.environ.get("AUTOCONTINUE_DEBUG"):
+        import traceback
+
         traceback.print_exception(error, file=sys.stderr)
     detail = " ".join(str(error).split()) or type(error).__name__
     return (

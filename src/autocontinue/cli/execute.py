@@ -6,45 +6,56 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from typing import TYPE_CHECKING, Any
 
-from .. import api
 from ..errors import AutocontinueError, JournalError
 from ..events import Checkpoint, Finished, Result
-from ..journal import Journal, RunRecord, RunRecorder
 from .errors import (
     BUDGET_STOPS,
+    EXIT_BUDGET,
     EXIT_BUG,
     EXIT_INTERRUPTED,
     EXIT_PIPE,
     EXIT_TERMINATED,
+    RESUMABLE_STOPS,
     CommandFailed,
     describe_bug,
+    error_line,
     exit_code_for,
+    resumable,
     say,
 )
 from .output import AnswerOutput
 from .progress import Progress, summary_line
 
-__all__ = ["STREAM_KEYS", "execute", "stream_options"]
+if TYPE_CHECKING:
+    from ..journal import Journal, RunRecord, RunRecorder
 
-#: Request keys passed to ``autocontinue.stream`` (the rest of a request is for the record).
-STREAM_KEYS = (
-    "model", "backend", "system", "prefill", "max_tokens_per_call", "max_rounds",
-    "max_output_tokens", "strategy", "stop_sequences", "until", "min_words", "temperature",
-    "cache", "seed", "model_path",
-)
+__all__ = ["execute", "stream_options"]
 
 
 class _Terminated(BaseException):
     """SIGTERM arrived: stop like Ctrl-C, keep the run resumable."""
 
 
-def stream_options(request: dict[str, Any]) -> dict[str, Any]:
-    """The keyword arguments for ``autocontinue.stream`` from a journal request."""
-    return {key: request[key] for key in STREAM_KEYS if request.get(key) is not None}
+def stream_options(request: dict[str, Any], backend: str | None = None) -> dict[str, Any]:
+    """The keyword arguments for ``autocontinue.stream`` from a journal request: the Options
+    fields that differ from their defaults (``Options.from_record``), and the backend name."""
+    import dataclasses
+
+    from ..options import Options
+
+    options = Options.from_record(request)
+    defaults = Options()
+    chosen = {
+        f.name: getattr(options, f.name)
+        for f in dataclasses.fields(Options)
+        if f.name != "extra" and getattr(options, f.name) != getattr(defaults, f.name)
+    }
+    chosen["backend"] = backend or request.get("backend")
+    return chosen
 
 
 def execute(
@@ -55,24 +66,37 @@ def execute(
     quiet: bool,
     resume_from: RunRecord | None = None,
     checkpoint: Checkpoint | None = None,
-    budget_exit: int = 1,
+    budget_exit: int = EXIT_BUDGET,
+    on_result: Callable[[Result], None] | None = None,
 ) -> int:
     """Run ``request`` to the end, or continue run ``resume_from`` from ``checkpoint``.
 
-    Returns the exit code. A checkpoint with no text and no rounds starts the run afresh.
+    Returns the exit code. A checkpoint with no text and no rounds starts the run afresh. A
+    resumed run is claimed first (RunBusyError if another live process drives it), so that
+    two processes never pay for the same run.
     """
-    options = stream_options(request)
+    from .. import api
+
+    options = stream_options(request, resume_from.backend if resume_from else None)
     if checkpoint is not None and not (checkpoint.text or checkpoint.rounds):
         checkpoint = None
     if checkpoint is not None:
         options["resume"] = checkpoint
-    events = api.stream(request["prompt"], **options)
-    recorder = _recorder(journal, request, resume_from, checkpoint)
-    run_id = recorder.start() if recorder else None
+    recorder = _recorder(journal, request, resume_from, checkpoint, output)
+    run_id = recorder.start() if recorder and resume_from else None
+    try:
+        events = api.stream(request["prompt"], **options)
+    except BaseException as error:
+        if recorder and run_id:
+            return _fail(error, recorder, run_id, output)
+        raise
+    if recorder and not run_id:
+        run_id = recorder.start()
     progress = Progress(
         live=_live_line_wanted(output, quiet), quiet=quiet,
         rounds_done=len(checkpoint.rounds) if checkpoint else 0,
         cost_so_far=sum(r.cost_usd for r in checkpoint.rounds) if checkpoint else 0.0,
+        tokens_so_far=sum(r.usage.output_tokens for r in checkpoint.rounds) if checkpoint else 0,
     )
     result: Result | None = None
     with _sigterm_raises():
@@ -91,18 +115,31 @@ def execute(
         except (Exception, KeyboardInterrupt, _Terminated) as error:  # every way out stays resumable
             with _shielded():
                 _close(events)
-                return _fail(error, recorder, run_id)
+                return _fail(error, recorder, run_id, output)
     assert result is not None, "the engine ended without a Finished event"
+    return _finish(result, output, quiet, progress.elapsed, run_id, budget_exit, on_result)
+
+
+def _finish(result: Result, output: AnswerOutput, quiet: bool, elapsed: float, run_id: str | None,
+            budget_exit: int, on_result: Callable[[Result], None] | None) -> int:
+    """Write the answer's file or JSON, say the summary, and return the exit code."""
     try:
         output.finish(result)
     except CommandFailed as error:
         if run_id:
             error.hint = f"the answer is kept in the journal: autocontinue show {run_id} > FILE"
         raise
+    if on_result is not None:
+        on_result(result)
     budget = result.stop_reason in BUDGET_STOPS
+    stalled = result.stop_reason in RESUMABLE_STOPS
     if not quiet:
-        line = ("stopped: " if budget else "done: ") + summary_line(result, elapsed=progress.elapsed)
+        line = ("stopped: " if budget or stalled else "done: ") + summary_line(result, elapsed=elapsed)
+        if stalled and run_id:
+            line += f"; try again with: autocontinue resume {run_id}"
         say(line + (f" · wrote {output.out_file}" if output.out_file else ""))
+    if stalled:
+        return EXIT_BUDGET
     return budget_exit if budget else 0
 
 
@@ -116,42 +153,84 @@ def _close(events: Any) -> None:
 
 
 def _recorder(
-    journal: Journal | None, request: dict[str, Any], resume_from: RunRecord | None, checkpoint: Checkpoint | None
+    journal: Journal | None, request: dict[str, Any], resume_from: RunRecord | None,
+    checkpoint: Checkpoint | None, output: AnswerOutput,
 ) -> RunRecorder | None:
     if journal is None:
         return None
+    from ..journal import RunRecorder
+
     if resume_from is not None:
         start = checkpoint or Checkpoint(text="")
         return RunRecorder(
             journal, backend=resume_from.backend, model=resume_from.model, request=resume_from.request,
             run_id=resume_from.id, text=start.text, held=start.held,
         )
-    return RunRecorder(journal, backend=request["backend"], model=request.get("model") or "default", request=request)
+    out_file = str(output.out_file.resolve()) if output.out_file else None
+    return RunRecorder(
+        journal, backend=request["backend"], model=request.get("model") or "default", request=request,
+        output=out_file,
+    )
 
 
-def _fail(error: BaseException, recorder: RunRecorder | None, run_id: str | None) -> int:
-    """Record how the run ended, say so in one line, and return the exit code."""
-    if isinstance(error, (KeyboardInterrupt, _Terminated, BrokenPipeError)):
-        state, code = "interrupted", {
-            KeyboardInterrupt: EXIT_INTERRUPTED, _Terminated: EXIT_TERMINATED, BrokenPipeError: EXIT_PIPE
-        }[type(error)]
-        message = {EXIT_INTERRUPTED: "interrupted", EXIT_TERMINATED: "terminated", EXIT_PIPE: "stdout was closed"}[code]
-        detail = None
+_INTERRUPTS: dict[type[BaseException], tuple[int, str]] = {
+    KeyboardInterrupt: (EXIT_INTERRUPTED, "interrupted"),
+    _Terminated: (EXIT_TERMINATED, "terminated"),
+    BrokenPipeError: (EXIT_PIPE, "stdout was closed"),
+}
+
+
+def _fail(error: BaseException, recorder: RunRecorder | None, run_id: str | None, output: AnswerOutput) -> int:
+    """Record how the run ended, say so in one line, and return the exit code.
+
+    Only a failure a later try can fix is offered as resumable. A run whose stdout was closed
+    before its first round finished is removed from the journal (nobody wanted its text).
+    """
+    if type(error) in _INTERRUPTS:
+        code, message = _INTERRUPTS[type(error)]
+        state, detail, again = "interrupted", None, True
     elif isinstance(error, AutocontinueError):
-        state, code, message = "failed", exit_code_for(error), error.one_line()
-        detail = message
+        code, message, again = exit_code_for(error), error_line(error), resumable(error)
+        state, detail = ("interrupted" if again else "failed"), message
     else:
-        state, code, message = "failed", EXIT_BUG, describe_bug(error)
+        state, code, message, again = "failed", EXIT_BUG, describe_bug(error), True
         detail = message
     if isinstance(error, BrokenPipeError):
         _silence_stdout()
+        if recorder is not None and recorder.new_run and recorder.rounds_finished == 0 and _discard(recorder):
+            say(message + "; nothing was finished, so the run was not kept")
+            return code
     saved = _save(recorder, state, detail)
-    if saved and run_id:
+    if saved and run_id and again:
         message += f"; resume with: autocontinue resume {run_id}"
     elif recorder is None and state == "interrupted":
         message += " (not resumable: the run was not journaled)"
     say(message)
+    if output.as_json and not isinstance(error, BrokenPipeError):
+        _print_partial(error, recorder, run_id, output, code, again)
     return code
+
+
+def _print_partial(error: BaseException, recorder: RunRecorder | None, run_id: str | None,
+                   output: AnswerOutput, code: int, again: bool) -> None:
+    """``--json`` on a failure: the text so far and how the run ended, as one object."""
+    partial = getattr(error, "partial", None)
+    if isinstance(partial, Result):
+        data = partial.to_dict()
+    else:
+        data = {"text": recorder.text if recorder else "", "stop_reason": None}
+    data.update(run_id=run_id, error=str(getattr(error, "message", "") or type(error).__name__),
+                exit_code=code, resumable=again and run_id is not None)
+    with suppress(OSError):
+        output.print_json(data)
+
+
+def _discard(recorder: RunRecorder) -> bool:
+    try:
+        recorder.discard()
+    except JournalError:
+        return False
+    return True
 
 
 def _save(recorder: RunRecorder | None, state: str, detail: str | None) -> bool:
@@ -160,7 +239,7 @@ def _save(recorder: RunRecorder | None, state: str, detail: str | None) -> bool:
     try:
         recorder.stop(state, error=detail)
     except JournalError as exc:
-        say(f"could not save the run: {exc.one_line()}")
+        say(f"could not save the run: {error_line(exc)}")
         return False
     return True
 

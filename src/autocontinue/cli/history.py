@@ -1,20 +1,31 @@
-"""``autocontinue runs`` and ``autocontinue show``: what the journal holds."""
+"""``autocontinue runs`` and ``autocontinue show``: what the journal holds.
+
+On a terminal, control characters in journal contents (model names, answers, errors) are
+made visible; ``show --raw`` keeps the answer's as they are. ``--json`` gives the same data
+as one JSON object (``runs``: a list).
+"""
 
 from __future__ import annotations
 
 import json
-import sys
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..journal import RunRecord
-from .common import open_journal
+from .common import open_journal, raw_option
 from .errors import say
-from .resume import find_run
+from .terminal import for_stream, is_terminal, json_for_terminal
 
-__all__ = ["runs", "show", "runs_table", "seam_lines"]
+if TYPE_CHECKING:
+    from ..journal import RunRecord
+
+__all__ = ["runs", "show", "runs_table", "seam_lines", "run_summary", "plural"]
+
+
+def plural(n: int, word: str) -> str:
+    """``1 round``, ``3 rounds``."""
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
 
 
 def _when(timestamp: float) -> str:
@@ -56,37 +67,77 @@ def seam_lines(record: RunRecord) -> list[str]:
     return lines
 
 
+def run_summary(record: RunRecord) -> dict[str, Any]:
+    """A run as JSON-ready data (``runs --json`` leaves out the text)."""
+    return {
+        "id": record.id,
+        "created": record.created,
+        "state": record.display_state,
+        "stop_reason": record.stop_reason,
+        "error": record.error,
+        "backend": record.backend,
+        "model": record.model,
+        "rounds": len(record.rounds),
+        "stalled_rounds": record.stalled_rounds,
+        "usage": record.usage.to_dict(),
+        "cost_usd": record.cost_usd,
+    }
+
+
+def _echo(text: str, *, answer: bool = False, nl: bool = True) -> None:
+    # color=True: a pipe gets the journal's text byte-exact (click would strip ANSI sequences).
+    click.echo(for_stream(text, click.get_text_stream("stdout"), answer=answer), nl=nl, color=True)
+
+
+def _echo_json(data: Any) -> None:
+    text = json.dumps(data, ensure_ascii=False)
+    click.echo(json_for_terminal(text) if is_terminal(click.get_text_stream("stdout")) else text)
+
+
 @click.command("runs")
 @click.option("-n", "--limit", type=click.IntRange(1, 100_000), default=20, show_default=True, help="How many runs, newest first.")
-@click.option("--journal", "journal_path", metavar="PATH", help="Journal file.")
-def runs(limit: int, journal_path: str | None) -> None:
+@click.option("--json", "as_json", is_flag=True, help="One JSON list of runs (no text).")
+@click.option("--journal", "journal_path", metavar="PATH", help="Journal file (it must exist).")
+def runs(limit: int, as_json: bool, journal_path: str | None) -> None:
     """List recent runs: id, when, model, rounds, tokens, cost, state."""
-    journal = open_journal(journal_path)
+    journal = open_journal(journal_path, create=False)
     assert journal is not None
     records = journal.list_runs(limit)
+    if as_json:
+        _echo_json([run_summary(r) for r in records])
+        return
     if not records:
-        click.echo("no runs yet", err=True)
+        say(f"no runs yet in {journal.path}")
         return
     for line in runs_table(records):
-        click.echo(line)
+        _echo(line)
 
 
 @click.command("show")
 @click.argument("run_id")
 @click.option("--seams", is_flag=True, help="After the text, what each round's seam repaired.")
-@click.option("--journal", "journal_path", metavar="PATH", help="Journal file.")
-def show(run_id: str, seams: bool, journal_path: str | None) -> None:
+@click.option("--json", "as_json", is_flag=True, help="One JSON object: the text, rounds, usage, seams.")
+@click.option("--journal", "journal_path", metavar="PATH", help="Journal file (it must exist).")
+@raw_option
+def show(run_id: str, seams: bool, as_json: bool, journal_path: str | None) -> None:
     """Print a run's answer (so far, if it did not finish)."""
-    journal = open_journal(journal_path)
+    from .resume import find_run
+
+    journal = open_journal(journal_path, create=False)
     assert journal is not None
     record = find_run(journal, run_id)
-    click.echo(record.text, nl=False)
-    if seams or (record.text and not record.text.endswith("\n") and sys.stdout.isatty()):
+    if as_json:
+        _echo_json({**run_summary(record), "text": record.text, "rounds": [r.to_dict() for r in record.rounds]})
+        return
+    _echo(record.text, answer=True, nl=False)
+    if seams or (record.text and not record.text.endswith("\n") and is_terminal(click.get_text_stream("stdout"))):
         click.echo("")
     if not record.finished:
         detail = f" ({record.error})" if record.error else ""
         say(f"run {record.id} is {record.display_state}{detail}; this is the text so far; finish it with: autocontinue resume {record.id}")
     if seams:
-        click.echo(f"--- run {record.id}: {record.state}, {record.model} on {record.backend}, {len(record.rounds)} rounds")
+        stalled = f", {plural(record.stalled_rounds, 'round')} added no text" if record.stalled_rounds else ""
+        _echo(f"--- run {record.id}: {record.state}, {record.model} on {record.backend}, "
+              f"{plural(len(record.rounds), 'round')}{stalled}")
         for line in seam_lines(record):
-            click.echo(line)
+            _echo(line)

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import os
+import select
+import stat
 import sys
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
+from ..errors import MissingCredentialsError
 from .errors import CommandFailed, warn
 
-__all__ = ["read_prompt", "read_text_file", "clean_prefill", "check_output_path", "choose_backend"]
+__all__ = [
+    "read_prompt", "read_text_file", "clean_prefill", "check_output_path", "choose_backend", "check_endpoint",
+    "stdin_piped",
+]
 
 _PROMPT_HINT = "give it as an argument, with -f FILE, or on stdin with -"
 
@@ -35,18 +43,66 @@ def read_text_file(name: str) -> str:
     return text.removeprefix("\ufeff")
 
 
-def read_prompt(prompt: str | None, prompt_file: str | None) -> str:
-    """The prompt from PROMPT, -f FILE, or stdin ("-" in either place)."""
+def stdin_piped(stream: Any = None) -> bool:
+    """True if stdin is a pipe or a file (not a terminal, not /dev/null) or, without a file
+    descriptor (a test harness), anything but a terminal."""
+    stream = sys.stdin if stream is None else stream
+    try:
+        mode = os.fstat(stream.fileno()).st_mode
+    except (AttributeError, OSError, ValueError):
+        return stream is not None and not _isatty(stream)
+    return stat.S_ISFIFO(mode) or stat.S_ISREG(mode) or stat.S_ISSOCK(mode)
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+def _stdin_has_data() -> bool:
+    """True if piped stdin holds text right now (checked without waiting for more)."""
+    try:
+        ready, _, _ = select.select([sys.stdin], [], [], 0)
+    except (OSError, ValueError, TypeError):
+        ready = [sys.stdin]  # no descriptor to wait on: an in-memory stream, read it
+    if not ready:
+        return False
+    try:
+        buffer: Any = getattr(sys.stdin, "buffer", None)
+        chunk = buffer.read1(1) if buffer is not None else sys.stdin.read(1)
+    except (OSError, ValueError):
+        return False
+    return bool(chunk)
+
+
+def read_prompt(prompt: str | None, prompt_file: str | None, *, quiet: bool = False) -> str:
+    """The prompt from PROMPT, -f FILE, or stdin ("-" in either place, or piped with neither).
+
+    When both PROMPT (or -f) and a piped stdin holding text are given, PROMPT wins, and a
+    warning says the stdin text was ignored.
+    """
     if prompt is not None and prompt_file is not None:
         raise CommandFailed("give the prompt either as PROMPT or with -f, not both", hint=_PROMPT_HINT)
+    source = prompt_file if prompt_file is not None else prompt
+    if source is None:
+        if not stdin_piped():
+            raise CommandFailed("no prompt given", hint=_PROMPT_HINT + "; see autocontinue --help")
+        text = read_text_file("-")
+        if not text.strip():
+            raise CommandFailed("no prompt given (stdin was empty)", hint=_PROMPT_HINT)
+        return text
+    if source != "-" and stdin_piped() and _stdin_has_data():
+        given = "the -f file" if prompt_file is not None else "the PROMPT argument"
+        if not quiet:
+            warn(f"stdin is ignored: {given} is the prompt (to use stdin, give - as the prompt)")
     if prompt_file is not None:
         text = read_text_file(prompt_file)
     elif prompt == "-":
         text = read_text_file("-")
-    elif prompt is not None:
-        text = prompt
     else:
-        raise CommandFailed("no prompt given", hint=_PROMPT_HINT + "; see autocontinue --help")
+        text = prompt or ""
     if not text.strip():
         raise CommandFailed("the prompt is empty", hint=_PROMPT_HINT)
     return text
@@ -75,6 +131,37 @@ def check_output_path(path: str | None) -> Path | None:
     if not os.access(parent, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
         raise CommandFailed(f"-o {path} is not writable", hint="choose another file")
     return target
+
+
+def check_endpoint(backend: str, base_url: str | None) -> str | None:
+    """The endpoint a run goes to (--base-url, else ANTHROPIC_BASE_URL for anthropic), refused
+    at once when it cannot be parsed; a missing Anthropic key is reported here too, before the
+    SDK is even imported."""
+    url = base_url
+    source = "--base-url"
+    if url is None and backend == "anthropic":
+        url, source = os.environ.get("ANTHROPIC_BASE_URL") or None, "ANTHROPIC_BASE_URL"
+    if url is not None:
+        _check_url(url, source)
+    has_key = os.environ.get("ANTHROPIC_API_KEY") or os.environ.get("ANTHROPIC_AUTH_TOKEN")
+    if backend == "anthropic" and not has_key:
+        raise MissingCredentialsError(
+            "no Anthropic API key", hint="export ANTHROPIC_API_KEY=sk-ant-... (or use --backend local)"
+        )
+    return url
+
+
+def _check_url(url: str, source: str) -> None:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError as exc:
+        raise CommandFailed(f"{source} is not a valid URL: {exc}", hint="e.g. https://api.example.com") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise CommandFailed(
+            f"{source} is not an http(s) URL: {url.split('@')[-1]!r}",
+            hint="give it as http://HOST[:PORT][/PATH] or https://...",
+        )
 
 
 def choose_backend(backend: str | None) -> str:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import click
 
 from ..catalogue import ModelSpec, all_models
+from .terminal import for_stream, is_terminal, json_for_terminal
 
-__all__ = ["models", "models_table"]
+__all__ = ["models", "models_table", "model_data"]
 
 
 def _tokens(n: int) -> str:
@@ -33,11 +36,26 @@ def models_table(specs: list[ModelSpec]) -> list[str]:
     ]
 
 
+def model_data(spec: ModelSpec) -> dict[str, object]:
+    """One catalogue entry as JSON-ready data."""
+    return {
+        "id": spec.id, "backend": spec.family, "aliases": list(spec.aliases),
+        "context_window": spec.context_window, "max_output": spec.max_output, "prefill": spec.prefill,
+        "min_cacheable": spec.min_cacheable, "input_price": spec.input_price, "output_price": spec.output_price,
+    }
+
+
 @click.command("models")
-def models() -> None:
+@click.option("--json", "as_json", is_flag=True, help="One JSON list of models.")
+def models(as_json: bool) -> None:
     """The model catalogue: limits, prefill support, prices.
 
     An unknown claude-* id is treated as the newest generation (1M context, no prefill).
     """
+    stdout = click.get_text_stream("stdout")
+    if as_json:
+        text = json.dumps([model_data(spec) for spec in all_models()], ensure_ascii=False)
+        click.echo(json_for_terminal(text) if is_terminal(stdout) else text)
+        return
     for line in models_table(all_models()):
-        click.echo(line)
+        click.echo(for_stream(line, stdout))

@@ -12,6 +12,7 @@ import click
 
 from ..events import Result, TextDelta
 from .errors import CommandFailed
+from .terminal import for_stream, is_terminal, json_for_terminal
 
 __all__ = ["AnswerOutput", "write_atomically"]
 
@@ -21,7 +22,8 @@ class AnswerOutput:
 
     With ``-o FILE`` the answer goes only to FILE, written at the end in one atomic rename
     (stdout stays empty). With ``--json`` stdout carries one JSON object at the end and no
-    streamed text.
+    streamed text. On a terminal, control characters in the answer are made visible unless
+    ``--raw`` was given; a pipe or file gets the answer byte-exact.
     """
 
     def __init__(self, *, out_file: Path | None = None, as_json: bool = False) -> None:
@@ -33,7 +35,9 @@ class AnswerOutput:
     def write(self, text: str) -> None:
         """Stream ``text`` to stdout now (flushed), if streaming."""
         if self.streams and text:
-            click.echo(text, nl=False)
+            # color=True: click would otherwise strip ANSI sequences from a pipe, and the answer
+            # must reach a pipe or file byte-exact (on a terminal for_stream made them visible).
+            click.echo(for_stream(text, click.get_text_stream("stdout"), answer=True), nl=False, color=True)
             self._last = text
 
     def on_event(self, event: object) -> None:
@@ -45,9 +49,15 @@ class AnswerOutput:
         if self.out_file is not None:
             write_atomically(self.out_file, result.text)
         if self.as_json:
-            click.echo(json.dumps(result.to_dict(), ensure_ascii=False))
+            self.print_json(result.to_dict())
         elif self.streams and self._last and not self._last.endswith("\n") and sys.stdout.isatty():
             click.echo("")
+
+
+    def print_json(self, data: dict[str, object]) -> None:
+        """One JSON object on stdout (kept valid and inert on a terminal)."""
+        text = json.dumps(data, ensure_ascii=False)
+        click.echo(json_for_terminal(text) if is_terminal(click.get_text_stream("stdout")) else text)
 
 
 def write_atomically(path: Path, text: str) -> None:

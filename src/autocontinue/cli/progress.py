@@ -13,6 +13,7 @@ from typing import Any
 
 from ..events import Finished, Result, Retrying, RoundFinished, RoundStarted, StrategyChanged, TextDelta
 from .errors import BUDGET_STOPS
+from .terminal import visible
 
 __all__ = ["Progress", "summary_line", "progress_line"]
 
@@ -21,6 +22,10 @@ _BUDGET_HINTS = {
     "max_output_tokens": "raise --max-output-tokens",
     "context_exhausted": "the context window is full; shorten the prompt",
 }
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
 
 
 def progress_line(*, round_index: int, strategy: str, tokens: int, elapsed: float, cost: float) -> str:
@@ -34,7 +39,10 @@ def progress_line(*, round_index: int, strategy: str, tokens: int, elapsed: floa
 def summary_line(result: Result, *, elapsed: float | None = None) -> str:
     """One line for the end of a run: stop reason, rounds, tokens, cost, run id."""
     parts = [result.stop_reason or "stopped"]
-    parts.append(f"{len(result.rounds)} round{'s' if len(result.rounds) != 1 else ''}")
+    parts.append(_plural(len(result.rounds), "round"))
+    stalled = getattr(result, "stalled_rounds", 0)
+    if stalled:
+        parts.append(f"{_plural(stalled, 'round')} added no text")
     parts.append(f"{result.usage.output_tokens:,} tokens out, {result.usage.total_input_tokens:,} in")
     if elapsed is not None:
         parts.append(f"{elapsed:.1f} s")
@@ -50,19 +58,23 @@ def summary_line(result: Result, *, elapsed: float | None = None) -> str:
 class Progress:
     """Listens to a run's events; shows a live line if ``live`` and notes unless ``quiet``."""
 
-    def __init__(self, *, live: bool, quiet: bool, rounds_done: int = 0, cost_so_far: float = 0.0) -> None:
+    def __init__(self, *, live: bool, quiet: bool, rounds_done: int = 0, cost_so_far: float = 0.0,
+                 tokens_so_far: int = 0) -> None:
         self.quiet = quiet
         self.live_enabled = live and not quiet
         self.started = time.monotonic()
         self._round = rounds_done
         self._strategy = ""
         self._chars = 0
-        self._tokens_done = 0
+        self._tokens_done = tokens_so_far
+        #: The largest count shown so far: the estimate of a round in flight may exceed what
+        #: the round then reports, and the line never counts backwards.
+        self._tokens_shown = tokens_so_far
         self._cost = cost_so_far
         self._live: Any = None
         self._console: Any = None
 
-    def __enter__(self) -> "Progress":
+    def __enter__(self) -> Progress:
         if self.live_enabled:
             from rich.console import Console
             from rich.live import Live
@@ -115,16 +127,22 @@ class Progress:
         from .errors import say
 
         if self._console is not None:
-            self._console.print(f"autocontinue: {line}", markup=False, highlight=False)
+            self._console.print(visible(f"autocontinue: {line}"), markup=False, highlight=False)
         else:
             say(line)
+
+    def shown_tokens(self) -> int:
+        """Output tokens so far for the live line: an estimate inside a round, never lower
+        than a count already shown."""
+        self._tokens_shown = max(self._tokens_shown, self._tokens_done + self._chars // 4)
+        return self._tokens_shown
 
     def _render(self) -> Any:
         from rich.text import Text
 
-        tokens = self._tokens_done + self._chars // 4
+        tokens = self.shown_tokens()
         line = progress_line(
-            round_index=self._round, strategy=self._strategy or "starting", tokens=tokens,
+            round_index=self._round, strategy=visible(self._strategy) or "starting", tokens=tokens,
             elapsed=self.elapsed, cost=self._cost,
         )
         return Text(line, style="dim")

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 import click
 
 from ..events import Checkpoint
-from ..journal import Journal, RunRecord, redact_url
 from .common import journal_options, open_journal, output_options
 from .errors import CommandFailed, say, warn
 from .execute import execute
 from .inputs import check_output_path
 from .output import AnswerOutput
 from .progress import summary_line
+
+if TYPE_CHECKING:
+    from ..journal import Journal, RunRecord
 
 __all__ = ["resume", "find_run", "resume_point"]
 
@@ -37,13 +40,19 @@ def resume(run_id: str | None, output: str | None, as_json: bool, quiet: bool,
     """Finish an interrupted run (default: the latest unfinished one).
 
     Prints the whole answer: the text saved before the interruption, then the rest as it
-    streams. The request (prompt, model, options) is the one the journal recorded.
+    streams; a run started with -o FILE writes FILE again (unless -o is given). The request
+    (prompt, model, options) is the one the journal recorded. A run is driven by one process
+    at a time: resuming one that another live process is working on is refused.
     """
     if no_journal:
         raise CommandFailed("resume reads the journal; --no-journal leaves nothing to resume", hint="drop --no-journal")
     journal = open_journal(journal_path)
     assert journal is not None
     record = find_run(journal, run_id) if run_id else journal.latest_unfinished()
+    if output is None and record is not None and record.output:
+        output = record.output
+        if not quiet and not record.finished:
+            say(f"writing the answer to {output} (the run's -o FILE)")
     out_file = check_output_path(output)
     answer = AnswerOutput(out_file=out_file, as_json=as_json)
     if record is None:
@@ -58,11 +67,7 @@ def resume(run_id: str | None, output: str | None, as_json: bool, quiet: bool,
         if not quiet:
             say("done: " + summary_line(result))
         raise SystemExit(0)
-    if record.is_alive_elsewhere():
-        raise CommandFailed(
-            f"run {record.id} is still running (pid {record.pid})",
-            hint="wait for it, or stop that process first",
-        )
+    journal.claim_run(record.id)  # RunBusyError (one line, exit 2) if another process drives it
     _warn_if_endpoint_changed(record, quiet)
     checkpoint = resume_point(record)
     if not quiet:
@@ -95,7 +100,11 @@ def _warn_if_endpoint_changed(record: RunRecord, quiet: bool) -> None:
     """A resumed anthropic run goes wherever the environment points now; say if that moved."""
     if quiet or record.backend != "anthropic":
         return
-    before = record.request.get("base_url")
+    from ..journal import redact_url
+
+    if record.request.get("base_url"):
+        return  # sent to the --base-url it was given, whatever the environment says now
+    before = record.request.get("endpoint")
     now = os.environ.get("ANTHROPIC_BASE_URL")
     now = redact_url(now) if now else None
     if before != now:
