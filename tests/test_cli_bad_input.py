@@ -93,7 +93,6 @@ def test_unknown_model_on_the_local_backend_is_refused():
         ["--min-words", "0"],
         ["--temperature", "5"],
         ["--temperature", "-0.1"],
-        ["--seed", "-1"],
         ["--strategy", "sideways"],
     ],
 )

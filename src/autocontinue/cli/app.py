@@ -38,7 +38,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "show": ("history", "show", "Print a run's answer (so far, if it did not finish)."),
     "models": ("models", "models", "The model catalogue: limits, prefill support, prices."),
     "demo": ("demo", "demo", "A long answer in several rounds on the local model, seams repaired."),
-    "batch": ("batch", "batch", "Answer every prompt of INPUT (JSONL, or one prompt a line), each to its end."),
+    "batch": ("batch", "batch", "Answer every prompt of a JSONL or text file, each to its end."),
     "emulate": ("", "", "Serve the Messages API emulator on a loopback port."),
 }
 
