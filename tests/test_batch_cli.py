@@ -1,0 +1,163 @@
+"""``autocontinue batch`` as a user runs it: the real CLI in a subprocess against the emulator.
+
+Includes the crash test of issue 12: ``kill -9`` the batch at random moments, rerun the same
+command, and the output equals an uninterrupted batch while the emulator billed no round twice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from autocontinue.batch.output import ItemResult
+from autocontinue.batch.progress import BatchProgress
+from tests.conftest import emulator_stats
+
+MODEL = "claude-sonnet-4-5"
+
+
+def _cli(*args: str, url: str, home: Path) -> list[str]:
+    return [sys.executable, "-m", "autocontinue", "batch", *args]
+
+
+def _env(url: str, home: Path) -> dict[str, str]:
+    return {**os.environ, "ANTHROPIC_BASE_URL": url, "ANTHROPIC_API_KEY": "test-key", "AUTOCONTINUE_HOME": str(home)}
+
+
+def _run(args: list[str], url: str, home: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(_cli(*args, url=url, home=home), env=_env(url, home), capture_output=True, text=True,
+                          timeout=300)
+
+
+def _write_input(path: Path, n: int, bad: bool = False) -> Path:
+    lines = [json.dumps({"id": f"r{i}", "prompt": f"Write report {i}"}) for i in range(n)]
+    if bad:
+        lines.insert(1, "{this is not json")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def _lines(path: Path) -> list[dict]:
+    return sorted((json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()), key=lambda d: d["id"])
+
+
+def test_bad_lines_are_reported_and_skipped_and_strict_refuses_them(start_emulator, tmp_path):
+    url = start_emulator(length=200)
+    source = _write_input(tmp_path / "in.jsonl", 3, bad=True)
+    done = _run([str(source), "-o", str(tmp_path / "out.jsonl"), "--model", MODEL], url, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "input line 2: not valid JSON" in done.stderr and "(skipped)" in done.stderr
+    assert [d["id"] for d in _lines(tmp_path / "out.jsonl")] == ["r0", "r1", "r2"]
+    assert "Traceback" not in done.stderr and "end_turn" in done.stderr  # the summary table
+    strict = _run([str(source), "-o", str(tmp_path / "strict.jsonl"), "--strict", "--model", MODEL], url, tmp_path)
+    assert strict.returncode == 2
+    assert strict.stderr.strip().count("\n") == 0 and "line 2" in strict.stderr and "hint" in strict.stderr
+
+
+def test_a_plain_text_input_writes_one_file_per_item(start_emulator, tmp_path):
+    url = start_emulator(length=150)
+    source = tmp_path / "prompts.txt"
+    source.write_text("Write about rivers\nWrite about hills\n", encoding="utf-8")
+    done = _run([str(source), "--output-dir", str(tmp_path / "answers"), "--model", MODEL, "-q"], url, tmp_path)
+    assert done.returncode == 0 and done.stderr == ""
+    files = sorted(p.name for p in (tmp_path / "answers").iterdir())
+    assert files == ["1.json", "2.json"]
+    assert json.loads((tmp_path / "answers" / "1.json").read_text())["stop_reason"] == "end_turn"
+
+
+def test_an_item_stopped_by_a_budget_exits_1_and_a_failed_item_exits_3(start_emulator, tmp_path):
+    url = start_emulator(length=400)
+    source = tmp_path / "in.jsonl"
+    source.write_text(json.dumps({"id": "short", "prompt": "p", "max_rounds": 1}) + "\n", encoding="utf-8")
+    budget = _run([str(source), "-o", str(tmp_path / "o.jsonl"), "--model", MODEL, "--max-tokens-per-call", "100"],
+                  url, tmp_path)
+    assert budget.returncode == 1 and _lines(tmp_path / "o.jsonl")[0]["stop_reason"] == "max_rounds"
+    source.write_text(json.dumps({"id": "bad", "prompt": "p", "model": "gpt-nothing"}) + "\n", encoding="utf-8")
+    failed = _run([str(source), "-o", str(tmp_path / "f.jsonl"), "--model", MODEL], url, tmp_path)
+    assert failed.returncode == 3
+    assert "item bad failed" in failed.stderr and "--resume" in failed.stderr
+    assert _lines(tmp_path / "f.jsonl")[0]["error"]
+
+
+def test_the_progress_line_counts_items_tokens_dollars_and_time_left():
+    now = [100.0]
+    progress = BatchProgress(total=4, clock=lambda: now[0])
+    progress.on_item(ItemResult(id="a", stop_reason="end_turn", cost_usd=0.5), "finished", counted=False)
+    now[0] += 10
+    progress.on_item(ItemResult(id="b", stop_reason="end_turn", cost_usd=0.25), "finished")
+    line = progress.line()
+    assert line.startswith("2/4 done · 0 running · 0 failed")
+    assert "$0.5000" in line  # the earlier process's item is counted; events carry the rest
+    assert "ETA 20s" in line
+
+
+def _landed(journal: Path) -> dict[tuple[str, int], str]:
+    """(item, round) -> request id of every round the journal holds as landed."""
+    import sqlite3
+
+    with sqlite3.connect(journal) as conn:
+        rows = conn.execute(
+            "SELECT bi.item_id, r.idx, r.report FROM batch_items bi JOIN rounds r ON r.run_id = bi.run_id"
+        ).fetchall()
+    return {(item, idx): json.loads(report)["request_id"] for item, idx, report in rows}
+
+
+@pytest.mark.slow
+def test_kill_9_at_random_moments_then_rerun_gives_the_uninterrupted_output_billed_once(start_emulator, tmp_path):
+    """A landed round (journaled) is never sent again, and the output is the uninterrupted one.
+
+    One thing no client can prevent: a kill in the instant after the service finished a call
+    and before the client wrote it down (the service bills it, the client never saw it land).
+    Such a round is sent again; the test allows for it (at most one per call in flight at each
+    kill) and checks that every round that did land kept its request id to the end.
+    """
+    # 8 items of 3 rounds, each round streamed at 400 tokens/s: a batch takes a few seconds,
+    # long enough to be killed while rounds are in flight.
+    options = dict(length=600, decode_rate=400)
+    source = _write_input(tmp_path / "in.jsonl", 8)
+    args = [str(source), "--model", MODEL, "--max-tokens-per-call", "200", "--concurrency", "4"]
+    clean_url = start_emulator(**options)
+    clean = _run([*args, "-o", str(tmp_path / "clean.jsonl"), "--journal", str(tmp_path / "clean.sqlite3")],
+                 clean_url, tmp_path)
+    assert clean.returncode == 0, clean.stderr
+
+    url = start_emulator(**options)
+    out, journal = tmp_path / "out.jsonl", tmp_path / "j.sqlite3"
+    command = [*args, "-o", str(out), "--journal", str(journal)]
+    rng = random.Random(12)
+    kills, landed = 0, {}
+    for _ in range(4):
+        process = subprocess.Popen(_cli(*command, url=url, home=tmp_path), env=_env(url, tmp_path),
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        before = emulator_stats(url)["requests"]
+        deadline = time.monotonic() + 120
+        while emulator_stats(url)["requests"] == before and time.monotonic() < deadline:
+            time.sleep(0.05)  # wait until this process is sending (its start-up is slow here)
+        time.sleep(rng.uniform(0.1, 1.5))
+        if process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+            kills += 1
+        process.wait()
+        landed.update(_landed(journal))
+    assert kills >= 2 and landed
+    final = _run(command, url, tmp_path)
+    assert final.returncode == 0, final.stderr
+
+    keys = ("id", "text", "stop_reason", "rounds", "error")
+    got, want = _lines(out), _lines(tmp_path / "clean.jsonl")
+    assert [{k: d[k] for k in keys} for d in got] == [{k: d[k] for k in keys} for d in want]
+    end = _landed(journal)
+    assert len(end) == 24 and all(end[key] == request_id for key, request_id in landed.items())
+    billed = emulator_stats(url)
+    reported = sum(d["usage"]["output_tokens"] for d in got)
+    assert reported == emulator_stats(clean_url)["output_tokens"] == 4800
+    lost = billed["requests"] - billed["errors"] - 24  # billed calls that never landed
+    assert 0 <= lost <= 4 * kills and billed["output_tokens"] == reported + 200 * lost
