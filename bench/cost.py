@@ -22,14 +22,16 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from autocontinue.catalogue import lookup_model
 from autocontinue.prefix import common_prefix_length as prefix_len
 
 from . import baselines
 from .common import PROMPT, bill, emulator_client, reset, save
 
-__all__ = ["run", "MODELS", "SIZES"]
+__all__ = ["MODELS", "SIZES", "run"]
 
-MODELS = ("claude-sonnet-4-5", "claude-sonnet-4-6")
+#: The prefill model (Haiku 4.5) and the current Sonnet (no prefill, thinks).
+MODELS = ("claude-haiku-4-5", "claude-sonnet-5-5")
 SIZES = (20_000, 100_000, 300_000)
 PER_CALL = 4096
 
@@ -63,7 +65,7 @@ def _loop(run: baselines.LoopRun) -> dict[str, Any]:
 
 
 def _variants(model: str, size: int) -> list[tuple[str, Any]]:
-    prefill = model != "claude-sonnet-4-6"
+    prefill = lookup_model(model).prefill
     cap = 3 * (size // PER_CALL + 2)
     rows: list[tuple[str, Any]] = [
         ("autocontinue (defaults)", lambda c: _autocontinue(c, model, size)),

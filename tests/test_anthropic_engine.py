@@ -61,21 +61,21 @@ def _reset(url: str) -> None:
     urllib.request.urlopen(urllib.request.Request(f"{url}/emulator/reset", method="POST")).read()
 
 
-def _uncapped(url: str, model: str = "claude-sonnet-4-5") -> str:
+def _uncapped(url: str, model: str = "claude-haiku-4-5") -> str:
     """The whole answer in one streamed call: the reference every joined text must equal.
 
     The emulator's answer depends on the seed and the prompt only, so one 64k call on a
     prefill model gives the answer that every model and strategy must reproduce.
     """
     with _client(url).messages.stream(
-        model="claude-sonnet-4-5", max_tokens=60_000, messages=[{"role": "user", "content": STORIES}]
+        model="claude-haiku-4-5", max_tokens=60_000, messages=[{"role": "user", "content": STORIES}]
     ) as stream:
         message = stream.get_final_message()
     assert message.stop_reason == "end_turn"
     return message.content[0].text
 
 
-@pytest.mark.parametrize("model, strategy", [("claude-sonnet-4-5", "prefill"), ("claude-sonnet-4-6", "user-turn")])
+@pytest.mark.parametrize("model, strategy", [("claude-haiku-4-5", "prefill"), ("claude-sonnet-5-5", "user-turn")])
 def test_five_stories_join_into_one_seamless_text(emulators, model, strategy):
     url = emulators["clean"]
     reference = _uncapped(url, model)
@@ -89,30 +89,30 @@ def test_five_stories_join_into_one_seamless_text(emulators, model, strategy):
     assert "<story_1>" in result.text
 
 
-@pytest.mark.parametrize("model", ["claude-sonnet-4-5", "claude-sonnet-4-6"])
+@pytest.mark.parametrize("model", ["claude-haiku-4-5", "claude-sonnet-5-5"])
 def test_every_quirk_on_still_gives_the_uncapped_answer(emulators, model):
     reference = _uncapped(emulators["clean"], model)
     events = list(
         autocontinue.stream(
-            STORIES, client=_client(emulators["quirky"]), model=model, max_tokens_per_call=1500
+            STORIES, client=_client(emulators["quirky"]), model=model, max_tokens_per_call=2500
         )
     )
     result = events[-1].result
     streamed = "".join(e.text for e in events if isinstance(e, TextDelta))
     assert streamed == result.text == reference
     repaired = [r.seam for r in result.rounds if r.seam]
-    if model == "claude-sonnet-4-6":  # echoes and preambles are user-turn quirks (seams issue 9)
+    if model == "claude-sonnet-5-5":  # echoes and preambles are user-turn quirks (seams issue 9)
         assert any(s.get("trimmed_echo") for s in repaired)
         assert any(s.get("trimmed_preamble") for s in repaired)
         assert any(s.get("restored_whitespace") for s in repaired)
 
 
 def test_min_words_carries_an_early_stop_to_the_full_length(emulators):
-    reference = _uncapped(emulators["clean"], "claude-sonnet-4-6")
+    reference = _uncapped(emulators["clean"], "claude-sonnet-5-5")
     result = autocontinue.generate(
         STORIES,
         client=_client(emulators["early"]),
-        model="claude-sonnet-4-6",
+        model="claude-sonnet-5-5",
         max_tokens_per_call=4096,
         min_words=len(reference.split()) - 5,
     )
@@ -128,7 +128,7 @@ def test_cost_equals_what_the_emulator_billed_and_caching_reads_earlier_text(emu
     url = emulators["clean"]
     _reset(url)
     result = autocontinue.generate(
-        STORIES, client=_client(url), model="claude-sonnet-4-6", max_tokens_per_call=3000
+        STORIES, client=_client(url), model="claude-sonnet-5-5", max_tokens_per_call=3000
     )
     stats = _stats(url)
     assert stats["requests"] == len(result.rounds)
@@ -141,7 +141,7 @@ def test_cost_equals_what_the_emulator_billed_and_caching_reads_earlier_text(emu
 
 def test_caching_makes_a_long_answer_cheaper_than_without(emulators):
     url = emulators["clean"]
-    options = dict(client=_client(url), model="claude-sonnet-4-6", max_tokens_per_call=2000)
+    options = dict(client=_client(url), model="claude-sonnet-5-5", max_tokens_per_call=2000)
     cached = autocontinue.generate(STORIES, **options)
     plain = autocontinue.generate(STORIES, cache=False, **options)
     assert cached.text == plain.text
@@ -149,12 +149,12 @@ def test_caching_makes_a_long_answer_cheaper_than_without(emulators):
 
 
 def test_the_fault_mix_changes_nothing_in_the_text(emulators):
-    reference = _uncapped(emulators["clean"], "claude-sonnet-4-6")
+    reference = _uncapped(emulators["clean"], "claude-sonnet-5-5")
     sleeps: list[float] = []
     result = autocontinue.generate(
         STORIES,
         client=_client(emulators["faulty"], max_retries=0),
-        model="claude-sonnet-4-6",
+        model="claude-sonnet-5-5",
         max_tokens_per_call=2000,
         retry=autocontinue.RetryPolicy(max_attempts=12, sleep=sleeps.append),
     )
@@ -166,7 +166,7 @@ def test_the_fault_mix_changes_nothing_in_the_text(emulators):
 
 def test_sdk_retries_a_scripted_overload_and_the_run_goes_on():
     with run_emulator(seed=3, length=3000, faults="529@1") as url:
-        result = autocontinue.generate(STORIES, client=_client(url), model="claude-sonnet-4-6")
+        result = autocontinue.generate(STORIES, client=_client(url), model="claude-sonnet-5-5")
         stats = _stats(url)
     assert result.stop_reason == "end_turn"
     assert stats["errors"] == 1
@@ -174,11 +174,11 @@ def test_sdk_retries_a_scripted_overload_and_the_run_goes_on():
 
 def test_prefill_refusal_switches_remembers_per_endpoint_and_loses_nothing(tmp_path, monkeypatch):
     monkeypatch.setenv("AUTOCONTINUE_HOME", str(tmp_path))
-    spec = "claude-sonnet-4-5:prefill=no"
+    spec = "claude-haiku-4-5:prefill=no"
     with run_emulator(seed=5, length=4000, model_specs=[spec]) as url:
         reference = _uncapped(url)
         events = list(
-            autocontinue.stream(STORIES, client=_client(url), model="claude-sonnet-4-5",
+            autocontinue.stream(STORIES, client=_client(url), model="claude-haiku-4-5",
                                 max_tokens_per_call=1200)
         )
         result = events[-1].result
@@ -186,12 +186,12 @@ def test_prefill_refusal_switches_remembers_per_endpoint_and_loses_nothing(tmp_p
         assert len(changed) == 1 and changed[0].new == "user-turn"
         assert result.text == reference
         errors_after_first = _stats(url)["errors"]
-        again = autocontinue.generate(STORIES, client=_client(url), model="claude-sonnet-4-5",
+        again = autocontinue.generate(STORIES, client=_client(url), model="claude-haiku-4-5",
                                       max_tokens_per_call=1200)
         assert again.text == reference
         assert _stats(url)["errors"] == errors_after_first
     memory = json.loads((tmp_path / "prefill.json").read_text())
-    assert list(memory.values()) == [{"claude-sonnet-4-5": False}]
+    assert list(memory.values()) == [{"claude-haiku-4-5": False}]
     assert "127.0.0.1" in next(iter(memory))
 
 
@@ -255,7 +255,7 @@ def test_default_backend_is_anthropic_when_a_base_url_is_set(monkeypatch, emulat
 
 def test_stop_sequence_ends_the_run(emulators):
     result = autocontinue.generate(
-        STORIES, client=_client(emulators["clean"]), model="claude-sonnet-4-6",
+        STORIES, client=_client(emulators["clean"]), model="claude-sonnet-5-5",
         max_tokens_per_call=2000, stop_sequences=["</story_2>"],
     )
     assert result.stop_reason == "stop_sequence"
@@ -264,12 +264,12 @@ def test_stop_sequence_ends_the_run(emulators):
 
 def test_async_client_runs_the_same_loop(emulators):
     url = emulators["clean"]
-    reference = _uncapped(url, "claude-sonnet-4-6")
+    reference = _uncapped(url, "claude-sonnet-5-5")
 
     async def main():
         client = anthropic.AsyncAnthropic(base_url=url, api_key="test-key")
         return await autocontinue.agenerate(
-            STORIES, client=client, model="claude-sonnet-4-6", max_tokens_per_call=4096
+            STORIES, client=client, model="claude-sonnet-5-5", max_tokens_per_call=4096
         )
 
     result = asyncio.run(main())
@@ -277,9 +277,11 @@ def test_async_client_runs_the_same_loop(emulators):
     assert len(result.rounds) >= 3
 
 
-def test_temperature_reaches_the_api_through_the_sdk(emulators):
+def test_temperature_reaches_the_api_through_the_sdk_under_the_old_api_version(emulators):
+    # 2026-10-21 (the SDK's default) removed temperature: see test_anthropic_today.py
+    client = _client(emulators["clean"], default_headers={"anthropic-version": "2023-06-01"})
     result = autocontinue.generate(
-        "Say something long.", client=_client(emulators["clean"]), temperature=0.3,
+        "Say something long.", client=client, model="claude-haiku-4-5", temperature=0.3,
         max_rounds=1, max_tokens_per_call=40,
     )
     assert result.rounds[0].usage.output_tokens == 40

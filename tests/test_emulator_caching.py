@@ -66,11 +66,11 @@ def test_a_prefix_below_the_model_minimum_is_not_cached(cached):
 
 
 def test_catalogue_minimum_applies_to_catalogue_models(emulator_url):
-    minimum = find_model("claude-sonnet-4-5").min_cacheable
+    minimum = find_model("claude-haiku-4-5").min_cacheable
     client = anthropic.Anthropic(base_url=emulator_url, api_key="test")
     text = "word " * (minimum - 10)
     system = [{"type": "text", "text": text.strip(), "cache_control": {"type": "ephemeral"}}]
-    usage = client.messages.create(model="claude-sonnet-4-5", max_tokens=5, system=system, messages=USER).usage
+    usage = client.messages.create(model="claude-haiku-4-5", max_tokens=5, system=system, messages=USER).usage
     assert usage.cache_creation_input_tokens == 0
 
 
@@ -178,7 +178,9 @@ def test_errors_bill_nothing_and_reset_clears_stats_and_cache(cached):
         "output_tokens": 0,
         "cache_creation_input_tokens": 0,
         "cache_read_input_tokens": 0,
+        "thinking_tokens": 0,
         "cost_usd": 0.0,
+        "models": {},
     }
     assert call(url, cached_system()).usage.cache_creation_input_tokens == SYSTEM_TOKENS
 

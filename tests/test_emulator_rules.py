@@ -76,9 +76,9 @@ def test_user_turn_continuation_is_accepted_by_a_model_without_prefill(rules_url
 def test_max_tokens_above_the_model_maximum_is_refused(rules_url, emulator_url):
     error = refused(rules_url, anthropic.BadRequestError, max_tokens=101)
     assert message_of(error) == "max_tokens: 101 > 100, which is the maximum allowed number of output tokens for tiny-prefill"
-    error = refused(emulator_url, anthropic.BadRequestError, model="claude-sonnet-4-5", max_tokens=100000, stream=True)
+    error = refused(emulator_url, anthropic.BadRequestError, model="claude-haiku-4-5", max_tokens=100000, stream=True)
     assert message_of(error) == (
-        "max_tokens: 100000 > 64000, which is the maximum allowed number of output tokens for claude-sonnet-4-5"
+        "max_tokens: 100000 > 64000, which is the maximum allowed number of output tokens for claude-haiku-4-5"
     )
 
 
@@ -136,24 +136,32 @@ def test_model_spec_is_per_emulator_instance(emulator_url):
 
 
 def test_model_spec_overrides_a_catalogue_model_only_in_its_emulator(start_emulator, emulator_url):
-    url = start_emulator(model_specs=["claude-sonnet-4-5:max_output=50"])
-    error = refused(url, anthropic.BadRequestError, model="claude-sonnet-4-5-20250929", max_tokens=51)
+    url = start_emulator(model_specs=["claude-haiku-4-5:max_output=50"])
+    error = refused(url, anthropic.BadRequestError, model="claude-haiku-4-5-20251001", max_tokens=51)
     assert "51 > 50" in message_of(error)
-    assert find_model("claude-sonnet-4-5").max_output == 64_000
-    ok = client_for(emulator_url).messages.create(model="claude-sonnet-4-5", max_tokens=51, messages=USER)
+    assert find_model("claude-haiku-4-5").max_output == 64_000
+    ok = client_for(emulator_url).messages.create(model="claude-haiku-4-5", max_tokens=51, messages=USER)
     assert ok.usage.output_tokens == 51
 
 
+OLD_API = {"anthropic-version": "2023-06-01"}
+
+
 @pytest.mark.parametrize("temperature", [-0.1, 1.5])
-def test_temperature_out_of_range_is_refused(rules_url, temperature):
+def test_temperature_out_of_range_is_refused_under_the_old_api_version(rules_url, temperature):
     # anthropic 2.x dropped ``temperature`` from its signature; it still goes on the wire
-    error = refused(rules_url, anthropic.BadRequestError, extra_body={"temperature": temperature})
-    assert message_of(error) == "temperature: range: 0..1"
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        client_for(rules_url, default_headers=OLD_API).messages.create(
+            model="tiny-prefill", max_tokens=5, messages=USER, extra_body={"temperature": temperature}
+        )
+    assert message_of(caught.value) == "temperature: range: 0..1"
 
 
-def test_temperature_at_the_bounds_is_accepted(rules_url):
+def test_temperature_at_the_bounds_is_accepted_under_the_old_api_version(rules_url):
     for temperature in (0, 1):
-        client_for(rules_url).messages.create(model="tiny-prefill", max_tokens=5, messages=USER, extra_body={"temperature": temperature})
+        client_for(rules_url, default_headers=OLD_API).messages.create(
+            model="tiny-prefill", max_tokens=5, messages=USER, extra_body={"temperature": temperature}
+        )
 
 
 def test_bad_api_key_is_401_only_when_the_emulator_has_one(start_emulator, emulator_url):
@@ -222,13 +230,13 @@ def test_prefill_with_extended_thinking_is_refused(rules_url):
     error = refused(
         rules_url,
         anthropic.BadRequestError,
-        model="claude-sonnet-4-5",
+        model="claude-haiku-4-5",
         max_tokens=2000,
         messages=USER + [{"role": "assistant", "content": "Once"}],
         extra_body=thinking,
     )
     assert message_of(error).startswith("messages.1.content.0.type: Expected `thinking` or `redacted_thinking`, but found `text`.")
-    ok = client_for(rules_url).messages.create(model="claude-sonnet-4-5", max_tokens=2000, messages=USER, extra_body=thinking)
+    ok = client_for(rules_url).messages.create(model="claude-haiku-4-5", max_tokens=2000, messages=USER, extra_body=thinking)
     assert ok.stop_reason == "end_turn"
 
 

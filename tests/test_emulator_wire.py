@@ -63,9 +63,16 @@ def shape(value):
     return None
 
 
-def raw_stream(url: str, body: dict) -> httpx2.Response:
-    response = httpx2.post(f"{url}/v1/messages", json=body, headers={"x-api-key": "test"}, timeout=30)
-    return response
+def interaction_version(name: str) -> str:
+    """The ``anthropic-version`` the recorded request was sent with."""
+    headers = yaml.safe_load((FIXTURES / name).read_text())["interactions"][0]["request"]["headers"]
+    return {k.lower(): v for k, v in headers.items()}["anthropic-version"][0]
+
+
+def raw_stream(url: str, body: dict, version: str = "2023-06-01") -> httpx2.Response:
+    """POST ``body`` as the recording's client did (its ``anthropic-version`` included)."""
+    headers = {"x-api-key": "test", "anthropic-version": version}
+    return httpx2.post(f"{url}/v1/messages", json=body, headers=headers, timeout=30)
 
 
 def sdk_final_message(sse_text: str, request: dict) -> anthropic.types.Message:
@@ -87,8 +94,9 @@ def test_stream_has_the_recorded_event_order_and_fields(emulator_url, fixture):
     body = dict(request, model=MODEL, max_tokens=300)
     if request.get("stop_sequences"):
         body["stop_sequences"] = ["·5 "]  # a stop the numbered answer is sure to reach
-    response = raw_stream(emulator_url, body)
-    assert response.status_code == 200
+    version = interaction_version(fixture)
+    response = raw_stream(emulator_url, body, version)
+    assert response.status_code == 200, response.text
     assert response.headers["content-type"] == recorded["headers"]["Content-Type"][0]
     ours = parse_sse(response.text)
     assert event_kinds(ours) == event_kinds(recorded_events)

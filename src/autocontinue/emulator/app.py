@@ -25,11 +25,16 @@ header; errors are ``{"type":"error","error":{"type","message"},"request_id"}``;
 ``content_block_start``, ``ping``, ``content_block_delta``... (several tokens per delta),
 ``content_block_stop``, ``message_delta`` (stop reason, cumulative usage), ``message_stop``,
 framed ``event: NAME\\ndata: JSON\\n\\n`` with content type ``text/event-stream; charset=utf-8``.
+When the model thinks (``thinking.py``), the content opens with a thinking block
+(``thinking_delta`` events, none with ``display: omitted``, then one ``signature_delta``), after
+a blank text block on the models that send one; a response cut at ``max_tokens`` while thinking
+has no text block. The ``anthropic-version`` header selects the rules of ``request.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime
 import json
 import logging
 import os
@@ -43,7 +48,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ..catalogue import ModelSpec, find_model
+from ..catalogue import LATEST_API_VERSION, ModelSpec, find_model
 from ..usage import Usage
 from . import openai_compat
 from .batches import batch_routes
@@ -55,8 +60,10 @@ from .quirks import decide_quirks
 from .ratelimit import RateLimiter
 from .request import ApiError, ParsedRequest, check_context, parse_request
 from .sources import answer_for
+from .thinking import ThinkingPlan, plan_thinking
+from .tokenizer import token_starts
 
-__all__ = ["EmulatorConfig", "Emulator", "build_app"]
+__all__ = ["Emulator", "EmulatorConfig", "build_app"]
 
 log = logging.getLogger("autocontinue.emulator")
 
@@ -107,6 +114,7 @@ class Outcome:
     usage: Usage
     fault: str | None
     number: int
+    thinking: ThinkingPlan = field(default_factory=ThinkingPlan)
 
 
 class Emulator:
@@ -121,6 +129,10 @@ class Emulator:
 
     def resolve(self, name: str) -> ModelSpec | None:
         return self.config.models.get(name) or find_model(name)
+
+    def today(self) -> datetime.date:
+        """The emulated clock's date (retirements are checked against it)."""
+        return datetime.datetime.fromtimestamp(self.config.clock.now(), datetime.timezone.utc).date()
 
     def reset(self) -> None:
         self.stats.reset()
@@ -158,26 +170,32 @@ class Emulator:
         if fault == "stream-error" and not parsed.stream:
             fault = "529"
         _raise_status_fault(fault, config.faults.retry_after)
-        plan = self.plan(parsed)
+        thinking = plan_thinking(parsed, config.seed) if config.source != "local" else ThinkingPlan()
+        plan = self.plan(parsed, parsed.max_tokens - thinking.tokens - thinking.lead_tokens)
         cache = self.cache.plan(parsed.spec.id, parsed.blocks, parsed.spec.min_cacheable)
         usage = Usage(
             input_tokens=parsed.input_tokens - cache.read_tokens - cache.creation_tokens,
-            output_tokens=plan.output_tokens,
+            output_tokens=plan.output_tokens + thinking.tokens + thinking.lead_tokens,
+            thinking_tokens=thinking.tokens,
             cache_creation_input_tokens=cache.creation_tokens,
             cache_creation_1h_input_tokens=cache.write_1h,
             cache_read_input_tokens=cache.read_tokens,
         )
-        return Outcome(parsed, plan, cache, usage, fault, number)
+        return Outcome(parsed, plan, cache, usage, fault, number, thinking)
 
-    def plan(self, parsed: ParsedRequest) -> Plan:
+    def plan(self, parsed: ParsedRequest, room: int | None = None) -> Plan:
+        """The text of the response, in ``room`` tokens (what thinking left of max_tokens)."""
         config = self.config
+        room = parsed.max_tokens if room is None else room
+        if room <= 0:
+            return Plan("", [0], 0, "max_tokens")
         if config.source == "local":
             from .local import local_plan
 
             return local_plan(self, parsed)
         answer = answer_for(config.source, config.seed, config.length, parsed.system_text, parsed.first_user_text)
         quirks = decide_quirks(config.quirks, config.seed, parsed.content_key, parsed.mode)
-        return plan_output(answer, parsed.mode, parsed.assistant_text, quirks, parsed.max_tokens, parsed.stop_sequences)
+        return plan_output(answer, parsed.mode, parsed.assistant_text, quirks, room, parsed.stop_sequences)
 
     def complete(self, outcome: Outcome) -> None:
         """The response reached its end: bill it, store its cache writes, spend its tokens."""
@@ -193,7 +211,7 @@ class Emulator:
         try:
             self.authenticate(request)
             body = await self.read_json(request)
-            parsed = parse_request(body, self.resolve)
+            parsed = parse_request(body, self.resolve, version=api_version(request), today=self.today())
             # off the event loop: building a long answer or running the local model takes a while
             outcome = await asyncio.to_thread(self.decide, parsed, number)
         except ApiError as error:
@@ -218,7 +236,7 @@ class Emulator:
         try:
             self.authenticate(request)
             body = await self.read_json(request)
-            parsed = parse_request(body, self.resolve, count_only=True)
+            parsed = parse_request(body, self.resolve, count_only=True, today=self.today())
         except ApiError as error:
             return self.error_response(error, request_id)
         return JSONResponse({"input_tokens": parsed.input_tokens}, headers={"request-id": request_id})
@@ -242,6 +260,11 @@ class Emulator:
         body = {"type": "error", "error": {"type": error.error_type, "message": error.message}, "request_id": request_id}
         headers = {"request-id": request_id, **self.limiter.headers(), **error.headers}
         return JSONResponse(body, status_code=error.status, headers=headers)
+
+
+def api_version(request: Request) -> str:
+    """The request's ``anthropic-version`` (the SDK's, 2026-10-21, when absent)."""
+    return request.headers.get("anthropic-version") or LATEST_API_VERSION
 
 
 def _raise_status_fault(fault: str | None, retry_after: int) -> None:
@@ -284,9 +307,28 @@ def usage_json(usage: Usage, output_tokens: int) -> dict[str, Any]:
     }
 
 
+def _thinking_blocks(outcome: Outcome) -> list[dict[str, Any]]:
+    """The blocks before the answer's text: a blank lead text block, then the thinking block."""
+    thinking = outcome.thinking
+    if not thinking.tokens:
+        return []
+    blocks: list[dict[str, Any]] = [{"type": "text", "text": thinking.lead}] if thinking.lead else []
+    blocks.append({"type": "thinking", "thinking": thinking.text, "signature": thinking.signature})
+    return blocks
+
+
+def _has_text_block(outcome: Outcome) -> bool:
+    """A response that is only thinking (cut at max_tokens) has no text block."""
+    return not outcome.thinking.capped
+
+
 def message_json(outcome: Outcome, *, streaming_start: bool = False) -> dict[str, Any]:
     plan = outcome.plan
-    content = [] if streaming_start or not plan.text else [{"type": "text", "text": plan.text}]
+    content: list[dict[str, Any]] = []
+    if not streaming_start:
+        content = _thinking_blocks(outcome)
+        if plan.text:
+            content.append({"type": "text", "text": plan.text})
     return {
         "model": response_model(outcome.request.model, outcome.request.spec),
         "id": _random_id("msg_01", 22),
@@ -309,28 +351,71 @@ def sse(event: str, data: Any) -> str:
 
 
 _PING = 'event: ping\ndata: {"type": "ping"}\n\n'
+#: Thinking tokens per ``thinking_delta`` event.
+THINKING_TOKENS_PER_DELTA = 32
 
 
-def delta_event(text: str) -> str:
+def delta_event(text: str, index: int = 0) -> str:
     return (
-        'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
+        'event: content_block_delta\ndata: {"type":"content_block_delta","index":' + str(index) + ","
         '"delta":{"type":"text_delta","text":' + json.dumps(text, ensure_ascii=False) + "}}\n\n"
     )
 
 
+def _block_stop(index: int) -> str:
+    return sse("content_block_stop", {"type": "content_block_stop", "index": index})
+
+
+def _thinking_events(block: dict[str, Any], index: int) -> str:
+    """One thinking block: start, ``thinking_delta`` pieces (none when omitted), signature, stop."""
+    out = [sse("content_block_start", {"type": "content_block_start", "index": index,
+                                       "content_block": {"type": "thinking", "thinking": "", "signature": ""}})]
+    starts = token_starts(block["thinking"]) if block["thinking"] else [0]
+    for i in range(0, len(starts) - 1, THINKING_TOKENS_PER_DELTA):
+        piece = block["thinking"][starts[i] : starts[min(i + THINKING_TOKENS_PER_DELTA, len(starts) - 1)]]
+        out.append(sse("content_block_delta", {"type": "content_block_delta", "index": index,
+                                               "delta": {"type": "thinking_delta", "thinking": piece}}))
+    out.append(sse("content_block_delta", {"type": "content_block_delta", "index": index,
+                                           "delta": {"type": "signature_delta", "signature": block["signature"]}}))
+    out.append(_block_stop(index))
+    return "".join(out)
+
+
+def _leading_events(outcome: Outcome) -> str:
+    """Every block before the answer's text block, complete."""
+    out = []
+    for index, block in enumerate(_thinking_blocks(outcome)):
+        if block["type"] == "thinking":
+            out.append(_thinking_events(block, index))
+        else:
+            start = {"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}}
+            out.append(sse("content_block_start", start) + delta_event(block["text"], index) + _block_stop(index))
+    return "".join(out)
+
+
+def text_index(outcome: Outcome) -> int:
+    """Index of the answer's text block in the response's content."""
+    return len(_thinking_blocks(outcome))
+
+
 def stream_head(outcome: Outcome) -> str:
-    return (
-        sse("message_start", {"type": "message_start", "message": message_json(outcome, streaming_start=True)})
-        + sse("content_block_start", {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})
-        + _PING
-    )
+    """``message_start``, the first ``content_block_start``, a ``ping`` (as recorded), then the
+    leading blank and thinking blocks whole, then the start of the answer's text block."""
+    body = _leading_events(outcome)
+    if _has_text_block(outcome):
+        start = {"type": "content_block_start", "index": text_index(outcome), "content_block": {"type": "text", "text": ""}}
+        body += sse("content_block_start", start)
+    first_end = body.index("\n\n") + 2
+    message = sse("message_start", {"type": "message_start", "message": message_json(outcome, streaming_start=True)})
+    return message + body[:first_end] + _PING + body[first_end:]
 
 
 def stream_tail(outcome: Outcome) -> str:
     usage = outcome.usage
     plan = outcome.plan
+    stop = _block_stop(text_index(outcome)) if _has_text_block(outcome) else ""
     return (
-        sse("content_block_stop", {"type": "content_block_stop", "index": 0})
+        stop
         + sse(
             "message_delta",
             {
@@ -398,12 +483,15 @@ class SSEResponse:
         if cut is not None and chunks:
             cut = max(cut, 1)
         events_per_write = 1 if rate else FAST_EVENTS_PER_WRITE
+        index = text_index(self.outcome)
+        if rate and self.outcome.thinking.tokens:  # thinking takes decode time too
+            await asyncio.sleep(self.outcome.thinking.tokens / rate)
         started = time.monotonic()
         sent_tokens = 0
         limit = len(chunks) if cut is None else cut
         for i in range(0, limit, events_per_write):
             group = chunks[i : min(i + events_per_write, limit)]
-            body = "".join(delta_event(text) for text, _ in group).encode()
+            body = "".join(delta_event(text, index) for text, _ in group).encode()
             await send({"type": "http.response.body", "body": body, "more_body": True})
             if disconnected.is_set():
                 return False

@@ -5,7 +5,10 @@ the status, error type and message the real API would send. The checks, in order
 
 1. shape: ``model``, ``messages``, ``max_tokens`` present and typed (pydantic-style texts such
    as ``max_tokens: Field required``), roles ``user``/``assistant``, content a string or blocks;
-2. ``temperature`` outside 0..1: ``temperature: range: 0..1``;
+2. sampling parameters, per ``anthropic-version``: under ``2026-10-21`` any of ``temperature``,
+   ``top_p``, ``top_k`` is ``temperature: Extra inputs are not permitted`` (even at its default);
+   under ``2023-06-01`` a model from Opus 4.7 on answers "`temperature` is deprecated for this
+   model."  and older ones check ``temperature`` in 0..1 (``temperature: range: 0..1``);
 3. empty content: ``messages.N: all messages must have non-empty content except for the
    optional final assistant message`` (an empty text block: ``messages: text content blocks
    must be non-empty``);
@@ -13,7 +16,7 @@ the status, error type and message the real API would send. The checks, in order
    provided. Found N.``; a ``ttl: "1h"`` breakpoint after a 5-minute one: ``messages.1.content.0.
    cache_control.ttl: a ttl='1h' cache_control block must not come after a ttl='5m'
    cache_control block. ...``;
-5. unknown model: 404 ``model: <id>``;
+5. unknown model, or one past its catalogue retirement date: 404 ``model: <id>``;
 6. ``max_tokens`` above the model's maximum: ``max_tokens: 100000 > 64000, which is the maximum
    allowed number of output tokens for claude-sonnet-4-5``;
 7. a final assistant message (prefill) to a model that refuses it: ``This model does not
@@ -21,7 +24,11 @@ the status, error type and message the real API would send. The checks, in order
 8. a final assistant message ending in whitespace: ``messages: final assistant content cannot
    end with trailing whitespace``; with extended ``thinking`` enabled, a final assistant
    message that does not open with a thinking block (prefill and thinking do not mix);
-9. the context window (checked by the app once tokens are counted, see ``check_context``):
+9. thinking and effort (``thinking.py`` rules from the catalogue): a ``thinking.type`` the
+   model refuses gets the catalogue's exact 400 (``"thinking.type.disabled" is not supported for
+   this model...``, Sonnet 5.5's ``between_tools`` text, ``adaptive thinking is not supported on
+   this model``); an ``output_config.effort`` the model does not take is a 400;
+10. the context window (checked by the app once tokens are counted, see ``check_context``):
    a prompt over the window gives ``prompt is too long: N tokens > C maximum``; a prompt that
    fits but not with ``max_tokens`` gives ``input length and `max_tokens` exceed context limit:
    N + M > C, decrease input length or `max_tokens` and try again``.
@@ -35,13 +42,14 @@ the answer continues the assistant turn).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
-from ..catalogue import ModelSpec
+from ..catalogue import EFFORTS, LATEST_API_VERSION, ModelSpec
 from .tokenizer import MESSAGE_OVERHEAD, SYSTEM_OVERHEAD, count_tokens
 
-__all__ = ["ApiError", "PromptBlock", "ParsedRequest", "parse_request", "check_context"]
+__all__ = ["ApiError", "ParsedRequest", "PromptBlock", "check_context", "parse_request"]
 
 MAX_CACHE_BREAKPOINTS = 4
 
@@ -92,6 +100,16 @@ class ParsedRequest:
     #: The assistant text the answer must continue ("" when fresh).
     assistant_text: str
     stop_sequences: tuple[str, ...] = ()
+    #: The model thinks before answering (asked for, or its default).
+    thinking: bool = False
+    #: "summarized" or "omitted" (no thinking text, only the signature).
+    thinking_display: str = "summarized"
+    #: ``budget_tokens`` of ``thinking.type: enabled``, else None.
+    thinking_budget: int | None = None
+    #: The effort in force (sent, or the model's default).
+    effort: str = "high"
+    #: ``anthropic-version`` of the request.
+    version: str = LATEST_API_VERSION
     #: Canonical JSON of system + messages, for seeding per-request decisions.
     content_key: str = ""
     raw: dict[str, Any] = field(default_factory=dict)
@@ -173,16 +191,6 @@ def _check_scalars(body: dict, count_only: bool) -> tuple[int, bool, tuple[str, 
             raise invalid("max_tokens: Input should be a valid integer")
         if max_tokens < 1:
             raise invalid("max_tokens: Input should be greater than or equal to 1")
-    temperature = body.get("temperature")
-    if temperature is not None:
-        if not _is_number(temperature):
-            raise invalid("temperature: Input should be a valid number")
-        if not 0 <= temperature <= 1:
-            raise invalid("temperature: range: 0..1")
-    for name in ("top_p",):
-        value = body.get(name)
-        if value is not None and (not _is_number(value) or not 0 <= value <= 1):
-            raise invalid(f"{name}: range: 0..1")
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
         raise invalid("stream: Input should be a valid boolean")
@@ -262,8 +270,38 @@ def _prompt_blocks(system: Any, messages: list[tuple[str, list]]) -> tuple[list[
     return blocks, system_text
 
 
-def parse_request(body: Any, resolve: Callable[[str], ModelSpec | None], *, count_only: bool = False) -> ParsedRequest:
-    """Check ``body`` as the API would and read it; raises ApiError."""
+def _check_sampling(body: dict, spec: ModelSpec | None, version: str) -> None:
+    """``temperature``/``top_p``/``top_k``: removed under 2026-10-21, deprecated on newer models."""
+    present = [name for name in _SAMPLING if name in body]
+    if not present:
+        return
+    if version >= LATEST_API_VERSION:
+        raise invalid(f"{present[0]}: Extra inputs are not permitted")
+    if spec is not None and not spec.sampling_2023:
+        raise invalid(f"`{present[0]}` is deprecated for this model.")
+    for name in present:
+        value = body[name]
+        if name == "top_k":
+            if not _is_int(value) or value < 0:
+                raise invalid("top_k: Input should be greater than or equal to 0")
+        elif not _is_number(value):
+            raise invalid(f"{name}: Input should be a valid number")
+        elif not 0 <= value <= 1:
+            raise invalid(f"{name}: range: 0..1")
+
+
+_SAMPLING = ("temperature", "top_p", "top_k")
+
+
+def parse_request(
+    body: Any,
+    resolve: Callable[[str], ModelSpec | None],
+    *,
+    count_only: bool = False,
+    version: str = LATEST_API_VERSION,
+    today: Any = None,
+) -> ParsedRequest:
+    """Check ``body`` as the API would under ``anthropic-version: version``; raises ApiError."""
     if not isinstance(body, dict):
         raise invalid("Input should be a valid dictionary or object to extract fields from")
     model = _require(body, "model")
@@ -280,8 +318,10 @@ def parse_request(body: Any, resolve: Callable[[str], ModelSpec | None], *, coun
         raise invalid(f"A maximum of {MAX_CACHE_BREAKPOINTS} blocks with cache_control may be provided. Found {breakpoints}.")
     _check_ttl_order(blocks)
     spec = resolve(model)
-    if spec is None:
+    if spec is None or spec.retired_on(today):
         raise ApiError(404, "not_found_error", f"model: {model}")
+    if not count_only:
+        _check_sampling(body, spec, version)
     if not count_only and max_tokens > spec.max_output:
         raise invalid(
             f"max_tokens: {max_tokens} > {spec.max_output}, which is the maximum allowed number of output tokens for {spec.id}"
@@ -295,8 +335,9 @@ def parse_request(body: Any, resolve: Callable[[str], ModelSpec | None], *, coun
             )
         if assistant_text and assistant_text[-1].isspace():
             raise invalid("messages: final assistant content cannot end with trailing whitespace")
+    thinking = ThinkingChoice()
     if not count_only:
-        _check_thinking(body, messages, max_tokens)
+        thinking = _check_thinking(body, spec, messages, max_tokens)
     first_user = next((text for role, text in turns if role == "user"), "")
     content_key = json.dumps([system_text, turns], ensure_ascii=False)
     return ParsedRequest(
@@ -312,6 +353,11 @@ def parse_request(body: Any, resolve: Callable[[str], ModelSpec | None], *, coun
         stop_sequences=stops,
         content_key=content_key,
         raw=body,
+        thinking=thinking.on,
+        thinking_display=thinking.display,
+        thinking_budget=thinking.budget,
+        effort=thinking.effort,
+        version=version,
     )
 
 
@@ -330,16 +376,68 @@ def _check_ttl_order(blocks: list[PromptBlock]) -> None:
             )
 
 
-def _check_thinking(body: dict, messages: list[tuple[str, list]], max_tokens: int) -> None:
-    """Extended thinking: its budget must fit max_tokens, and it does not mix with a text prefill."""
+@dataclass(frozen=True)
+class ThinkingChoice:
+    """What the request's ``thinking`` and ``output_config`` amount to."""
+
+    on: bool = False
+    display: str = "summarized"
+    budget: int | None = None
+    effort: str = "high"
+
+
+_THINKING_TYPES = ("adaptive", "enabled", "disabled", "between_tools")
+
+
+def _effort(body: dict, spec: ModelSpec) -> str:
+    config = body.get("output_config")
+    if config is None:
+        return spec.default_effort or "high"
+    if not isinstance(config, dict):
+        raise invalid("output_config: Input should be a valid dictionary or object to extract fields from")
+    effort = config.get("effort")
+    if effort is None:
+        return spec.default_effort or "high"
+    if effort not in EFFORTS:
+        raise invalid("output_config.effort: Input should be 'low', 'medium', 'high', 'xhigh' or 'max'")
+    if not spec.efforts:  # wording unconfirmed
+        raise invalid("output_config.effort: effort is not supported on this model")
+    if effort not in spec.efforts:  # wording unconfirmed
+        accepted = ", ".join(spec.efforts)
+        raise invalid(f'output_config.effort: "{effort}" is not supported on this model (use one of: {accepted})')
+    return str(effort)
+
+
+def _check_thinking(body: dict, spec: ModelSpec, messages: list[tuple[str, list]], max_tokens: int) -> ThinkingChoice:
+    """The model's thinking rules (catalogue), the budget, and no text prefill while thinking."""
+    effort = _effort(body, spec)
     thinking = body.get("thinking")
-    if not isinstance(thinking, dict) or thinking.get("type") != "enabled":
-        return
-    budget = thinking.get("budget_tokens")
-    if not _is_int(budget) or budget < 1024:
-        raise invalid("thinking.enabled.budget_tokens: Input should be greater than or equal to 1024")
-    if max_tokens <= budget:
-        raise invalid("`max_tokens` must be greater than `thinking.budget_tokens`")
+    if thinking is None:
+        return ThinkingChoice(on=spec.thinks_by_default(), effort=effort)
+    if not isinstance(thinking, dict) or thinking.get("type") not in _THINKING_TYPES:
+        raise invalid("thinking: Input tag does not match any of the expected tags: 'adaptive', 'enabled', 'disabled', 'between_tools'")
+    kind = thinking["type"]
+    refusal = spec.thinking_refusal(kind, effort)
+    if refusal is not None:
+        raise invalid(refusal)
+    display = thinking.get("display") or "summarized"
+    if display not in ("summarized", "omitted"):
+        raise invalid("thinking.adaptive.display: Input should be 'summarized' or 'omitted'")
+    budget: int | None = None
+    if kind == "enabled":
+        value = thinking.get("budget_tokens")
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1024:
+            raise invalid("thinking.enabled.budget_tokens: Input should be greater than or equal to 1024")
+        budget = value
+        if max_tokens <= budget:
+            raise invalid("`max_tokens` must be greater than `thinking.budget_tokens`")
+    on = kind in ("adaptive", "enabled")
+    if on:
+        _no_text_prefill(messages)
+    return ThinkingChoice(on=on, display=display, budget=budget, effort=effort)
+
+
+def _no_text_prefill(messages: list[tuple[str, list]]) -> None:
     role, blocks = messages[-1]
     if role == "assistant" and blocks:
         first_key = blocks[0][2]
