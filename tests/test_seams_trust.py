@@ -69,9 +69,10 @@ def test_genuine_continuation_of_repetitive_text_is_kept_at_every_cut_and_cap(te
 
 
 @FAST
-@given(repetitive(), st.sampled_from(STRATEGIES), st.integers(12, 60))
+@given(repetitive(), st.sampled_from(STRATEGIES), st.integers(24, 80))
 def test_a_whole_run_of_genuine_rounds_reproduces_the_text(text, strategy, chars_per_round):
     # The engine's loop, reduced to the seam module: cut, send base, join the capped piece.
+    # (A round must hold more than the held word and its whitespace to make progress.)
     so_far = text[:chars_per_round]
     for _ in range(len(text)):
         if so_far == text:
@@ -85,6 +86,21 @@ def test_a_whole_run_of_genuine_rounds_reproduces_the_text(text, strategy, chars
 
 def _word_starts(text: str) -> list[int]:
     return [i for i in range(len(text)) if not text[i].isspace() and (i == 0 or text[i - 1].isspace())]
+
+
+def _shorter_overlap_reads_exactly(base: str, held: str, overlap: str, piece: str) -> bool:
+    """Is the piece also a shorter overlap followed by the held word ("la" + " la la" for "la la" + " la")?
+
+    Then both readings are exact and the shorter one is trimmed (it deletes less): ambiguous.
+    """
+    expected = held[: len(held) - len(held.lstrip())] + held.split()[0]
+    for start in _word_starts(base):
+        shorter = base[start:]
+        rest = piece[len(shorter) :]
+        exact = rest.startswith(expected) or expected.startswith(rest)
+        if len(shorter) < len(overlap) and piece.startswith(shorter) and rest and exact:
+            return True
+    return False
 
 
 @FAST
@@ -101,6 +117,7 @@ def test_verbatim_suffix_overlap_plus_new_text_joins_to_text_plus_new_text(text,
     # At least one character after the overlap: "la" alone after "la" with " l" held may as
     # well be the held word regenerated without its space, and is kept.
     cap = data.draw(st.integers(len(overlap) + 1, len(piece)))
+    assume(not _shorter_overlap_reads_exactly(base, held, overlap, piece[:cap]))
     splits = data.draw(st.lists(st.integers(0, 200), max_size=6))
     out, report = _stream(base, held, piece[:cap], "user-turn", splits, capped=cap < len(piece))
     if report.unresolved:  # capped where it could still be repeating an earlier, longer stretch

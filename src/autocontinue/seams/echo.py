@@ -28,10 +28,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Final, Literal
 
 from .cut import continues_word, has_content, is_extender, is_grapheme_boundary
 from .preamble import MORE, Need
+
+UNRESOLVED: Final = Need.UNRESOLVED
 
 __all__ = ["ECHO_WINDOW", "EchoSearch", "Overlap", "Reading", "Tail", "choose_overlap", "read_held"]
 
@@ -160,17 +162,24 @@ def _admissible(buf: str, tail: str, overlap: Overlap, word_end: bool, reading: 
 
 
 def choose_overlap(
-    buf: str, search: EchoSearch, held_ws: str, word: str, final: bool
-) -> Overlap | None | Literal[Need.MORE]:
-    """Rule 2 over the complete overlaps: the one to trim, None to keep all, or MORE."""
+    buf: str, search: EchoSearch, held_ws: str, word: str, final: bool, capped: bool
+) -> Overlap | None | Literal[Need.MORE, Need.UNRESOLVED]:
+    """Rule 2: the overlap to trim, None to keep all, MORE, or UNRESOLVED (capped, undecided).
+
+    The shortest overlap of a class wins (punctuation alone only after those with words): in
+    text that repeats itself, a longer one may be the answer going on ("la la" + " la"), and
+    trimming less never deletes real text that trimming more would keep. So an exact reading
+    after a complete overlap settles the seam even while a longer stretch could still match.
+    """
     plain = read_held(buf, held_ws, word, final)
     if plain is MORE:
         return MORE
-    if plain == "exact" or not search.complete:
+    if plain == "exact":
         return None
     tail, word_end = search.tail.text, bool(held_ws)
     ranked: list[tuple[Overlap, Reading]] = []
-    for overlap in sorted(search.complete, key=lambda o: -o.end):  # longest first
+    # Words before punctuation alone, then the shortest: candidates still alive are longer.
+    for overlap in sorted(search.complete, key=lambda o: (not has_content(tail[o.start :]), o.end)):
         reading = read_held(buf[overlap.end :], held_ws, word, final)
         if reading is MORE:
             return MORE
@@ -179,7 +188,16 @@ def choose_overlap(
     nothing_held = not held_ws and not word
     for overlap, reading in ranked:
         if reading == "exact" or (nothing_held and overlap.lead == 0 and _is_long(tail[overlap.start :])):
-            return overlap
+            if has_content(tail[overlap.start :]) or not search.alive:
+                return overlap
+            break
+    if search.alive:  # a longer overlap may still follow: wait, or (at the cap) say so
+        return MORE if not final else UNRESOLVED if capped else _fallback(buf, ranked, plain, tail)
+    return _fallback(buf, ranked, plain, tail)
+
+
+def _fallback(buf: str, ranked: list[tuple[Overlap, Reading]], plain: Reading, tail: str) -> Overlap | None:
+    """No exact reading after any overlap: the weaker evidence, in order."""
     if plain == "loose":
         return None
     for overlap, reading in ranked:

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import enum
 import re
-from typing import Literal
+from typing import Final, Literal
 
 from .markup import CutState
 
@@ -38,12 +38,13 @@ MAX_PREAMBLE = 160
 
 
 class Need(enum.Enum):
-    """A rule cannot decide yet: it needs more of the piece."""
+    """A rule cannot decide yet: it needs more of the piece (or, at its end, a larger cap)."""
 
     MORE = "more"
+    UNRESOLVED = "unresolved"
 
 
-MORE = Need.MORE
+MORE: Final = Need.MORE
 #: The end of the text a rule removes from the front of the piece, 0 for none, or MORE.
 Found = int | Literal[Need.MORE]
 #: A yes/no that may need more of the piece.

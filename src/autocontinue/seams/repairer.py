@@ -21,7 +21,7 @@ from dataclasses import replace
 from typing import Literal
 
 from .cut import check_strategy, is_extender
-from .echo import ECHO_WINDOW, EchoSearch, Overlap, Tail, choose_overlap, read_held
+from .echo import ECHO_WINDOW, EchoSearch, Overlap, Tail, choose_overlap
 from .markup import CutState
 from .preamble import MAX_PREAMBLE, MORE, Found, Need, find_preamble, find_reopening
 from .report import SeamReport, Verdict
@@ -165,17 +165,12 @@ class SeamRepairer:
             self._search = EchoSearch.start(self._tail, buf, leads)
         search = self._search
         search.advance(buf)
-        plain = read_held(buf, self._held_ws, self._word, final)
-        if plain is MORE or plain == "exact":
-            return MORE if plain is MORE else 0
-        if search.alive and not final:
-            return MORE
-        if search.alive and self._capped:
-            self._add("the piece ended at the cap while it could still be repeating the text: kept", unresolved=True)
-            return 0
-        choice = choose_overlap(buf, search, self._held_ws, self._word, final)
+        choice = choose_overlap(buf, search, self._held_ws, self._word, final, self._capped)
         if choice is MORE:
             return MORE
+        if choice is Need.UNRESOLVED:
+            self._add("the piece ended at the cap while it could still be repeating the text: kept", unresolved=True)
+            return 0
         if choice is None:
             if search.complete:
                 self._add(f"kept {self._repeat(search.complete[0])!r} at the start of the piece: no evidence of an echo")
