@@ -288,3 +288,15 @@ def test_an_argument_that_is_not_utf8_is_exit_2_in_one_line():
 def test_seed_minus_one_is_accepted_like_the_python_api(api_env):
     result = invoke(PROMPT, *SMALL, "--seed", "-1", "-q")
     assert result.exit_code == 0, result.stderr
+
+
+def test_a_prompt_too_large_for_the_context_is_an_error_not_a_finished_empty_run(api_env, tmp_path):
+    big = tmp_path / "big.txt"
+    big.write_text("word " * 1_700_000, encoding="utf-8")  # 8.5 MB, ~1.7M tokens
+    result = invoke("-f", str(big), "--model", MODEL, "--json")
+    assert result.exit_code == 2, result.stderr
+    assert "does not fit the context window of claude-haiku-4-5" in result.stderr
+    assert "resume with" not in result.stderr
+    assert json.loads(result.stdout)["resumable"] is False
+    record = Journal(default_journal_path()).list_runs()[0]
+    assert record.state == "failed"

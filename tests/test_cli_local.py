@@ -37,10 +37,20 @@ def test_local_run_streams_text_and_reports_json():
 
 
 def test_demo_finishes_on_the_local_model_with_exit_0():
-    done = _cli("demo")
+    done = _cli("demo", "--json")
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip()
-    assert b"demo:" in done.stderr and b"run " in done.stderr.splitlines()[-1]
+    data = json.loads(done.stdout)
+    # The product's point: a long answer in several rounds, each continued by true prefill...
+    assert len(data["rounds"]) >= 4
+    assert [r["strategy"] for r in data["rounds"][1:]] == ["prefill"] * (len(data["rounds"]) - 1)
+    assert all(r["stop_reason"] == "max_tokens" for r in data["rounds"][:-1])
+    # ...joined into one text (no round restarts the story), and a summary that says so.
+    assert data["text"].count("Once upon a time") <= 1
+    err = done.stderr.decode()
+    assert f"demo: {len(data['rounds'])} rounds on local (smollm2-135m-instruct), continued by prefill" in err
+    assert "demo: seams at characters " in err and err.count(";") >= len(data["rounds"]) - 2
+    assert "repairs: " in err and "tokens out" in err and "$0.0000" in err
+    assert "run " in err.strip().splitlines()[-1]
 
 
 def test_seeded_local_run_killed_after_a_round_resumes_to_the_same_text():

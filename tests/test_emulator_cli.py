@@ -79,7 +79,7 @@ def test_bad_values_give_one_line_and_exit_code_2(args, fragment):
     result = CliRunner().invoke(emulate, args)
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ")
+    assert len(lines) == 1 and lines[0].startswith("autocontinue: ")
     assert fragment in lines[0]
     assert "hint" in lines[0]
 
@@ -87,7 +87,7 @@ def test_bad_values_give_one_line_and_exit_code_2(args, fragment):
 def test_bad_value_in_a_real_process_exits_2_with_one_line():
     result = subprocess.run([*COMMAND, "--quirks", "echo:lots"], capture_output=True, text=True, timeout=30)
     assert result.returncode == 2
-    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: bad quirks")
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("autocontinue: bad quirks")
 
 
 def test_a_port_in_use_is_a_one_line_error_with_exit_code_1():
@@ -100,7 +100,7 @@ def test_a_port_in_use_is_a_one_line_error_with_exit_code_1():
         result = CliRunner().invoke(emulate, ["--port", str(port)])
     assert result.exit_code == 1
     assert (
-        result.stderr.startswith(f"error: cannot listen on 127.0.0.1:{port}")
+        result.stderr.startswith(f"autocontinue: cannot listen on 127.0.0.1:{port}")
         and result.stderr.count("\n") == 1
     )
 

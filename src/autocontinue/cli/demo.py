@@ -29,12 +29,12 @@ DEMO_PROMPT = (
     "many paragraphs, with a title, dialogue and a clear beginning, middle and end."
 )
 
-#: Small calls, so the answer takes several rounds; ``min_words`` keeps the small model going
-#: when it would stop early, so the demo always shows continuation.
+#: Small calls, so the answer takes several rounds (the small local model writes about 400
+#: tokens on this prompt before it ends on its own), all continued by prefill.
 DEMO_SETTINGS: dict[str, dict[str, Any]] = {
-    "local": {"max_tokens_per_call": 96, "max_rounds": 6, "min_words": 300, "seed": 7, "temperature": 0.7},
-    "anthropic": {"max_tokens_per_call": 400, "max_rounds": 6, "min_words": 900},
-    "openai": {"max_tokens_per_call": 400, "max_rounds": 6, "min_words": 900},
+    "local": {"max_tokens_per_call": 40, "max_rounds": 12, "seed": 7, "temperature": 0.7},
+    "anthropic": {"max_tokens_per_call": 400, "max_rounds": 8},
+    "openai": {"max_tokens_per_call": 400, "max_rounds": 8},
 }
 
 _REPAIRS = {
@@ -70,6 +70,9 @@ def seam_summary(result: Result) -> list[str]:
         lines.append(f"repairs: {done}; the answer reads as one text")
     usage = result.usage
     lines.append(f"{usage.output_tokens:,} tokens out, {usage.total_input_tokens:,} in, ${result.cost_usd:.4f}")
+    if result.stop_reason == "max_rounds":
+        lines.append(f"the demo stops after {len(rounds)} rounds; the whole story: autocontinue run \"...\" "
+                     "--backend local --max-tokens-per-call 40")
     return lines
 
 

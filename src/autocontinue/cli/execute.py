@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any
 
-from ..errors import AutocontinueError, JournalError
+from ..errors import AutocontinueError, ContextWindowError, JournalError
 from ..events import Checkpoint, Finished, Result
 from .errors import (
     BUDGET_STOPS,
@@ -106,6 +106,7 @@ def execute(
             with progress:
                 for event in events:
                     if isinstance(event, Finished):
+                        _refuse_if_nothing_fits(event.result)
                         event.result.run_id = run_id
                         result = event.result
                     if recorder:
@@ -118,6 +119,16 @@ def execute(
                 return _fail(error, recorder, run_id, output)
     assert result is not None, "the engine ended without a Finished event"
     return _finish(result, output, quiet, progress.elapsed, run_id, budget_exit, on_result)
+
+
+def _refuse_if_nothing_fits(result: Result) -> None:
+    """A run that ended on a full context before its first round: the prompt itself does not
+    fit. That is an error the user must fix (exit 2), not a finished run with no text."""
+    if result.stop_reason == "context_exhausted" and not result.rounds and not result.text:
+        raise ContextWindowError(
+            f"the prompt does not fit the context window of {result.model}",
+            hint="shorten the prompt, or choose a model with a larger context window: see autocontinue models",
+        )
 
 
 def _finish(result: Result, output: AnswerOutput, quiet: bool, elapsed: float, run_id: str | None,

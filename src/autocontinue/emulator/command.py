@@ -1,7 +1,8 @@
 """The ``autocontinue emulate`` command: serve the API emulator until interrupted.
 
 Prints ``listening on http://HOST:PORT`` on stderr once it accepts connections (and a one-line
-warning first when HOST is not a loopback address). Ctrl-C stops it cleanly. A bad option value prints one line (``error: ... (hint: ...)``) and exits with code 2;
+warning first when HOST is not a loopback address). Ctrl-C stops it cleanly. A bad option value prints one line (``autocontinue: ... (hint: ...)``, the prefix of every
+command's errors) and exits with code 2;
 a port that cannot be bound exits with code 1.
 """
 
@@ -17,7 +18,7 @@ __all__ = ["emulate"]
 
 
 def _fail(message: str, code: int) -> None:
-    click.echo(f"error: {message}", err=True)
+    click.echo(f"autocontinue: {message}", err=True)
     sys.exit(code)
 
 
