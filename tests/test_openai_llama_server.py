@@ -16,7 +16,7 @@ from autocontinue.backends.base import BackendDelta, RoundRequest  # noqa: E402
 from autocontinue.backends.openai import OpenAIBackend  # noqa: E402
 from autocontinue.backends.openai.probe import closes_turn  # noqa: E402
 
-from .conftest import SERVER_CONTEXT  # noqa: E402
+from conftest import SERVER_CONTEXT  # noqa: E402
 
 pytestmark = [pytest.mark.slow]
 
