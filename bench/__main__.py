@@ -14,11 +14,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-PARTS = ("cost", "speed", "length", "engine", "local_kv", "emulator", "seams", "openai")
+PARTS = ("cost", "speed", "length", "engine", "local_kv", "emulator", "seams", "openai", "batch")
 
 
 def _runners(quick: bool) -> dict[str, Callable[[], Any]]:
-    from . import cost, engine_overhead, folded, length, openai_rounds, speed
+    from . import batch, cost, engine_overhead, folded, length, openai_rounds, speed
 
     return {
         "cost": lambda: cost.run(sizes=(20_000,) if quick else cost.SIZES),
@@ -29,6 +29,7 @@ def _runners(quick: bool) -> dict[str, Callable[[], Any]]:
         "emulator": lambda: folded.emulator_throughput(quick=quick),
         "seams": lambda: folded.seams_join(quick=quick),
         "openai": lambda: openai_rounds.main(["--tokens", "80", "--rounds", "4", "--repeat", "1"] if quick else []),
+        "batch": lambda: batch.main(["--quick"] if quick else []),
     }
 
 

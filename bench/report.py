@@ -543,6 +543,12 @@ def _openai_section(out: list[str]) -> None:
     report_section(out, load("openai_rounds"))
 
 
+def _batch_section(out: list[str]) -> None:
+    from .batch import report_section
+
+    report_section(out, load("batch"))
+
+
 def write(page: Path = PAGE, *, command: str = "python -m bench") -> Path:
     """Regenerate ``page`` (docs/benchmarks.md) and its PNGs (in img/ beside it) from the JSON."""
     _img[0] = Path(page).parent / "img"
@@ -559,7 +565,7 @@ def write(page: Path = PAGE, *, command: str = "python -m bench") -> Path:
                    "below compare runs made side by side and are the figures to quote.\n")
     body: list[str] = []
     for section in (_cost_section, _speed_section, _length_section, _engine_section, _local_kv_section,
-                    _throughput_section, _seams_section, _openai_section):
+                    _throughput_section, _seams_section, _openai_section, _batch_section):
         try:
             section(body)
         except Exception as exc:  # one broken section must not lose the page
