@@ -16,10 +16,10 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import emulator_stats
 
 from autocontinue.batch.output import ItemResult
 from autocontinue.batch.progress import BatchProgress
-from tests.conftest import emulator_stats
 
 MODEL = "claude-sonnet-4-5"
 

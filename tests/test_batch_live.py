@@ -11,11 +11,11 @@ import json
 
 import anthropic
 import pytest
+from conftest import emulator_stats
 
 import autocontinue
 from autocontinue.batch.store import BatchStore
 from autocontinue.journal import Journal
-from tests.conftest import emulator_stats
 
 MODEL = "claude-sonnet-4-5"
 

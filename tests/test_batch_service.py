@@ -8,11 +8,11 @@ import urllib.request
 
 import anthropic
 import pytest
+from conftest import emulator_stats
 
 import autocontinue
 from autocontinue.batch.store import BatchStore
 from autocontinue.emulator import ManualClock
-from tests.conftest import emulator_stats
 
 MODEL = "claude-sonnet-4-5"
 
