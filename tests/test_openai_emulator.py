@@ -184,6 +184,11 @@ def test_context_error_is_mapped_with_its_numbers(chat_url):
     )
     with pytest.raises(ContextWindowError, match=r"\(\d+ \+ 40000 > 32768\)"):
         list(backend.stream_round(request))
+    generic = OpenAIBackend(openai.OpenAI(base_url=base_for(chat_url, "openai"), api_key="test"))
+    assert generic.model_spec("emulated").context_window == 131_072  # the server does not say
+    with pytest.raises(ContextWindowError):
+        list(generic.stream_round(request))
+    assert generic.model_spec("emulated").context_window == 32_768  # learnt from the first error
 
 
 def test_model_limits_come_from_the_server(chat_url):

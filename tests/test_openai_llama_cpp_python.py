@@ -37,7 +37,7 @@ def test_its_chat_endpoint_closes_the_turn(client):
 
 def test_detected_as_generic_and_continued_by_user_turn(client):
     result = autocontinue.generate(
-        PROMPT, client=client, max_tokens_per_call=40, max_output_tokens=120, temperature=0, seed=3
+        PROMPT, client=client, max_tokens_per_call=16, max_output_tokens=32, temperature=0, seed=3
     )
     assert OpenAIBackend(client).mode.kind == "generic"
     assert len(result.rounds) >= 2

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -19,6 +20,7 @@ from ...catalogue import ModelSpec, find_model
 from ...errors import (
     BackendUnavailableError,
     ConfigurationError,
+    ContextWindowError,
     MissingCredentialsError,
     PrefillNotSupportedError,
     StreamInterruptedError,
@@ -51,6 +53,8 @@ FINISH_REASONS = {
     "function_call": "tool_use",
 }
 
+#: The window in a context error as ``map_error`` words it: ``(P + M > C)``.
+_STATED_WINDOW = re.compile(r"\(\d+ \+ \d+ > (\d+)\)$")
 #: endpoint key -> what the server said (asked once per process).
 _SERVER_INFO: dict[str, ServerInfo] = {}
 #: (endpoint key, model) -> True when the server closes a trailing assistant turn.
@@ -200,7 +204,7 @@ class OpenAIBackend(Backend):
         if self._probe_client is None:
             openai = _import_sdk()
             self._probe_client = openai.OpenAI(
-                base_url=self.base_url, api_key=self.client.api_key, max_retries=0, timeout=30.0
+                base_url=self.base_url, api_key=self.client.api_key, max_retries=0, timeout=120.0
             )
         return self._probe_client
 
@@ -301,6 +305,14 @@ class OpenAIBackend(Backend):
 
     # -- one round --------------------------------------------------------------------------
 
+    def _mapped(self, error: Exception, request: RoundRequest, text: str) -> Exception:
+        """``map_error``, learning the context window from the first error that states it."""
+        mapped = map_error(error, model=request.model, max_tokens=request.max_tokens, text_received=text)
+        window = _STATED_WINDOW.search(mapped.message) if isinstance(mapped, ContextWindowError) else None
+        if window:
+            self.info.models[request.model] = int(window.group(1))
+        return mapped
+
     def stream_round(self, request: RoundRequest) -> Iterator[BackendEvent]:
         if self.is_async:
             raise BackendUnavailableError(
@@ -318,9 +330,7 @@ class OpenAIBackend(Backend):
                 for chunk in stream:
                     yield from acc.fold(chunk)
         except errors as error:
-            raise map_error(
-                error, model=request.model, max_tokens=request.max_tokens, text_received=acc.text
-            ) from error
+            raise self._mapped(error, request, acc.text) from error
         yield from acc.end()
 
     async def astream_round(self, request: RoundRequest) -> AsyncIterator[BackendEvent]:
@@ -341,8 +351,6 @@ class OpenAIBackend(Backend):
                     for event in acc.fold(chunk):
                         yield event
         except errors as error:
-            raise map_error(
-                error, model=request.model, max_tokens=request.max_tokens, text_received=acc.text
-            ) from error
+            raise self._mapped(error, request, acc.text) from error
         for event in acc.end():
             yield event
