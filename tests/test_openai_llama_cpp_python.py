@@ -51,8 +51,8 @@ def test_wrongly_set_as_llama_server_it_is_caught_and_continued_by_user_turn(cli
         PROMPT,
         client=client,
         server="llama-server",
-        max_tokens_per_call=40,
-        max_output_tokens=120,
+        max_tokens_per_call=16,
+        max_output_tokens=32,
         temperature=0,
         seed=3,
     )
