@@ -165,9 +165,12 @@ def _check_url(url: str, source: str) -> None:
 
 
 def choose_backend(backend: str | None) -> str:
-    """The backend name: given, or anthropic when its environment is set, else local."""
+    """The backend name: given, or anthropic when its environment is set, else openai when
+    OPENAI_BASE_URL is, else local."""
     if backend:
         return backend
     if os.environ.get("ANTHROPIC_API_KEY") or os.environ.get("ANTHROPIC_BASE_URL"):
         return "anthropic"
+    if os.environ.get("OPENAI_BASE_URL"):  # as backends.select.infer_backend
+        return "openai"
     return "local"

@@ -1,0 +1,84 @@
+"""The real CLI in a subprocess with ``--backend openai --base-url URL --server KIND``.
+
+The emulator's chat endpoint stands in for the servers (see test_openai_emulator.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+openai = pytest.importorskip("openai")
+
+PROMPT = "Write a long story."
+
+
+@pytest.fixture(scope="module")
+def chat_url():
+    from autocontinue.emulator import run_emulator
+
+    with run_emulator(length=200) as url:
+        yield url
+
+
+def _env(tmp_path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "OPENAI_"))}
+    env["AUTOCONTINUE_HOME"] = str(tmp_path / "home")
+    env.update(extra)
+    return env
+
+
+def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "autocontinue", *args], env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def _uncapped(base: str) -> str:
+    client = openai.OpenAI(base_url=base, api_key="test")
+    messages = [{"role": "user", "content": PROMPT}]
+    return (
+        client.chat.completions.create(model="emulated", messages=messages, max_tokens=5000)
+        .choices[0]
+        .message.content
+    )
+
+
+def test_run_against_a_vllm_endpoint(chat_url, tmp_path):
+    base = f"{chat_url}/vllm/v1"
+    args = ["run", "--backend", "openai", "--base-url", base, "--model", "emulated"]
+    done = _cli(*args, "--max-tokens-per-call", "40", "--json", PROMPT, env=_env(tmp_path))
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["text"] == _uncapped(base)
+    assert result["backend"] == "openai" and result["cost_usd"] is None  # no price known
+    assert {r["strategy"] for r in result["rounds"][1:]} == {"prefill"}
+
+
+def test_openai_base_url_in_the_environment_selects_the_backend(chat_url, tmp_path):
+    base = f"{chat_url}/llama-server/v1"
+    env = _env(tmp_path, OPENAI_BASE_URL=base)
+    done = _cli("run", "--server", "llama-server", "--max-tokens-per-call", "40", PROMPT, env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.rstrip("\n") == _uncapped(base).rstrip("\n")
+    assert "cost unknown" in done.stderr
+
+
+def test_a_bad_server_kind_is_exit_2_with_the_choices(chat_url, tmp_path):
+    done = _cli(
+        "run",
+        "--backend",
+        "openai",
+        "--base-url",
+        f"{chat_url}/v1",
+        "--server",
+        "vlm",
+        PROMPT,
+        env=_env(tmp_path),
+    )
+    assert done.returncode == 2
+    assert "vllm" in done.stderr and "Traceback" not in done.stderr
