@@ -137,6 +137,8 @@ def _prepare(
         extra=extra,
         retry=retry,
         memory=memory,
+        thinking=thinking,
+        effort=effort,
     )
     if resume is not None:
         return engine, resume_state(state, resume), len(resume.text)

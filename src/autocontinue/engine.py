@@ -38,11 +38,37 @@ from .events import (
     TextDelta,
 )
 from .memory import PrefillMemory
-from .state import ContinuationState, count_words, decide_next_round
-from .strategies import CONTINUE_INSTRUCTION, LENGTHEN_INSTRUCTION, build_messages
+from .state import ContinuationState, Decision, count_words, decide_next_round, sentence_cut
+from .strategies import (
+    CONTINUE_INSTRUCTION,
+    LENGTHEN_INSTRUCTION,
+    STALLED_INSTRUCTION,
+    STALLED_LENGTHEN_INSTRUCTION,
+    build_messages,
+    last_line,
+)
 from .usage import Usage
 
-__all__ = ["RetryPolicy", "Engine", "run_sync", "run_async"]
+__all__ = ["RetryPolicy", "Engine", "run_sync", "run_async", "CONTINUATION_EFFORT", "MAX_STALLED_ROUNDS"]
+
+#: ``effort`` of continuation rounds (index > 0) when the caller set none. The first round
+#: sends the caller's ``effort`` (None: the model's default); a continuation only goes on
+#: writing what the first round planned, so it needs little thinking. A caller's ``effort``
+#: applies to every round. Backends that have no effort setting ignore it.
+CONTINUATION_EFFORT: str | None = "low"
+#: Rounds in a row that add no text after which the run stops with ``stalled``.
+MAX_STALLED_ROUNDS = 3
+_EFFORTS = ("low", "medium", "high", "xhigh", "max")
+#: What is changed, in this order, in the call after a round that added nothing, by how that
+#: round went: one change after the first such round, two after the second, and always at
+#: least as many as make the call differ from the one before.
+_REMEDIES = {
+    "capped": ("max_tokens", "instruction", "seed"),
+    "unresolved": ("max_tokens", "instruction", "seed"),
+    "thinking": ("max_tokens", "effort", "instruction", "seed"),
+    "restart": ("instruction", "max_tokens", "seed"),
+    "ended": ("instruction", "seed", "max_tokens"),
+}
 
 
 @dataclass(frozen=True)
@@ -86,6 +112,8 @@ class Engine:
         extra: dict[str, Any] | None = None,
         retry: RetryPolicy | None = None,
         memory: PrefillMemory | None = None,
+        thinking: str | None = None,
+        effort: str | None = None,
     ) -> None:
         self.backend = backend
         self.state = state
@@ -100,6 +128,13 @@ class Engine:
         self.extra = extra or {}
         self.retry = retry or RetryPolicy()
         self.memory = memory or PrefillMemory()
+        self.thinking = thinking
+        self.effort = effort
+        #: Rounds in a row that added no text, and how the last of them went (a _REMEDIES key).
+        self._stalls = 0
+        self._stall_kind = ""
+        self._last_request: RoundRequest | None = None
+        self._checked = False
         self._attempts = 0
         self._retries_this_round = 0
         self._round: _RoundInProgress | None = None
@@ -133,6 +168,7 @@ class Engine:
             model=self.model,
             backend=self.backend.name,
             cost_known=s.spec.priced,
+            stalled_rounds=sum(1 for r in s.rounds if r.chars == 0),
         )
 
     def _finish(self, stop_reason: str) -> list[Event]:
@@ -154,28 +190,81 @@ class Engine:
     # -- one round --------------------------------------------------------------------------
 
     def plan(self) -> tuple[RoundRequest | None, list[Event]]:
-        """The next call, or None and the closing events when the run is over."""
+        """The next call, or None and the closing events when the run is over.
+
+        After a round that added no text the call is changed (see ``_REMEDIES``) so that it is
+        never the same request again; after ``MAX_STALLED_ROUNDS`` such rounds, or when nothing
+        left to change would make it differ, the run stops with ``stalled``.
+        """
         state = self.state
         decision = decide_next_round(state)
         if decision.stop_reason:
             return None, self._finish(decision.stop_reason)
-        max_tokens = decision.max_tokens
-        if self._next_prompt_tokens is not None:
-            room = state.budgets.context_window - self._next_prompt_tokens
-            max_tokens = min(max_tokens, room)
-        strategy = "user-turn" if decision.why == "min_words" else state.strategy
-        instruction = CONTINUE_INSTRUCTION
-        if decision.why == "min_words":
-            instruction = LENGTHEN_INSTRUCTION.format(
-                words=count_words(state.text), target=state.budgets.min_words
-            )
+        steps: tuple[str, ...] = ()
+        if self._stalls:
+            found = self._remedy(decision)
+            if found is None:
+                return None, self._finish("stalled")
+            steps = found
+        request, strategy = self._request(decision, steps)
+        if not self._checked:
+            self._checked = True
+            try:
+                self.backend.check_request(request)
+            except AutocontinueError as error:
+                raise self.fail(error) from error.__cause__
+        self._last_request = request
         has_text = state.chars > 0 and bool(state.tail(4096).strip() or state.text.strip())
         report_strategy = strategy if has_text else "initial"
+        self._round = _RoundInProgress(
+            state,
+            report_strategy,
+            strategy,
+            request.max_tokens,
+            has_text,
+            self._hold_strategy(),
+            may_redo=self._stalls == 0,
+            remedy="+".join(steps),
+        )
+        return request, [RoundStarted(len(state.rounds), report_strategy, request.max_tokens)]
+
+    def _remedy(self, decision: Decision) -> tuple[str, ...] | None:
+        """The changes that make this call differ from the last one (None: none can)."""
+        if self._stalls >= MAX_STALLED_ROUNDS:
+            return None
+        steps, last = _REMEDIES[self._stall_kind], self._last_request
+        for k in range(min(self._stalls, len(steps)), len(steps) + 1):
+            request = self._request(decision, steps[:k])[0]
+            if last is None or replace(request, round_index=last.round_index) != last:
+                return steps[:k]
+        return None
+
+    def _request(self, decision: Decision, steps: tuple[str, ...]) -> tuple[RoundRequest, str]:
+        """The call for ``decision``, with the changes ``steps``, and its strategy."""
+        state = self.state
+        max_tokens, ceiling = decision.max_tokens, decision.ceiling
+        if self._next_prompt_tokens is not None:
+            room = state.budgets.context_window - self._next_prompt_tokens
+            max_tokens, ceiling = min(max_tokens, room), min(ceiling, room)
+        index = len(state.rounds)
+        strategy = "user-turn" if decision.why == "min_words" else state.strategy
+        effort = self.effort if index == 0 else self.effort or CONTINUATION_EFFORT
+        seed, quote = self.seed, False
+        last = self._last_request
+        for step in steps:
+            if step == "max_tokens" and last is not None:
+                max_tokens = max(max_tokens, min(ceiling, 2 * last.max_tokens))
+            elif step == "effort":
+                effort = _lower(effort)
+            elif step == "instruction":
+                strategy, quote = "user-turn", True
+            elif step == "seed" and seed is not None:
+                seed += sum(1 for r in state.rounds if r.chars == 0)
         messages = build_messages(
             self.prompt,
             state.segments,
             strategy,
-            instruction=instruction,
+            instruction=self._instruction(decision, quote),
             keep_trailing_whitespace=self.backend.prefill_takes_trailing_whitespace,
         )
         request = RoundRequest(
@@ -186,14 +275,25 @@ class Engine:
             stop_sequences=self.stop_sequences,
             temperature=self.temperature,
             cache=self.cache,
-            seed=self.seed,
-            round_index=len(state.rounds),
+            seed=seed,
+            round_index=index,
+            thinking=self.thinking,
+            effort=effort,
             extra=self.extra,
         )
-        self._round = _RoundInProgress(
-            state, report_strategy, strategy, max_tokens, has_text, self._hold_strategy()
-        )
-        return request, [RoundStarted(len(state.rounds), report_strategy, max_tokens)]
+        return request, strategy
+
+    def _instruction(self, decision: Decision, quote: bool) -> str:
+        """The user turn of a user-turn call; ``quote``: one that quotes the last line."""
+        state = self.state
+        if decision.why == "min_words":
+            template = STALLED_LENGTHEN_INSTRUCTION if quote else LENGTHEN_INSTRUCTION
+            return template.format(
+                words=count_words(state.text), target=state.budgets.min_words, line=last_line(state.text)
+            )
+        if quote:
+            return STALLED_INSTRUCTION.format(line=last_line(state.text))
+        return CONTINUE_INSTRUCTION
 
     def _hold_strategy(self) -> str | None:
         """How the unsafe tail is held back while text streams (None: nothing is held).
@@ -214,7 +314,7 @@ class Engine:
     @property
     def round_cut_short(self) -> bool:
         """True once ``until`` appeared: the driver should stop reading this round."""
-        return self._round is not None and self._round.until_hit
+        return self._round is not None and bool(self._round.cut)
 
     def end_round(self, end: RoundEnd | None) -> list[Event]:
         """Close the round: ``end`` from the backend, or None if it stopped early or broke."""
@@ -223,14 +323,18 @@ class Engine:
         self._round = None
         self._next_prompt_tokens = None
         if end is None:
-            stop = "until" if current.until_hit else "interrupted"
-            end = RoundEnd(stop_reason=stop, usage=Usage())
-        continuing = end.stop_reason in ("max_tokens", "interrupted")
+            end = RoundEnd(stop_reason=current.cut or "interrupted", usage=Usage())
+        continuing = end.stop_reason in ("max_tokens", "interrupted", "restart")
+        capped = end.stop_reason == "max_tokens"
         # The tail stays held even when the round ended: the run may still go on (min_words),
-        # and when it does not, finishing the run emits it.
-        current.close(capped=end.stop_reason == "max_tokens")
+        # and when it does not, finishing the run emits it. A finished answer's last word is
+        # complete, though: only its trailing whitespace stays held.
+        current.close(capped=capped)
+        if end.stop_reason == "end_turn":
+            current.release_word()
         if current.produced or end.stop_reason != "interrupted":
             self._attempts = 0
+        self._count_stall(current, end)
         usage = end.usage
         report = RoundReport(
             index=len(self.state.rounds),
@@ -245,10 +349,26 @@ class Engine:
             retries=self._retries_this_round,
             cost_usd=self.state.spec.cost(usage),
             duration_s=round(time.monotonic() - current.started, 6),
+            remedy=current.remedy,
         )
         self._retries_this_round = 0
         self.state.record_round(report)
         return [*current.take_events(), RoundFinished(report, self.state.chars)]
+
+    def _count_stall(self, current: _RoundInProgress, end: RoundEnd) -> None:
+        """Rounds in a row that added no text, and how the last one went."""
+        if current.chars:
+            self._stalls, self._stall_kind = 0, ""
+            return
+        if end.stop_reason == "interrupted":
+            return  # a broken stream is retried as it was (bounded by the retry policy)
+        if current.redo:
+            kind = current.redo
+        elif end.stop_reason == "max_tokens":
+            kind = "thinking" if end.usage.thinking_tokens > 0 else "capped"
+        else:
+            kind = "ended"
+        self._stalls, self._stall_kind = self._stalls + 1, kind
 
     # -- failures ---------------------------------------------------------------------------
 
@@ -318,8 +438,19 @@ class _RoundInProgress:
         max_tokens: int,
         has_text: bool,
         hold_strategy: str | None,
+        *,
+        may_redo: bool = False,
+        remedy: str = "",
     ) -> None:
         self.state = state
+        #: This round may be thrown away once and redone when its seam cannot be trusted.
+        self.may_redo = may_redo
+        self.remedy = remedy
+        #: "unresolved" or "restart" once the round was thrown away for a redo.
+        self.redo = ""
+        #: Why the driver should stop reading: "until", "max_words" or "restart".
+        self.cut = ""
+        self.held_before = state.held
         self.report_strategy = report_strategy
         self.max_tokens = max_tokens
         self.started = time.monotonic()
@@ -340,32 +471,58 @@ class _RoundInProgress:
         state.start_segment()
         self.chars = 0
         self.produced = False
-        self.until_hit = False
         self.events: list[Event] = []
 
     def feed(self, text: str) -> list[Event]:
-        if not text or self.until_hit:
+        if not text or self.cut:
             return []
         self.produced = True
         out = self.repairer.feed(text) if self.repairer else text
+        if self._redo("restart", flag=self._report_says("restart")):
+            self.cut = "restart"
+            return []
         self._take(out)
         return self.take_events()
 
+    def _report_says(self, name: str) -> bool:
+        return self.repairer is not None and bool(getattr(self.repairer.report, name, False))
+
+    def _redo(self, kind: str, *, flag: bool) -> bool:
+        """Throw the round away (nothing of it emitted yet) so that it is asked for again."""
+        if not (flag and self.may_redo and self.chars == 0):
+            return False
+        self.redo, self.pending = kind, ""
+        self.state.held = self.held_before
+        return True
+
     def _take(self, out: str) -> None:
         pending = self.pending + out
-        until = self.state.budgets.until
-        if until:
-            tail = self.state.tail(len(until) - 1) if len(until) > 1 else ""
-            found = (tail + pending).find(until)
-            if found >= 0:
-                cut = found + len(until) - len(tail)
-                self._emit(pending[:cut], "")
-                self.pending = ""
-                self.until_hit = True
-                return
+        cut = self._cut_at(pending)
+        if cut is not None:
+            self._emit(pending[:cut], "")
+            self.pending = ""
+            return
         base, held = _split(pending, self.hold_strategy, fragment=self.state.chars > 0)
         self._emit(base, held)
         self.pending = held
+
+    def _cut_at(self, pending: str) -> int | None:
+        """Where the answer ends inside ``pending`` (``until`` or ``max_words``), else None."""
+        budgets = self.state.budgets
+        if budgets.until:
+            until = budgets.until
+            tail = self.state.tail(len(until) - 1) if len(until) > 1 else ""
+            found = (tail + pending).find(until)
+            if found >= 0:
+                self.cut = "until"
+                return found + len(until) - len(tail)
+        limit = budgets.max_words
+        if limit and self.state.words + len(pending.split()) >= limit:
+            end = sentence_cut(self.state.tail(4), pending, self.state.words, limit)
+            if end is not None:
+                self.cut = "max_words"
+                return end
+        return None
 
     def _emit(self, text: str, held: str) -> None:
         self.state.held = held
@@ -379,10 +536,25 @@ class _RoundInProgress:
 
         ``capped``: the piece stopped at max_tokens, so a repeat it ends inside is all repeat.
         """
-        if self.until_hit:
+        if self.cut:
             return
         out = self.repairer.finish(capped=capped) if self.repairer else ""
+        if self._redo("unresolved", flag=capped and self._report_says("unresolved")):
+            return
+        if self._redo("restart", flag=self._report_says("restart")):
+            return
         self._take(out)
+        if not self.chars and not self.state.held.startswith(self.held_before):
+            # Nothing added: what was held (a word the model was to redo, whitespace) stays held.
+            self.state.held = self.pending = self.held_before
+
+    def release_word(self) -> None:
+        """The answer ended (``end_turn``): emit the held word, keep only trailing whitespace."""
+        held = self.state.held
+        base = held.rstrip()
+        if base and not self.cut:
+            self._emit(base, held[len(base) :])
+            self.pending = held[len(base) :]
 
     def take_events(self) -> list[Event]:
         events, self.events = self.events, []
@@ -394,6 +566,13 @@ class _RoundInProgress:
         if cut_at is not None:
             report["cut"] = cut_at.cut.state().to_dict()
         return report
+
+
+def _lower(effort: str | None) -> str:
+    """One effort level below ``effort`` (None, the model's default, becomes the lowest)."""
+    if effort not in _EFFORTS:
+        return _EFFORTS[0]
+    return _EFFORTS[max(0, _EFFORTS.index(effort) - 1)]
 
 
 def _split(text: str, strategy: str | None, *, fragment: bool = False) -> tuple[str, str]:

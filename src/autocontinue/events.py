@@ -36,6 +36,8 @@ STOP_REASONS = (
     "refusal",
     # Rounds in a row added no text although something was changed each time (seams issue).
     "stalled",
+    # The answer passed ``max_words`` and was cut at the end of the sentence in progress.
+    "max_words",
 )
 
 
@@ -62,6 +64,9 @@ class RoundReport:
     retries: int = 0
     cost_usd: float = 0.0
     duration_s: float = 0.0
+    #: What the engine changed in this call because the round before added no text
+    #: ("max_tokens", "instruction", "seed", "effort", joined by "+"); "" for an ordinary round.
+    remedy: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -90,11 +95,14 @@ class Result:
     run_id: str | None = None
     #: False when the model's prices are unknown: ``cost_usd`` (0.0) means nothing then.
     cost_known: bool = True
+    #: Rounds that added no text to the answer (all repeat, a restart, only thinking, empty).
+    stalled_rounds: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "text": self.text,
             "stop_reason": self.stop_reason,
+            "stalled_rounds": self.stalled_rounds,
             "run_id": self.run_id,
             "model": self.model,
             "backend": self.backend,

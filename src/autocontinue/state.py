@@ -21,6 +21,7 @@ __all__ = [
     "decide_next_round",
     "estimate_tokens",
     "count_words",
+    "sentence_cut",
     "STOP_ON_MODEL_REASON",
 ]
 
@@ -46,6 +47,45 @@ _WORD = re.compile(r"\S+")
 def count_words(text: str) -> int:
     """Words as LongBench-Write counts English: runs of non-space characters."""
     return sum(1 for _ in _WORD.finditer(text))
+
+
+#: Characters that end a sentence, and closers that may follow them ('end."' ends after the quote).
+_SENTENCE_ENDS = ".!?\u2026\u3002\uff01\uff1f"
+_CLOSERS = "\"'\u201d\u2019)]*_"
+
+
+def sentence_cut(before: str, pending: str, words: int, max_words: int, *, final: bool = False) -> int | None:
+    """Where to cut ``pending`` once the answer passes ``max_words``: just after a sentence end.
+
+    ``before`` is the emitted text's last characters and ``words`` its word count. Returns the
+    length of ``pending`` to keep (the text up to and including the first sentence end at or
+    after the word that reaches ``max_words``), or None when no such end is in ``pending`` yet.
+    A sentence end is one of ``.!?…`` (and any closing quotes or brackets) followed by
+    whitespace; with ``final`` (nothing follows) the end of ``pending`` is one too.
+    Example: 3 words so far, max_words 4, pending " four five. Six" -> 10 (" four five.").
+    """
+    in_word = bool(before) and not before[-1].isspace()
+    prev = before[-1:]
+    closing = bool(prev) and prev in _SENTENCE_ENDS + _CLOSERS and _ends_sentence(before)
+    for i, ch in enumerate(pending):
+        if ch.isspace():
+            if words >= max_words and closing:
+                return i
+            in_word = closing = False
+            continue
+        if not in_word:
+            words += 1
+            in_word = True
+        closing = ch in _SENTENCE_ENDS or (closing and ch in _CLOSERS)
+    if final and words >= max_words and closing:
+        return len(pending)
+    return None
+
+
+def _ends_sentence(text: str) -> bool:
+    """``text`` ends with a sentence end and perhaps closers after it."""
+    stripped = text.rstrip(_CLOSERS)
+    return bool(stripped) and stripped[-1] in _SENTENCE_ENDS
 
 
 def estimate_tokens(text: str) -> int:
@@ -93,6 +133,8 @@ class ContinuationState:
     #: The emitted text as one list of pieces per round (joined lazily: appends stay O(1)).
     _segments: list[list[str]] = field(default_factory=list, repr=False)
     _chars: int = 0
+    #: Words of ``text`` (as ``count_words`` counts them), kept up to date as text is added.
+    words: int = 0
     _joined: str | None = field(default=None, repr=False)
 
     @property
@@ -107,6 +149,10 @@ class ContinuationState:
     def add_text(self, text: str) -> None:
         """Append emitted text (never retracted) to the current round's segment."""
         if text:
+            words = len(text.split())
+            if words and not text[0].isspace() and self._chars and not self.tail(1).isspace():
+                words -= 1  # the first word goes on from the end of the text so far
+            self.words += words
             self._segments[-1].append(text)
             self._chars += len(text)
             self._joined = None
@@ -163,8 +209,12 @@ class Decision:
 
     stop_reason: str | None = None
     max_tokens: int = 0
+    #: The largest ``max_tokens`` this call may have (the model's maximum output, the context
+    #: room and the output budget): how far a call may grow when the last round added nothing.
+    ceiling: int = 0
     #: Why another round is needed: "max_tokens" (capped), "min_words" (ended too early),
-    #: "interrupted" (a stream broke), "start".
+    #: "interrupted" (a stream broke), "restart" (the engine cut a round that started over),
+    #: "start".
     why: str = ""
 
 
@@ -185,10 +235,11 @@ def _next(state: ContinuationState, why: str) -> Decision:
     room = budgets.context_window - state.next_prompt_tokens()
     if room < min(MIN_USEFUL_TOKENS, budgets.max_tokens_per_call):
         return Decision(stop_reason="context_exhausted")
-    max_tokens = min(budgets.max_tokens_per_call, room)
+    ceiling = min(state.spec.max_output, room)
     if budgets.max_output_tokens is not None:
-        max_tokens = min(max_tokens, budgets.max_output_tokens - state.usage.output_tokens)
-    return Decision(max_tokens=max_tokens, why=why)
+        ceiling = min(ceiling, budgets.max_output_tokens - state.usage.output_tokens)
+    max_tokens = min(budgets.max_tokens_per_call, ceiling)
+    return Decision(max_tokens=max_tokens, ceiling=ceiling, why=why)
 
 
 def decide_next_round(state: ContinuationState) -> Decision:
@@ -200,7 +251,9 @@ def decide_next_round(state: ContinuationState) -> Decision:
         return Decision(stop_reason="until")
     if last in STOP_ON_MODEL_REASON:
         return Decision(stop_reason=STOP_ON_MODEL_REASON[last])
-    if last in ("max_tokens", "interrupted"):
+    if last == "max_words" or (state.budgets.max_words and state.words >= state.budgets.max_words):
+        return Decision(stop_reason="max_words")
+    if last in ("max_tokens", "interrupted", "restart"):
         return _next(state, last)
     # end_turn: the model thinks it is done; min_words may disagree.
     if state.budgets.min_words and count_words(state.text + state.held) < state.budgets.min_words:

@@ -17,6 +17,9 @@ __all__ = [
     "STRATEGIES",
     "CONTINUE_INSTRUCTION",
     "LENGTHEN_INSTRUCTION",
+    "STALLED_INSTRUCTION",
+    "STALLED_LENGTHEN_INSTRUCTION",
+    "last_line",
     "normalise_prompt",
     "assistant_blocks",
     "build_messages",
@@ -36,6 +39,31 @@ LENGTHEN_INSTRUCTION = (
     "Continue it from exactly where it ends, in the same style, without repeating anything and "
     "without any preamble: what you write is appended directly to the text so far."
 )
+
+#: After a round that added nothing: quote where the text ends and ask only for what follows.
+STALLED_INSTRUCTION = (
+    "Your previous reply was cut off by the output limit. Do not start over and do not repeat "
+    "anything already written. The text so far ends with this line:\n\n{line}\n\n"
+    "Write only what comes directly after it, from the very next character, with no preamble: "
+    "what you write is appended directly to the text so far."
+)
+
+STALLED_LENGTHEN_INSTRUCTION = (
+    "Your reply is shorter than requested: it has {words} words and needs at least {target}. "
+    "Do not start over and do not repeat anything already written. It ends with this line:"
+    "\n\n{line}\n\nWrite only what comes after it, in the same style, with no preamble: what "
+    "you write is appended directly to the text so far."
+)
+
+#: Longest stretch of the last line quoted by the instructions above.
+QUOTED_LINE_CHARS = 200
+
+
+def last_line(text: str) -> str:
+    """The last non-blank line of ``text`` (its last ``QUOTED_LINE_CHARS`` characters)."""
+    lines = [line for line in text.rstrip().splitlines() if line.strip()]
+    line = lines[-1].strip() if lines else ""
+    return line[-QUOTED_LINE_CHARS:]
 
 
 def _check_content(content: Any, where: str) -> None:
