@@ -123,9 +123,10 @@ def fit_per_round(rows: list[dict[str, Any]]) -> dict[str, float]:
 def peak_rss_mb() -> float:
     """This process's peak resident memory: VmHWM (fresh after exec), else ru_maxrss."""
     try:
-        for line in open("/proc/self/status", encoding="ascii"):
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
     except OSError:
         pass
     import resource
@@ -144,7 +145,7 @@ def join_child(tokens: int, per_call: int, trace: bool) -> dict[str, Any]:
     rss_before = peak_rss_mb()
     if trace:
         tracemalloc.start()
-    best = None
+    best: tuple[float, float] | None = None
     for _ in range(1 if trace else 3):  # best of three timings: the machine is shared
         backend = _timed_backend(answer, spec)
         t0 = time.perf_counter()
@@ -153,6 +154,7 @@ def join_child(tokens: int, per_call: int, trace: bool) -> dict[str, Any]:
         wall = time.perf_counter() - t0
         if best is None or wall < best[0]:
             best = (wall, wall - backend.inside)
+    assert best is not None
     wall, engine = best
     peak = tracemalloc.get_traced_memory()[1] / 2**20 if trace else None
     if trace:

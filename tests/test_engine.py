@@ -16,7 +16,7 @@ from autocontinue.backends.base import Backend, BackendDelta, RoundEnd
 from autocontinue.backends.scripted import ScriptedBackend
 from autocontinue.catalogue import ModelSpec
 from autocontinue.errors import ConfigurationError, StreamInterruptedError, TransientBackendError
-from autocontinue.events import Finished, RoundFinished, RoundStarted, TextDelta
+from autocontinue.events import RoundFinished, RoundStarted, TextDelta
 from autocontinue.usage import Usage
 
 ANSWER = " ".join(f"word{i}," if i % 7 else f"line{i}.\n\n" for i in range(4000)).strip()

@@ -229,3 +229,10 @@ def test_continuation_rounds_send_the_continuation_effort_unless_the_caller_set_
     backend.requests.append(None)
     _run(backend, max_tokens_per_call=300, effort="max")
     assert {c.effort for c in backend.requests[1:]} == {"max"}
+
+
+def test_a_piece_after_a_finished_answer_that_opens_with_a_word_is_a_new_word():
+    backend = Script(["The essay ends here", "and goes on for a while."], stops=["end_turn", "end_turn"])
+    result = _run(backend, min_words=8)
+    assert result.text == "The essay ends here and goes on for a while."
+    assert "complete word" in result.rounds[1].seam["notes"][-1]

@@ -77,6 +77,9 @@ class RetryPolicy:
 
     #: Consecutive failed attempts without new text before the run gives up.
     max_attempts: int = 6
+    #: Failed attempts in the whole run (broken streams that kept some text included) after
+    #: which the run gives up: bounds a service whose every stream breaks.
+    max_failures: int = 40
     base_delay: float = 1.0
     max_delay: float = 30.0
     #: Injected so tests can record sleeps instead of waiting.
@@ -135,7 +138,9 @@ class Engine:
         self._stall_kind = ""
         self._last_request: RoundRequest | None = None
         self._checked = False
+        #: Failed attempts: in a row without extending the answer, and in the whole run.
         self._attempts = 0
+        self._failures = 0
         self._retries_this_round = 0
         self._round: _RoundInProgress | None = None
         self._next_prompt_tokens: int | None = None
@@ -225,6 +230,7 @@ class Engine:
             self._hold_strategy(),
             may_redo=self._stalls == 0,
             remedy="+".join(steps),
+            after_end=decision.why == "min_words",
         )
         return request, [RoundStarted(len(state.rounds), report_strategy, request.max_tokens)]
 
@@ -332,7 +338,7 @@ class Engine:
         current.close(capped=capped)
         if end.stop_reason == "end_turn":
             current.release_word()
-        if current.produced or end.stop_reason != "interrupted":
+        if current.chars or end.stop_reason != "interrupted":
             self._attempts = 0
         self._count_stall(current, end)
         usage = end.usage
@@ -374,7 +380,7 @@ class Engine:
 
     def on_prefill_refused(self, error: PrefillNotSupportedError) -> list[Event]:
         """Switch to user-turn for this model (remembered per endpoint) and redo the round."""
-        self._discard_round()
+        self._abandon_round()
         if self.requested_strategy == "prefill" or self.state.strategy != "prefill":
             error.hint = error.hint or "use strategy auto or user-turn for this model"
             raise self.fail(error)
@@ -383,28 +389,29 @@ class Engine:
         return [StrategyChanged(self.model, "prefill", "user-turn", error.message)]
 
     def on_transient(self, error: TransientBackendError) -> tuple[float, list[Event]]:
-        """Keep what arrived, then wait before the next attempt (or give up: raises)."""
-        events: list[Event] = []
-        produced = self._round is not None and self._round.produced
-        if self._round is not None:
-            if produced:
-                events = self.end_round(None)
-            else:
-                self._discard_round()
-        if not produced:  # a round that produced text already reset the count (end_round)
-            self._attempts += 1
+        """Keep what arrived, then wait before the next attempt (or give up: raises).
+
+        Every failed attempt counts toward ``RetryPolicy.max_failures``; one that did not
+        extend the answer (regenerating the held word is not extending it) also counts toward
+        ``max_attempts`` in a row and is followed by a backoff. A broken round that added
+        nothing is dropped whole, so the seam is exactly as it was before the call.
+        """
+        extended = self._round is not None and self._round.chars > 0
+        events = self._abandon_round()
+        self._failures += 1
+        self._attempts = 0 if extended else self._attempts + 1
         self._retries_this_round += 1
-        if self._attempts >= self.retry.max_attempts:
+        if self._attempts >= self.retry.max_attempts or self._failures > self.retry.max_failures:
             error.hint = error.hint or "the service keeps failing; try again later with resume"
             raise self.fail(error)
-        delay = 0.0 if produced else self.retry.delay(self._attempts, error.retry_after)
+        delay = 0.0 if extended else self.retry.delay(self._attempts, error.retry_after)
         index = len(self.state.rounds)
         events.append(Retrying(index, self._retries_this_round, delay, error.one_line()))
         return delay, events
 
     def on_limit(self, error: BackendError) -> list[Event]:
         """The request was too big for the model: shrink the call, or end the run."""
-        self._discard_round()
+        self._abandon_round()
         text = error.message
         over = _MAX_TOKENS_OVER.search(text)
         if isinstance(error, InvalidRequestError) and over:
@@ -421,10 +428,15 @@ class Engine:
             return self._finish("context_exhausted")
         raise self.fail(error)
 
-    def _discard_round(self) -> None:
-        if self._round is not None and self._round.produced:
-            self.end_round(None)
+    def _abandon_round(self) -> list[Event]:
+        """A call failed: keep the text it added as an interrupted round, or forget it whole."""
+        current = self._round
+        if current is not None and current.chars:
+            return self.end_round(None)
+        if current is not None:
+            current.forget()
         self._round = None
+        return []
 
 
 class _RoundInProgress:
@@ -441,8 +453,13 @@ class _RoundInProgress:
         *,
         may_redo: bool = False,
         remedy: str = "",
+        after_end: bool = False,
     ) -> None:
         self.state = state
+        #: The answer so far ended (``end_turn``) on a complete word and nothing is held: a
+        #: piece that opens with a word directly is a new word, so a space goes between them.
+        self.separate = after_end and has_text and not state.held and _ends_word(state.tail(1))
+        self.separated = False
         #: This round may be thrown away once and redone when its seam cannot be trusted.
         self.may_redo = may_redo
         self.remedy = remedy
@@ -470,22 +487,36 @@ class _RoundInProgress:
         state.held = ""
         state.start_segment()
         self.chars = 0
-        self.produced = False
         self.events: list[Event] = []
 
     def feed(self, text: str) -> list[Event]:
         if not text or self.cut:
             return []
-        self.produced = True
         out = self.repairer.feed(text) if self.repairer else text
         if self._redo("restart", flag=self._report_says("restart")):
             self.cut = "restart"
             return []
-        self._take(out)
+        self._take(self._separate(out))
         return self.take_events()
 
     def _report_says(self, name: str) -> bool:
         return self.repairer is not None and bool(getattr(self.repairer.report, name, False))
+
+    def _separate(self, out: str) -> str:
+        """Put a space before the piece's first word when the answer had ended on a word."""
+        if not (self.separate and out):
+            return out
+        self.separate = False
+        if out[0].isalnum() and ord(out[0]) < _NO_SPACE_SCRIPTS:
+            self.separated = True
+            return " " + out
+        return out
+
+    def forget(self) -> None:
+        """The call failed before adding anything: the state is as before it."""
+        self.state.held = self.held_before
+        self.state.drop_empty_segment()
+        self.pending = ""
 
     def _redo(self, kind: str, *, flag: bool) -> bool:
         """Throw the round away (nothing of it emitted yet) so that it is asked for again."""
@@ -543,7 +574,7 @@ class _RoundInProgress:
             return
         if self._redo("restart", flag=self._report_says("restart")):
             return
-        self._take(out)
+        self._take(self._separate(out))
         if not self.chars and not self.state.held.startswith(self.held_before):
             # Nothing added: what was held (a word the model was to redo, whitespace) stays held.
             self.state.held = self.pending = self.held_before
@@ -563,9 +594,22 @@ class _RoundInProgress:
     def seam_report(self, cut_at: ContinuationState | None) -> dict[str, Any]:
         """What the seam at the start of the round did, and the state where this round cut."""
         report = self.repairer.report.to_dict() if self.repairer is not None else {}
+        if self.separated:
+            report["restored_whitespace"] = " " + report.get("restored_whitespace", "")
+            note = "put a space before the piece: the answer had ended on a complete word"
+            report["notes"] = [*report.get("notes", []), note]
         if cut_at is not None:
             report["cut"] = cut_at.cut.state().to_dict()
         return report
+
+
+#: From here on (CJK and later blocks) scripts write words without spaces between them.
+_NO_SPACE_SCRIPTS = 0x2E80
+
+
+def _ends_word(last: str) -> bool:
+    """``last`` (a character) ends a word or sentence in a script that puts spaces between words."""
+    return bool(last) and ord(last) < _NO_SPACE_SCRIPTS and (last.isalnum() or last in ".,;:!?)]}\"'")
 
 
 def _lower(effort: str | None) -> str:

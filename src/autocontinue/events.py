@@ -7,7 +7,7 @@ woven into the round loop.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Union
+from typing import Any
 
 from .usage import Usage
 
@@ -74,7 +74,7 @@ class RoundReport:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "RoundReport":
+    def from_dict(cls, data: dict[str, Any]) -> RoundReport:
         data = dict(data)
         data["usage"] = Usage.from_dict(data.get("usage") or {})
         known = set(cls.__dataclass_fields__)
@@ -173,4 +173,4 @@ class Finished:
     result: Result
 
 
-Event = Union[RoundStarted, TextDelta, RoundFinished, Retrying, StrategyChanged, Finished]
+Event = RoundStarted | TextDelta | RoundFinished | Retrying | StrategyChanged | Finished

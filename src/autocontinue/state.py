@@ -135,6 +135,7 @@ class ContinuationState:
     _chars: int = 0
     #: Words of ``text`` (as ``count_words`` counts them), kept up to date as text is added.
     words: int = 0
+    _in_word: bool = field(default=False, repr=False)
     _joined: str | None = field(default=None, repr=False)
 
     @property
@@ -146,13 +147,19 @@ class ContinuationState:
         """Text added from now on belongs to a new round (a new assistant block)."""
         self._segments.append([])
 
+    def drop_empty_segment(self) -> None:
+        """Forget the segment just started if nothing was added to it (a call that failed)."""
+        if self._segments and not self._segments[-1]:
+            self._segments.pop()
+
     def add_text(self, text: str) -> None:
         """Append emitted text (never retracted) to the current round's segment."""
         if text:
             words = len(text.split())
-            if words and not text[0].isspace() and self._chars and not self.tail(1).isspace():
+            if words and self._in_word and not text[0].isspace():
                 words -= 1  # the first word goes on from the end of the text so far
             self.words += words
+            self._in_word = not text[-1].isspace()
             self._segments[-1].append(text)
             self._chars += len(text)
             self._joined = None
