@@ -87,10 +87,17 @@ class BreaksOnce(ScriptedBackend):
         yield from super().stream_round(request)
 
 
-@pytest.mark.parametrize("strategy", ["prefill", "user-turn"])
-def test_a_stream_broken_before_its_seam_was_decided_leaves_the_seam_as_it_was(strategy):
+@pytest.mark.parametrize(
+    "strategy, lead",
+    [
+        ("user-turn", lambda text: " ".join(text.split()[-3:])[:12]),  # may still be an echo
+        ("user-turn", lambda text: "Sure, continuing"),  # may still be a preamble
+        ("prefill", lambda text: "\n"),  # whitespace: held until what follows it is known
+    ],
+)
+def test_a_stream_broken_before_its_seam_was_decided_leaves_the_seam_as_it_was(strategy, lead):
     sleeps: list[float] = []
-    backend = BreaksOnce(ANSWER, on=2, lead=lambda text: " " + " ".join(text.split()[-3:])[:12])
+    backend = BreaksOnce(ANSWER, on=2, lead=lead)
     events = list(autocontinue.stream("w", backend=backend, max_tokens_per_call=300, strategy=strategy,
                                       retry=autocontinue.RetryPolicy(sleep=sleeps.append), max_rounds=60))
     result = events[-1].result
