@@ -235,4 +235,11 @@ def test_a_piece_after_a_finished_answer_that_opens_with_a_word_is_a_new_word():
     backend = Script(["The essay ends here", "and goes on for a while."], stops=["end_turn", "end_turn"])
     result = _run(backend, min_words=8)
     assert result.text == "The essay ends here and goes on for a while."
-    assert "complete word" in result.rounds[1].seam["notes"][-1]
+    assert "sent whole" in result.rounds[1].seam["notes"][0]
+    assert assistant_text(backend.requests[1]) == "The essay ends here"
+
+
+def test_a_piece_after_a_finished_answer_that_repeats_its_last_words_is_trimmed():
+    backend = Script(["The essay ends here", lambda text: "ends here, and goes on."], stops=["end_turn"] * 2)
+    result = _run(backend, min_words=8)
+    assert result.text == "The essay ends here, and goes on."

@@ -456,10 +456,6 @@ class _RoundInProgress:
         after_end: bool = False,
     ) -> None:
         self.state = state
-        #: The answer so far ended (``end_turn``) on a complete word and nothing is held: a
-        #: piece that opens with a word directly is a new word, so a space goes between them.
-        self.separate = after_end and has_text and not state.held and _ends_word(state.tail(1))
-        self.separated = False
         #: This round may be thrown away once and redone when its seam cannot be trusted.
         self.may_redo = may_redo
         self.remedy = remedy
@@ -472,13 +468,20 @@ class _RoundInProgress:
         self.max_tokens = max_tokens
         self.started = time.monotonic()
         self.hold_strategy = hold_strategy
-        self.repairer = (
-            seams.SeamRepairer(
-                state.tail(seams.ECHO_WINDOW), state.held, strategy, cut=state.cut.state()
-            )
-            if has_text
-            else None
-        )
+        #: After a finished answer the last word was sent whole (nothing held), but the piece
+        #: may still repeat it: the repairer is told it as if held, and a regeneration of it at
+        #: the start of the repaired piece is skipped (it stands in the text already).
+        self.sent_word = self.sent_note = ""
+        self.opening = ""
+        self.repairer: seams.SeamRepairer | None = None
+        if has_text:
+            tail, held = state.tail(seams.ECHO_WINDOW), state.held
+            if after_end and not held and strategy == "user-turn":
+                tail, self.sent_word = _split(tail, "user-turn", fragment=True)
+                held = self.sent_word
+                if held:
+                    self.sent_note = f"the finished answer's last word {held.strip()!r} was sent whole"
+            self.repairer = seams.SeamRepairer(tail, held, strategy, cut=state.cut.state(), head=state.head())
         if self.repairer is None:
             # Nothing to join onto: an empty or whitespace-only prefill is just the answer's start.
             self.pending = state.held
@@ -496,21 +499,24 @@ class _RoundInProgress:
         if self._redo("restart", flag=self._report_says("restart")):
             self.cut = "restart"
             return []
-        self._take(self._separate(out))
+        self._take(self._skip_sent_word(out, final=False))
         return self.take_events()
 
     def _report_says(self, name: str) -> bool:
         return self.repairer is not None and bool(getattr(self.repairer.report, name, False))
 
-    def _separate(self, out: str) -> str:
-        """Put a space before the piece's first word when the answer had ended on a word."""
-        if not (self.separate and out):
+    def _skip_sent_word(self, out: str, *, final: bool) -> str:
+        """Drop a regeneration of ``sent_word`` from the front of the repaired piece."""
+        word = self.sent_word
+        if not word:
             return out
-        self.separate = False
-        if out[0].isalnum() and ord(out[0]) < _NO_SPACE_SCRIPTS:
-            self.separated = True
-            return " " + out
-        return out
+        self.opening += out
+        if not final and len(self.opening) < len(word) and word.startswith(self.opening):
+            return ""
+        opening, self.opening, self.sent_word = self.opening, "", ""
+        if opening.startswith(word) or (final and word.startswith(opening)):
+            return opening[len(word) :]
+        return opening
 
     def forget(self) -> None:
         """The call failed before adding anything: the state is as before it."""
@@ -574,7 +580,7 @@ class _RoundInProgress:
             return
         if self._redo("restart", flag=self._report_says("restart")):
             return
-        self._take(self._separate(out))
+        self._take(self._skip_sent_word(out, final=True))
         if not self.chars and not self.state.held.startswith(self.held_before):
             # Nothing added: what was held (a word the model was to redo, whitespace) stays held.
             self.state.held = self.pending = self.held_before
@@ -594,22 +600,11 @@ class _RoundInProgress:
     def seam_report(self, cut_at: ContinuationState | None) -> dict[str, Any]:
         """What the seam at the start of the round did, and the state where this round cut."""
         report = self.repairer.report.to_dict() if self.repairer is not None else {}
-        if self.separated:
-            report["restored_whitespace"] = " " + report.get("restored_whitespace", "")
-            note = "put a space before the piece: the answer had ended on a complete word"
-            report["notes"] = [*report.get("notes", []), note]
+        if self.sent_note:
+            report["notes"] = [self.sent_note, *report.get("notes", [])]
         if cut_at is not None:
             report["cut"] = cut_at.cut.state().to_dict()
         return report
-
-
-#: From here on (CJK and later blocks) scripts write words without spaces between them.
-_NO_SPACE_SCRIPTS = 0x2E80
-
-
-def _ends_word(last: str) -> bool:
-    """``last`` (a character) ends a word or sentence in a script that puts spaces between words."""
-    return bool(last) and ord(last) < _NO_SPACE_SCRIPTS and (last.isalnum() or last in ".,;:!?)]}\"'")
 
 
 def _lower(effort: str | None) -> str:

@@ -184,6 +184,17 @@ class ContinuationState:
     def chars(self) -> int:
         return self._chars
 
+    def head(self, n: int = 400) -> str:
+        """The first ``n`` characters of the text, without joining all of it."""
+        pieces: list[str] = []
+        need = n
+        for piece in (p for parts in self._segments for p in parts):
+            if need <= 0:
+                break
+            pieces.append(piece[:need])
+            need -= len(pieces[-1])
+        return "".join(pieces)
+
     def tail(self, n: int) -> str:
         """The last ``n`` characters of the text, without joining all of it."""
         pieces: list[str] = []
