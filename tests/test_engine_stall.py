@@ -219,27 +219,14 @@ def test_a_capped_round_of_only_thinking_at_the_ceiling_lowers_the_effort():
 
 
 def test_continuation_rounds_send_the_continuation_effort_unless_the_caller_set_one():
-    backend = ThinksFirst(SENTENCES[:3000])
-    backend.requests.append(None)  # skip the thinking round: a plain run
-    _run(backend, max_tokens_per_call=300)
-    calls = backend.requests[1:]
-    assert calls[0].effort is None
-    assert {c.effort for c in calls[1:]} == {CONTINUATION_EFFORT}
-    backend = ThinksFirst(SENTENCES[:3000])
-    backend.requests.append(None)
-    _run(backend, max_tokens_per_call=300, effort="max")
-    assert {c.effort for c in backend.requests[1:]} == {"max"}
+    def calls(model, **options):
+        backend = ThinksFirst(SENTENCES[:3000], model=model)
+        backend.requests.append(None)  # skip the thinking round: a plain run
+        _run(backend, max_tokens_per_call=300, **options)
+        return [c.effort for c in backend.requests[1:]]
 
-
-def test_a_piece_after_a_finished_answer_that_opens_with_a_word_is_a_new_word():
-    backend = Script(["The essay ends here", "and goes on for a while."], stops=["end_turn", "end_turn"])
-    result = _run(backend, min_words=8)
-    assert result.text == "The essay ends here and goes on for a while."
-    assert "sent whole" in result.rounds[1].seam["notes"][0]
-    assert assistant_text(backend.requests[1]) == "The essay ends here"
-
-
-def test_a_piece_after_a_finished_answer_that_repeats_its_last_words_is_trimmed():
-    backend = Script(["The essay ends here", lambda text: "ends here, and goes on."], stops=["end_turn"] * 2)
-    result = _run(backend, min_words=8)
-    assert result.text == "The essay ends here, and goes on."
+    efforts = calls("claude-sonnet-4-6")
+    assert efforts[0] is None and set(efforts[1:]) == {CONTINUATION_EFFORT}
+    assert set(calls("claude-sonnet-4-6", effort="max")) == {"max"}
+    # A model that takes no effort setting is never sent one the caller did not ask for.
+    assert set(calls("claude-sonnet-4-5")) == {None}

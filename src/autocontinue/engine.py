@@ -54,7 +54,7 @@ __all__ = ["RetryPolicy", "Engine", "run_sync", "run_async", "CONTINUATION_EFFOR
 #: ``effort`` of continuation rounds (index > 0) when the caller set none. The first round
 #: sends the caller's ``effort`` (None: the model's default); a continuation only goes on
 #: writing what the first round planned, so it needs little thinking. A caller's ``effort``
-#: applies to every round. Backends that have no effort setting ignore it.
+#: applies to every round. It is sent only to models the catalogue says take it.
 CONTINUATION_EFFORT: str | None = "low"
 #: Rounds in a row that add no text after which the run stops with ``stalled``.
 MAX_STALLED_ROUNDS = 3
@@ -254,7 +254,7 @@ class Engine:
             max_tokens, ceiling = min(max_tokens, room), min(ceiling, room)
         index = len(state.rounds)
         strategy = "user-turn" if decision.why == "min_words" else state.strategy
-        effort = self.effort if index == 0 else self.effort or CONTINUATION_EFFORT
+        effort = self.effort if index == 0 else self.effort or self._continuation_effort()
         seed, quote = self.seed, False
         last = self._last_request
         for step in steps:
@@ -288,6 +288,13 @@ class Engine:
             extra=self.extra,
         )
         return request, strategy
+
+    def _continuation_effort(self) -> str | None:
+        """``CONTINUATION_EFFORT`` where the model is known to take it, else None (its default)."""
+        spec = self.state.spec
+        if CONTINUATION_EFFORT in getattr(spec, "efforts", ()) and not getattr(spec, "assumed", False):
+            return CONTINUATION_EFFORT
+        return None
 
     def _instruction(self, decision: Decision, quote: bool) -> str:
         """The user turn of a user-turn call; ``quote``: one that quotes the last line."""
@@ -607,10 +614,10 @@ class _RoundInProgress:
         return report
 
 
-def _lower(effort: str | None) -> str:
-    """One effort level below ``effort`` (None, the model's default, becomes the lowest)."""
+def _lower(effort: str | None) -> str | None:
+    """One effort level below ``effort`` (None, the model's default, stays: it may take none)."""
     if effort not in _EFFORTS:
-        return _EFFORTS[0]
+        return effort
     return _EFFORTS[max(0, _EFFORTS.index(effort) - 1)]
 
 
