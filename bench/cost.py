@@ -132,3 +132,125 @@ def run(sizes: tuple[int, ...] = SIZES, models: tuple[str, ...] = MODELS, *, log
     data = {"sizes": list(sizes), "models": list(models), "per_call": PER_CALL, "results": results}
     save("cost", data)
     return data
+
+
+# -------------------------------------------------------------- today's models (issue 10, item 5)
+#
+# Hindsight bound. A run of n rounds sends, in round i, everything of round i-1's prompt plus
+# what round i-1 wrote (and the continue instruction). Call d_i the tokens that first appear in
+# round i's prompt (d_1: the whole first prompt; d_i = in_i - in_(i-1)); that stretch is sent in
+# rounds i..n, k = n - i + 1 times. In hindsight each stretch is either sent uncached every time
+# (k * input) or written to the cache once and read after (write_5m + (k - 1) * read), whichever
+# is cheaper at the model's prices; output (thinking included) is what it is. So
+#     bound = sum_i d_i * min(k_i * input, write_5m + (k_i - 1) * read) + output * out_price.
+# A stretch sent once (the text of the second-to-last round, read only by the last) is cheapest
+# uncached: caching it is the one loss a run that cannot know which round is last must take.
+
+TODAY_MODELS = ("claude-sonnet-5-5", "claude-opus-5-5")
+TODAY_SIZES = (100_000, 300_000, 900_000)
+EFFORTS = ("low", "medium", "high", "xhigh", "max")
+
+
+def hindsight_bound(model: str, rounds: list[Any]) -> dict[str, float]:
+    """The cheapest bill for these rounds in hindsight (see above), and its parts."""
+    prices = lookup_model(model).prices
+    sizes = [r.usage.total_input_tokens for r in rounds]
+    n = len(sizes)
+    new = [sizes[0]] + [max(0, b - a) for a, b in zip(sizes, sizes[1:])]
+    inputs = 0.0
+    for i, tokens in enumerate(new):
+        k = n - i
+        inputs += tokens * min(k * prices.input, prices.write_5m + (k - 1) * prices.read)
+    output = sum(r.usage.output_tokens for r in rounds) * prices.output
+    return {"cost_usd": (inputs + output) / 1e6, "input_usd": inputs / 1e6, "output_usd": output / 1e6}
+
+
+def _generate(client: Any, model: str, **options: Any) -> Any:
+    import autocontinue
+
+    return autocontinue.generate(PROMPT, client=client, backend="anthropic", model=model, max_rounds=1000, **options)
+
+
+def continuation_thinking(model: str, *, size: int = 40_000, per_call: int = 8192, log: Any = print) -> dict[str, Any]:
+    """Thinking tokens per continuation round at each effort (every round of the run at that
+    effort), the run's cost, and whether the text is the same at every effort."""
+    rows: dict[str, Any] = {}
+    texts = set()
+    with emulator_client(seed=0, length=size) as (client, url):
+        first = {}
+        for effort in EFFORTS:
+            reset(url)
+            client.messages.create(model=model, max_tokens=per_call, messages=[{"role": "user", "content": PROMPT}],
+                                   output_config={"effort": effort})
+            first[effort] = bill(url)["thinking_tokens"]
+        for effort in EFFORTS:
+            reset(url)
+            result = _generate(client, model, max_tokens_per_call=per_call, effort=effort)
+            totals = bill(url)
+            rounds = len(result.rounds)
+            per_round = (totals["thinking_tokens"] - first[effort]) / max(1, rounds - 1)
+            texts.add(result.text)
+            rows[effort] = {"rounds": rounds, "first_round_thinking": first[effort],
+                            "thinking_per_continuation_round": round(per_round, 1),
+                            "thinking_tokens": totals["thinking_tokens"], "cost_usd": totals["cost_usd"],
+                            "stop": result.stop_reason}
+            log(f"  {model} effort={effort}: {per_round:,.0f} thinking tokens per continuation round, "
+                f"{rounds} rounds, ${totals['cost_usd']:.4f}")
+    cheapest = min(rows, key=lambda e: rows[e]["cost_usd"])
+    return {"rows": rows, "same_text_at_every_effort": len(texts) == 1, "cheapest": cheapest,
+            "size": size, "per_call": per_call}
+
+
+def measure_today(model: str, size: int, *, effort: str | None = None, log: Any = print) -> dict[str, Any]:
+    """Defaults on a ``size``-token answer against the one-call and hindsight bounds."""
+    one = _lower_bound(model, size)
+    reference = one.pop("text")
+    options = {"effort": effort} if effort else {}
+    with emulator_client(seed=0, length=size) as (client, url):
+        reset(url)
+        started = time.perf_counter()
+        result = _generate(client, model, **options)
+        wall = time.perf_counter() - started
+        billed = bill(url)
+    bound = hindsight_bound(model, result.rounds)
+    last = result.rounds[-2].usage if len(result.rounds) > 1 else None
+    row = {
+        "rounds": len(result.rounds), "exact": result.text == reference, "stop": result.stop_reason,
+        "cost_usd": billed["cost_usd"], "client_cost_usd": result.cost_usd, "wall_s": round(wall, 1),
+        "one_call_usd": one["cost_usd"], "hindsight_usd": bound["cost_usd"],
+        "vs_hindsight": round(billed["cost_usd"] / bound["cost_usd"], 4),
+        "vs_one_call": round(billed["cost_usd"] / one["cost_usd"], 4),
+        "thinking_tokens": billed["thinking_tokens"], "output_tokens": billed["output_tokens"],
+        "cache_write_tokens": billed["cache_creation_input_tokens"],
+        "cache_read_tokens": billed["cache_read_input_tokens"], "input_tokens": billed["input_tokens"],
+        "effort": effort or "model default",
+    }
+    if last is not None:  # the write of round n-1's text, read once: its premium over plain input
+        prices = lookup_model(model).prices
+        stretch = result.rounds[-1].usage.total_input_tokens - last.total_input_tokens
+        row["last_write_premium_usd"] = stretch * (prices.write_5m - prices.input) / 1e6
+    log(f"  {model} {size:>7,} defaults: ${row['cost_usd']:.3f} in {row['rounds']} rounds = "
+        f"{row['vs_hindsight']}x hindsight (${row['hindsight_usd']:.3f}), {row['vs_one_call']}x one call "
+        f"(${row['one_call_usd']:.3f}) exact={row['exact']}")
+    return row
+
+
+def run_today(sizes: tuple[int, ...] = TODAY_SIZES, models: tuple[str, ...] = TODAY_MODELS, *,
+              effort: str | None = None, log: Any = print) -> dict[str, Any]:
+    """Both measurements; writes bench/out/cost_today.json."""
+    data: dict[str, Any] = {"sizes": list(sizes), "models": list(models), "effort": effort,
+                            "thinking": {}, "results": {}}
+    for model in models:
+        data["thinking"][model] = continuation_thinking(model, log=log)
+        for size in sizes:
+            data["results"].setdefault(model, {})[str(size)] = measure_today(model, size, effort=effort, log=log)
+    save("cost_today", data)
+    return data
+
+
+if __name__ == "__main__":  # python -m bench.cost [--quick] [--effort E]
+    import sys
+
+    quick = "--quick" in sys.argv
+    chosen = sys.argv[sys.argv.index("--effort") + 1] if "--effort" in sys.argv else None
+    run_today(sizes=(20_000,) if quick else TODAY_SIZES, effort=chosen)

@@ -284,3 +284,66 @@ def test_generate_on_a_malformed_stream_keeps_the_text_in_partial(garbage_server
         text = error.partial.text
     assert text.startswith("Once upon a time")
     assert count["n"] >= 2
+
+
+def _block(index: int, kind: str, text: str) -> list[tuple[str, dict]]:
+    if kind == "thinking":
+        start = {"type": "thinking", "thinking": "", "signature": ""}
+        deltas = [{"type": "thinking_delta", "thinking": text}, {"type": "signature_delta", "signature": "c2ln"}]
+    else:
+        start, deltas = {"type": "text", "text": ""}, [{"type": "text_delta", "text": text}]
+    return [
+        ("content_block_start", {"type": "content_block_start", "index": index, "content_block": start}),
+        *[("content_block_delta", {"type": "content_block_delta", "index": index, "delta": d}) for d in deltas],
+        ("content_block_stop", {"type": "content_block_stop", "index": index}),
+    ]
+
+
+def _scripted(blocks: list[tuple[str, str]]) -> bytes:
+    events = GOOD_ROUND[:1]
+    for i, (kind, text) in enumerate(blocks):
+        events = [*events, *_block(i, kind, text)]
+    return _sse([*events, *GOOD_END[1:]])
+
+
+@pytest.fixture
+def scripted_server():
+    """``start(body)``: a loopback server answering every request with the SSE ``body``."""
+    servers = []
+
+    def start(body: bytes) -> str:
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                self.rfile.read(int(self.headers["content-length"]))
+                self.send_response(200)
+                self.send_header("content-type", "text/event-stream; charset=utf-8")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}"
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize("blocks, answer", [
+    ([("text", "\n\n"), ("thinking", "hmm"), ("text", "Once upon"), ("thinking", "more"), ("text", " a time")],
+     "Once upon a time"),
+    ([("text", "\n\n"), ("text", "Once")], "\n\nOnce"),  # no thinking after it: blank lines are the answer's
+    ([("thinking", "hmm"), ("text", "\n\n"), ("text", "Once")], "\n\nOnce"),  # after thinking: kept
+    ([("text", " "), ("text", "\n"), ("thinking", "x"), ("text", "Once")], "Once"),
+])
+def test_text_blocks_are_joined_in_order_and_only_a_blank_lead_before_thinking_is_dropped(scripted_server, blocks, answer):
+    b = AnthropicBackend(anthropic.Anthropic(base_url=scripted_server(_scripted(blocks)), api_key="t", max_retries=0))
+    text, end = run_round(b, model="claude-opus-4-6")
+    assert text == answer
+    assert (end.usage.thinking_tokens > 0) is any(kind == "thinking" for kind, _ in blocks)

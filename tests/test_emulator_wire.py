@@ -212,3 +212,52 @@ def test_count_tokens_equals_the_input_tokens_of_a_call(emulator_url):
     counted = client.messages.count_tokens(**params)
     message = client.messages.create(max_tokens=5, **params)
     assert counted.input_tokens == message.usage.input_tokens > 0
+
+
+def _collapsed(events: list[tuple[str, dict]]) -> list[tuple[str, str | None]]:
+    """(event, block or delta type) with repeats of the same pair folded into one."""
+    out: list[tuple[str, str | None]] = []
+    for name, data in events:
+        inner = data.get("delta") or data.get("content_block") or {}
+        key = (name, inner.get("type") if name != "message_delta" else None)
+        if not out or out[-1] != key:
+            out.append(key)
+    return out
+
+
+@pytest.mark.parametrize("fixture", ["llm_anthropic_stream_events_thinking.yaml", "llm_anthropic_thinking_prompt.yaml"])
+def test_thinking_stream_has_the_recorded_block_order(emulator_url, fixture):
+    """A thinking block (thinking_delta..., one signature_delta) then the text, as recorded."""
+    request, recorded = cassette(fixture)
+    recorded_events = parse_sse(recorded["text"])
+    body = {k: v for k, v in request.items() if k != "temperature"}
+    body.update(model=MODEL, max_tokens=4000)
+    response = raw_stream(emulator_url, body, interaction_version(fixture))
+    assert response.status_code == 200, response.text
+    ours = parse_sse(response.text)
+    # the recording has one empty thinking_delta before its signature; folded away here
+    assert _collapsed(ours) == _collapsed(recorded_events)
+    by_kind = {(n, (d.get("content_block") or {}).get("type")): d for n, d in recorded_events}
+    assert shape(ours[1][1]) == shape(by_kind[("content_block_start", "thinking")])
+
+
+def test_sdk_reads_a_thinking_stream_into_the_same_blocks_as_the_recording(emulator_url):
+    request, recorded = cassette("llm_anthropic_stream_events_thinking.yaml")
+    recorded_final = sdk_final_message(recorded["text"], request)
+    client = anthropic.Anthropic(base_url=emulator_url, api_key="test", default_headers={"anthropic-version": "2023-06-01"})
+    with client.messages.stream(model=MODEL, max_tokens=4000, messages=request["messages"], thinking=request["thinking"]) as stream:
+        ours = stream.get_final_message()
+    assert [b.type for b in ours.content] == [b.type for b in recorded_final.content] == ["thinking", "text"]
+    assert ours.content[0].signature and recorded_final.content[0].signature
+
+
+def test_effort_stream_of_sonnet_4_6_has_the_recorded_shape(emulator_url):
+    request, recorded = cassette("llm_anthropic_sonnet_46_effort_without_thinking.yaml")
+    body = {k: v for k, v in request.items() if k != "temperature"}
+    response = raw_stream(emulator_url, dict(body, max_tokens=300), "2026-10-21")
+    assert response.status_code == 200, response.text
+    assert event_kinds(parse_sse(response.text)) == event_kinds(parse_sse(recorded["text"]))
+    with_temperature = raw_stream(emulator_url, dict(request, max_tokens=300), "2026-10-21")
+    assert with_temperature.json()["error"]["message"] == "temperature: Extra inputs are not permitted"
+    assert raw_stream(emulator_url, dict(request, max_tokens=300), interaction_version(
+        "llm_anthropic_sonnet_46_effort_without_thinking.yaml")).status_code == 200

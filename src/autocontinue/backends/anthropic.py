@@ -328,10 +328,11 @@ class _Accumulator:
         if kind == "message_start":
             self.usage = _usage(event.message.usage)
         elif kind == "content_block_start":
-            if getattr(event.content_block, "type", "") in ("thinking", "redacted_thinking"):
+            block_type = getattr(event.content_block, "type", "")
+            if block_type in ("thinking", "redacted_thinking"):
                 self.thinking_seen = True
-                self.held = ""  # the blank block before the first thinking block
-            else:
+                self.held = ""  # the blank block(s) before the first thinking block
+            elif block_type != "text":
                 return self._emit("")
         elif kind == "content_block_delta" and getattr(event.delta, "type", None) == "text_delta":
             return self._text(event.delta.text)
