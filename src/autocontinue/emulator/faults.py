@@ -30,6 +30,7 @@ import hashlib
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from .quirks import parse_probabilities
 
@@ -66,13 +67,14 @@ def parse_faults(spec: str | Mapping[str, object] | None) -> FaultPlan:
     if not spec:
         return FaultPlan()
     if isinstance(spec, Mapping):
-        items = [(str(k), v) for k, v in spec.items()]
+        items: list[tuple[str, Any]] = [(str(k), v) for k, v in spec.items()]
     else:
         items = []
         for item in filter(None, (part.strip() for part in spec.split(","))):
-            name, sep, value = item.partition(":")
-            items.append((name.strip(), value if sep else "1"))
-    probabilities: dict[str, object] = {}
+            key, sep, text = item.partition(":")
+            items.append((key.strip(), text if sep else "1"))
+    # values are checked (and turned into floats) by parse_probabilities
+    probabilities: dict[str, Any] = {}
     script: dict[int, str] = {}
     retry_after = 1
     for name, value in items:
