@@ -13,7 +13,6 @@ import pytest
 pytest.importorskip("llama_cpp")
 pytest.importorskip("jinja2")
 
-from autocontinue.backends.local import model as model_module  # noqa: E402
 from autocontinue.backends.base import BackendDelta, RoundEnd, RoundRequest  # noqa: E402
 from autocontinue.backends.chat_template import (  # noqa: E402
     ChatTemplate,
@@ -28,6 +27,7 @@ from autocontinue.backends.local import (  # noqa: E402
     round_seed,
     split_at_stop,
 )
+from autocontinue.backends.local import model as model_module  # noqa: E402
 from autocontinue.errors import (  # noqa: E402
     BackendUnavailableError,
     ContextWindowError,
