@@ -164,7 +164,9 @@ def test_whitespace_led_single_word_repeat_is_kept_as_new_text():
 
 def test_whitespace_led_repeat_followed_by_the_held_word_is_trimmed():
     out, report = join_piece("jumped over the lazy", " dog", " the lazy dog", "user-turn")
-    assert (out, report.trimmed_echo, report.verdict) == (" dog", "the lazy", "echo")
+    # Nothing beyond the held word itself came back: the round made no progress.
+    assert (out, report.trimmed_echo, report.verdict) == (" dog", "the lazy", "nothing-new")
+    assert join_piece("jumped over the lazy", " dog", " the lazy dog ran", "user-turn")[1].verdict == "echo"
 
 
 def test_match_that_does_not_start_at_a_word_start_is_kept():

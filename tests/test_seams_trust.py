@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from autocontinue.seams import (
     VERDICTS,
+    CutState,
     SeamRepairer,
     SeamReport,
     cut_state,
@@ -32,6 +33,7 @@ FAST = settings(
     suppress_health_check=[HealthCheck.too_slow],
 )
 FIXTURES = Path(__file__).parent / "fixtures" / "seams"
+AUTO = CutState(None, (), False)  # marker: compute the cut state from the base
 
 #: A tiny vocabulary: every text repeats itself.
 ATOMS = ["la", "la", "oh", "1.", "2.", '{"id": 1}', '{"id": 2}', "| a |", "| b |", "def f(x):", "return x", "self.x = x", "the", "end."]
@@ -45,8 +47,10 @@ def repetitive(draw, max_atoms=30):
     return "".join(a + s for a, s in zip(atoms, seps)).rstrip() or "la"
 
 
-def _stream(base: str, held: str, piece: str, strategy: str, splits: list[int], capped: bool) -> tuple[str, SeamReport]:
-    repairer = SeamRepairer(base, held, strategy, cut=cut_state(base))
+def _stream(
+    base: str, held: str, piece: str, strategy: str, splits: list[int], capped: bool, cut: CutState | None = AUTO
+) -> tuple[str, SeamReport]:
+    repairer = SeamRepairer(base, held, strategy, cut=cut_state(base) if cut is AUTO else cut)
     bounds = sorted({0, len(piece), *(s % (len(piece) + 1) for s in splits)})
     out = "".join(repairer.feed(piece[a:b]) for a, b in itertools.pairwise(bounds))
     return out + repairer.finish(capped=capped), repairer.report
@@ -152,12 +156,14 @@ def test_prefill_is_trusted_even_when_the_piece_repeats_the_end():
 @pytest.mark.parametrize("path", sorted(FIXTURES.glob("*.json")), ids=lambda p: p.stem)
 def test_real_model_seam_regressions(path):
     case = json.loads(path.read_text())
-    out, report = join_piece(case["before"], case["held"], case["piece"], case["strategy"], capped=case["capped"])
+    cut = cut_state(case["before"]) if case.get("cut") else None
+    out, report = join_piece(case["before"], case["held"], case["piece"], case["strategy"], capped=case["capped"], cut=cut)
     assert out == case["expected"], case["why"]
     assert report.verdict == case["verdict"]
     assert report.unresolved == case.get("unresolved", False)
     assert report.restart == case.get("restart", False)
-    streamed, streamed_report = _stream(case["before"], case["held"], case["piece"], case["strategy"], list(range(0, 400, 3)), case["capped"])
+    splits = list(range(0, 400, 3))
+    streamed, streamed_report = _stream(case["before"], case["held"], case["piece"], case["strategy"], splits, case["capped"], cut)
     assert (streamed, streamed_report.verdict) == (out, report.verdict)
 
 

@@ -72,6 +72,8 @@ class SeamRepairer:
         #: The piece now starts at a line start (after a removed fence line).
         self._line_start = False
         self._opening = ""
+        #: The piece after any preamble, as it stood when the echo rule first looked at it.
+        self._raw_opening = ""
         self._finished = False
         self._capped = False
         notes = (f"held back the partial word {held[ws:]!r} for the model to regenerate",) if held[ws:] else ()
@@ -108,6 +110,8 @@ class SeamRepairer:
                 return ""
             self._phase = "echo"
         if self._phase == "echo":
+            if not self._raw_opening:
+                self._raw_opening = self._buf[:_OPENING_CHARS]
             cut = self._echo_cut(final)
             if cut is MORE:
                 return ""
@@ -226,7 +230,7 @@ class SeamRepairer:
         verdict: Verdict
         if report.unresolved:
             verdict = "unresolved"
-        elif not self._opening.strip():
+        elif not self._adds_text():
             verdict = "nothing-new"
         else:
             verdict = "echo" if report.trimmed_echo else "new"
@@ -235,11 +239,19 @@ class SeamRepairer:
             self._add("the piece starts the answer or its section over")
         self.report = replace(self.report, verdict=verdict, restart=restart)
 
+    def _adds_text(self) -> bool:
+        """Did the piece add anything beyond the held text it was asked to regenerate?"""
+        kept = self._opening.strip()
+        return bool(kept) and not self.report.dropped_partial.strip().startswith(kept)
+
     def _restarts(self) -> bool:
+        """Does the piece (before or after its echo is trimmed) open the answer or section again?"""
         expected = self._held_ws + self._word
-        if expected and self._opening.startswith(expected):
-            return False  # it regenerated the held word where it was asked to: the answer goes on
-        return is_restart(self._opening, self._tail.text, self._head)
+        tail, head = self._tail.text, self._head
+        openings = (self._raw_opening, self._opening)
+        return any(
+            not (expected and text.startswith(expected)) and is_restart(text, tail, head) for text in openings
+        )
 
     def _add(self, note: str, **changes: str | bool) -> None:
         self.report = replace(self.report, notes=self.report.notes + (note,), **changes)  # type: ignore[arg-type]
