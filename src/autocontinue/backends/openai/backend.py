@@ -180,7 +180,6 @@ class OpenAIBackend(Backend):
         self.base_url = str(client.base_url).rstrip("/")
         self._probe_client: Any = None
         self._default_model: str | None = None
-        self._trailing_ws: bool | None = None
 
     @staticmethod
     def _make_client(openai: Any, base_url: str | None) -> Any:
@@ -200,7 +199,7 @@ class OpenAIBackend(Backend):
         return f"openai:{root_url(self.base_url)}{'/v1' if self.base_url.endswith('/v1') else ''}"
 
     def _prober(self) -> Any:
-        """A sync client without retries and with a short timeout, for the probes."""
+        """A sync client without retries, for the probes (also when the run's client is async)."""
         if self._probe_client is None:
             openai = _import_sdk()
             self._probe_client = openai.OpenAI(
