@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-PARTS = ("cost", "speed", "length", "engine", "local_kv", "emulator", "seams", "openai", "batch")
+PARTS = ("cost", "cost_today", "speed", "length", "engine", "local_kv", "emulator", "seams", "openai", "batch")
 
 
 def _runners(quick: bool) -> dict[str, Callable[[], Any]]:
@@ -22,6 +22,8 @@ def _runners(quick: bool) -> dict[str, Callable[[], Any]]:
 
     return {
         "cost": lambda: cost.run(sizes=(20_000,) if quick else cost.SIZES),
+        "cost_today": lambda: cost.run_today(sizes=(20_000,) if quick else cost.TODAY_SIZES, effort="low",
+                                             thinking_size=12_000 if quick else 40_000),
         "speed": lambda: speed.run(quick=quick),
         "length": lambda: length.run(quick=quick),
         "engine": lambda: engine_overhead.run(quick=quick),

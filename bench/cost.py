@@ -236,16 +236,62 @@ def measure_today(model: str, size: int, *, effort: str | None = None, log: Any 
 
 
 def run_today(sizes: tuple[int, ...] = TODAY_SIZES, models: tuple[str, ...] = TODAY_MODELS, *,
-              effort: str | None = None, log: Any = print) -> dict[str, Any]:
+              effort: str | None = None, thinking_size: int = 40_000, log: Any = print) -> dict[str, Any]:
     """Both measurements; writes bench/out/cost_today.json."""
     data: dict[str, Any] = {"sizes": list(sizes), "models": list(models), "effort": effort,
                             "thinking": {}, "results": {}}
     for model in models:
-        data["thinking"][model] = continuation_thinking(model, log=log)
+        data["thinking"][model] = continuation_thinking(model, size=thinking_size, log=log)
         for size in sizes:
             data["results"].setdefault(model, {})[str(size)] = measure_today(model, size, effort=effort, log=log)
     save("cost_today", data)
     return data
+
+
+def today_section(out: list[str], data: dict[str, Any] | None) -> None:
+    """The docs/benchmarks.md section for ``run_today``'s results."""
+    out.append("## 1b. Cost at today's sizes: Sonnet 5.5 and Opus 5.5, thinking on\n")
+    if not data:
+        out.append("Not measured in this run (no bench/out/cost_today.json).\n")
+        return
+    effort = data.get("effort") or "each model's default"
+    out.append(
+        "The emulator writes one fixed answer of 100k, 300k and 900k tokens; autocontinue runs with its defaults "
+        f"(128k tokens a call, prompt caching, thinking on) at effort {effort}, against two bounds: one uncapped "
+        "call (the model's default effort), and the hindsight-cheapest bill for the rounds actually made. "
+        "Hindsight bound: call d_i the tokens that first appear in round i's prompt (d_1 the first prompt, "
+        "d_i = in_i - in_(i-1)); that stretch is sent k_i = n - i + 1 times, and costs in hindsight "
+        "min(k_i x input, write_5m + (k_i - 1) x read); output (thinking included) is what it is.\n")
+    out.append("```sh\npython -m bench.cost --effort low     # bench/out/cost_today.json\n```\n")
+    out.append("| model | tokens | rounds | bill | hindsight bound | vs hindsight | one call | vs one call "
+               "| thinking tokens | last-round write premium | exact |")
+    out.append("|---|---|---|---|---|---|---|---|---|---|---|")
+    for model, by_size in data["results"].items():
+        for size, r in by_size.items():
+            out.append(
+                f"| {model} | {int(size):,} | {r['rounds']} | ${r['cost_usd']:.3f} | ${r['hindsight_usd']:.3f} "
+                f"| {r['vs_hindsight']:.4f}x | ${r['one_call_usd']:.3f} | {r['vs_one_call']:.3f}x "
+                f"| {r['thinking_tokens']:,} | ${r.get('last_write_premium_usd', 0):.3f} | {r['exact']} |")
+    out.append("")
+    for model, by_size in data["results"].items():
+        worst = max(by_size.values(), key=lambda r: r["vs_hindsight"])
+        verdict = "met" if worst["vs_hindsight"] <= 1.03 else "missed"
+        out.append(f"- {model}, 100k-900k tokens: at most **{worst['vs_hindsight']:.4f}x** the hindsight bound "
+                   f"(target <= 1.03x: {verdict}).")
+    out.append("")
+    out.append("Thinking per continuation round, by effort (every round at that effort, "
+               f"{data['thinking'][next(iter(data['thinking']))]['size']:,}-token answer, 8,192 tokens a call):\n")
+    out.append("| model | effort | first round thinking | per continuation round | rounds | bill |")
+    out.append("|---|---|---|---|---|---|")
+    for model, t in data["thinking"].items():
+        for effort, r in t["rows"].items():
+            out.append(f"| {model} | {effort} | {r['first_round_thinking']:,} | "
+                       f"{r['thinking_per_continuation_round']:,.0f} | {r['rounds']} | ${r['cost_usd']:.4f} |")
+    out.append("")
+    for model, t in data["thinking"].items():
+        same = "the same text at every effort" if t["same_text_at_every_effort"] else "texts differ"
+        out.append(f"- {model}: cheapest continuation effort **{t['cheapest']}** ({same}).")
+    out.append("")
 
 
 if __name__ == "__main__":  # python -m bench.cost [--quick] [--effort E]
@@ -253,4 +299,4 @@ if __name__ == "__main__":  # python -m bench.cost [--quick] [--effort E]
 
     quick = "--quick" in sys.argv
     chosen = sys.argv[sys.argv.index("--effort") + 1] if "--effort" in sys.argv else None
-    run_today(sizes=(20_000,) if quick else TODAY_SIZES, effort=chosen)
+    run_today(sizes=(20_000,) if quick else TODAY_SIZES, effort=chosen, thinking_size=12_000 if quick else 40_000)

@@ -537,6 +537,12 @@ def _seams_section(out: list[str]) -> None:
 # ----------------------------------------------------------------------------- page
 
 
+def _cost_today_section(out: list[str]) -> None:
+    from .cost import today_section
+
+    today_section(out, load("cost_today"))
+
+
 def _openai_section(out: list[str]) -> None:
     from .openai_rounds import report_section
 
@@ -564,7 +570,7 @@ def write(page: Path = PAGE, *, command: str = "python -m bench") -> Path:
         out.append(_stamp(stamps[0]) + " Times on a shared 2-core machine move with its load; the ratios "
                    "below compare runs made side by side and are the figures to quote.\n")
     body: list[str] = []
-    for section in (_cost_section, _speed_section, _length_section, _engine_section, _local_kv_section,
+    for section in (_cost_section, _cost_today_section, _speed_section, _length_section, _engine_section, _local_kv_section,
                     _throughput_section, _seams_section, _openai_section, _batch_section):
         try:
             section(body)
