@@ -5,7 +5,10 @@ The same model (SmolLM2-135M-Instruct via llama.cpp, seed fixed) answers each pr
 - ``one call``: one call, up to 4,096 tokens, until the model stops by itself;
 - ``autocontinue min_words``: ``autocontinue.generate(prompt, backend="local",
   min_words=required)``: rounds of 512 tokens, continued while the model is capped, and asked
-  to go on (a user turn) when it ends before the required length.
+  to go on (a user turn) when it ends before the required length;
+- ``autocontinue min_words + max_words``: the same with ``max_words=required`` as a ceiling:
+  once the answer has passed the required length it ends at the end of the sentence in
+  progress.
 
 Scored with LongBench-Write's S_l (``shared/data/NOTICE.md``): with x the required and y the
 produced length in words, 100 * max(0, 1 - (y/x - 1)/3) when y > x, else
@@ -25,7 +28,14 @@ from typing import Any
 
 from .common import REPO
 
-__all__ = ["score", "load_prompts", "subset", "run", "DATA"]
+__all__ = ["score", "load_prompts", "subset", "run", "DATA", "METHODS"]
+
+#: The methods compared, by key: the ``generate`` options each adds for a required length x.
+METHODS: dict[str, Any] = {
+    "one_call": lambda x, quick: {"max_rounds": 1, "max_tokens_per_call": 256 if quick else 4096},
+    "min_words": lambda x, quick: {"min_words": x, "max_rounds": 40},
+    "min_max_words": lambda x, quick: {"min_words": x, "max_words": x, "max_rounds": 40},
+}
 
 #: ``shared/`` sits beside the repository (in CI the clone has a copy beside it).
 #: A copy of shared/data/longbench_write_en.jsonl (see bench/data/NOTICE.md).
@@ -81,25 +91,26 @@ def _answer(prompt: str, **options: Any) -> dict[str, Any]:
     }
 
 
-def run(*, quick: bool = False, log: Any = print) -> dict[str, Any]:
-    """Both methods on the subset; writes bench/out/length.json."""
+def run(*, quick: bool = False, log: Any = print, methods: tuple[str, ...] = tuple(METHODS)) -> dict[str, Any]:
+    """The methods on the subset; writes bench/out/length.json."""
     from .common import save
 
     rows = subset(load_prompts(), max_required=200 if quick else MAX_REQUIRED, per_length=1)[:2] if quick \
         else subset(load_prompts())
-    one_call_tokens = 256 if quick else 4096
     items = []
     for row in rows:
         x = int(row["length"])
-        one = _answer(row["prompt"], max_rounds=1, max_tokens_per_call=one_call_tokens)
-        ours = _answer(row["prompt"], min_words=x, max_rounds=40)
-        one["s_l"], ours["s_l"] = round(score(x, one["words"]), 2), round(score(x, ours["words"]), 2)
-        items.append({"line": row["line"], "type": row["type"], "required": x,
-                      "one_call": one, "min_words": ours})
-        log(f"  line {row['line']:>2} x={x:>5}: one call {one['words']:>5} words (S_l {one['s_l']:5.1f}), "
-            f"min_words {ours['words']:>5} words (S_l {ours['s_l']:5.1f}, {ours['rounds']} rounds)")
+        item: dict[str, Any] = {"line": row["line"], "type": row["type"], "required": x}
+        for method in methods:
+            answer = _answer(row["prompt"], **METHODS[method](x, quick))
+            answer["s_l"] = round(score(x, answer["words"]), 2)
+            item[method] = answer
+        items.append(item)
+        log(f"  line {row['line']:>2} x={x:>5}: " + ", ".join(
+            f"{m} {item[m]['words']:>5} words (S_l {item[m]['s_l']:5.1f}, {item[m]['rounds']} rounds)"
+            for m in methods))
     summary = {}
-    for method in ("one_call", "min_words"):
+    for method in methods:
         scores = [item[method]["s_l"] for item in items]
         summary[method] = {
             "mean_s_l": round(sum(scores) / len(scores), 2) if scores else None,
@@ -107,10 +118,16 @@ def run(*, quick: bool = False, log: Any = print) -> dict[str, Any]:
             "reached_required": sum(item[method]["words"] >= item["required"] for item in items),
         }
     data = {"data": str(DATA.relative_to(REPO)), "subset_lines": [r["line"] for r in rows],
-            "seed": SEED, "one_call_max_tokens": one_call_tokens, "items": items, "summary": summary}
+            "seed": SEED, "one_call_max_tokens": 256 if quick else 4096, "items": items, "summary": summary}
     save("length", data)
     return data
 
 
 if __name__ == "__main__":
-    run()
+    import argparse
+
+    parser = argparse.ArgumentParser(description="LongBench-Write length-following (local model)")
+    parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated: " + ", ".join(METHODS))
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    run(quick=args.quick, methods=tuple(args.methods.split(",")))
