@@ -68,6 +68,13 @@ def test_openai_base_url_in_the_environment_selects_the_backend(chat_url, tmp_pa
     assert "cost unknown" in done.stderr
 
 
+def test_a_base_url_alone_selects_the_openai_backend(chat_url, tmp_path):
+    base = f"{chat_url}/vllm/v1"
+    done = _cli("run", "--base-url", base, "--model", "emulated", "--json", PROMPT, env=_env(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["backend"] == "openai"
+
+
 def test_a_bad_server_kind_is_exit_2_with_the_choices(chat_url, tmp_path):
     done = _cli(
         "run",

@@ -164,13 +164,11 @@ def _check_url(url: str, source: str) -> None:
         )
 
 
-def choose_backend(backend: str | None) -> str:
-    """The backend name: given, or anthropic when its environment is set, else openai when
-    OPENAI_BASE_URL is, else local."""
+def choose_backend(backend: str | None, base_url: str | None = None) -> str:
+    """The backend name: given, else as ``backends.select.infer_backend`` says (anthropic when
+    its environment is set, else openai for a base URL or OPENAI_BASE_URL, else local)."""
     if backend:
         return backend
-    if os.environ.get("ANTHROPIC_API_KEY") or os.environ.get("ANTHROPIC_BASE_URL"):
-        return "anthropic"
-    if os.environ.get("OPENAI_BASE_URL"):  # as backends.select.infer_backend
-        return "openai"
-    return "local"
+    from ..backends.select import infer_backend
+
+    return infer_backend(None, base_url)

@@ -23,7 +23,7 @@ def build_request(prompt: str, given: dict[str, Any]) -> dict[str, Any]:
     from ..options import Options
     from .inputs import check_endpoint, choose_backend
 
-    backend = choose_backend(given.get("backend"))
+    backend = choose_backend(given.get("backend"), given.get("base_url"))
     settings = {key: value for key, value in given.items() if key != "backend"}
     if settings.get("model_path"):
         settings["model_path"] = os.path.abspath(os.path.expanduser(settings["model_path"]))
