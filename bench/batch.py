@@ -32,7 +32,7 @@ from typing import Any
 
 __all__ = ["run", "main", "report_section"]
 
-MODEL = "claude-sonnet-4-5"
+MODEL = "claude-haiku-4-5"
 TARGET_THROUGHPUT = 0.9
 TARGET_THROTTLED = 0.02
 TARGET_COST = 0.5

@@ -21,7 +21,7 @@ from conftest import emulator_stats
 from autocontinue.batch.output import ItemResult
 from autocontinue.batch.progress import BatchProgress
 
-MODEL = "claude-sonnet-4-5"
+MODEL = "claude-haiku-4-5"
 
 
 def _cli(*args: str, url: str, home: Path) -> list[str]:

@@ -17,7 +17,7 @@ import autocontinue
 from autocontinue.batch.store import BatchStore
 from autocontinue.journal import Journal
 
-MODEL = "claude-sonnet-4-5"
+MODEL = "claude-haiku-4-5"
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import autocontinue
 from autocontinue.batch.store import BatchStore
 from autocontinue.emulator import ManualClock
 
-MODEL = "claude-sonnet-4-5"
+MODEL = "claude-haiku-4-5"
 
 
 def _configure(url: str, **settings) -> None:
