@@ -89,29 +89,29 @@ def _drain(url: str, tokens: int) -> None:
 
 @pytest.mark.slow
 def test_pacing_keeps_calls_inside_the_output_rate_limit(start_emulator, env, tmp_path):
-    # 12,000 output tokens a minute = 200 a second. One long call overdraws the allowance by
-    # 1,200 tokens (6 s to refill); unpaced, calls sent then are refused (429) until it has
-    # refilled, and retried blindly. The pacer learns the limit from the first refusal's
-    # headers and waits instead.
-    items = _items(8, max_tokens_per_call=50, max_rounds=1)
+    # 3,000 output tokens a minute = 50 a second. One long call overdraws the allowance by 600
+    # tokens (12 s to refill, a wide margin on a loaded machine); unpaced, calls sent then are
+    # refused (429) until it has refilled, and retried blindly. The pacer learns the limit
+    # from the first refusal's headers and waits instead.
+    items = _items(8, max_tokens_per_call=25, max_rounds=1)
 
     async def unpaced(url: str) -> int:
         client = anthropic.AsyncAnthropic(base_url=url, api_key="test-key", max_retries=0)
         fast = autocontinue.RetryPolicy(base_delay=0.05, max_delay=0.2, max_attempts=100)
         await asyncio.gather(*(autocontinue.agenerate(i["prompt"], client=client, model=MODEL, max_rounds=1,
-                                                      max_tokens_per_call=50, retry=fast) for i in items))
+                                                      max_tokens_per_call=25, retry=fast) for i in items))
         await client.close()
         return emulator_stats(url)["errors"]
 
-    url = start_emulator(length=13_200, otpm=12_000)
-    _drain(url, 13_200)
+    url = start_emulator(length=3_600, otpm=3_000)
+    _drain(url, 3_600)
     throttled_unpaced = asyncio.run(unpaced(url))
-    url = start_emulator(length=13_200, otpm=12_000)
+    url = start_emulator(length=3_600, otpm=3_000)
     env(url)
-    _drain(url, 13_200)
+    _drain(url, 3_600)
     result = autocontinue.batch(items, journal=str(tmp_path / "j.sqlite3"), model=MODEL, output=str(tmp_path / "o.jsonl"))
     throttled = emulator_stats(url)["errors"]
-    assert all(r.error is None and r.usage.output_tokens == 50 for r in result.results)
+    assert all(r.error is None and r.usage.output_tokens == 25 for r in result.results)
     assert throttled == result.throttled
     assert throttled <= 2 < throttled_unpaced
 

@@ -77,6 +77,8 @@ def test_a_429_pauses_for_retry_after_and_slows_down_then_ramps_up():
     assert pacer.rate < 1.0
     slowed = pacer.rate
     clock.now += 3.0
+    assert 0 < pacer.wait_time(need) < 0.2  # then one request's worth at the slower rate
+    clock.now += pacer.wait_time(need)
     assert pacer.wait_time(need) == 0
     for _ in range(5):
         pacer.take(need)
@@ -93,3 +95,29 @@ def test_the_output_estimate_follows_what_calls_really_wrote():
     pacer.settle(first, 500)
     assert pacer.estimate(10, 4000).output == 500
     assert pacer.estimate(10, 100).output == 100
+
+
+def test_a_stale_header_never_raises_the_level_above_what_was_taken_since():
+    clock = Clock()
+    pacer = Pacer(clock=clock)
+    pacer.observe(_headers(requests=(60, 3)))
+    for _ in range(3):
+        pacer.take(Need())
+    # An answer to the first call arrives: its header was written before the other two went.
+    pacer.observe(_headers(requests=(60, 2)))
+    assert pacer.wait_time(Need()) > 0
+    # A service past its output allowance says 0 remaining; the local debt is kept.
+    pacer.observe(_headers(output=(6000, 6000)))
+    pacer.take(Need(output=100))
+    pacer.settle(Need(output=100), 7000)
+    pacer.observe(_headers(output=(6000, 0)))
+    assert pacer.buckets["output"].level < -900
+
+
+def test_after_a_429_nothing_is_sent_until_the_allowance_it_owed_has_refilled():
+    clock = Clock()
+    pacer = Pacer(clock=clock)
+    pacer.observe(_headers(requests=(60, 60), output=(6000, 0)))
+    pacer.on_throttled(4.0)
+    clock.now += 4.0  # the pause is over, but what refilled during it was owed
+    assert pacer.wait_time(Need()) > 0

@@ -44,7 +44,7 @@ class Bucket:
     def wait_for(self, amount: float, rate: float) -> float:
         """Seconds until the level reaches ``amount`` at ``rate`` times the limit."""
         missing = amount - self.level
-        return max(0.0, missing * 60.0 / (self.limit * rate)) if missing > 0 else 0.0
+        return missing * 60.0 / (self.limit * rate) if missing > 1e-9 else 0.0
 
 
 @dataclass(frozen=True)
@@ -156,10 +156,18 @@ class Pacer:
         now = self.clock()
         self.informed = True
         for kind, (limit, remaining) in told.items():
-            # The service has already counted this request and every admitted one; output
-            # tokens it counts only when a call completes, so the reserved ones are still due.
-            level = remaining - (self.reserved["output"] if kind == "output" else 0.0)
-            self.buckets[kind] = Bucket(limit, min(limit, level), now)
+            bucket = self.buckets.get(kind)
+            if bucket is None:
+                # First news: the service counts output when a call completes, so what the
+                # calls now in flight will write is still to come off what it has left.
+                due = self.reserved["output"] if kind == "output" else 0.0
+                self.buckets[kind] = Bucket(limit, min(limit, remaining - due), now)
+                continue
+            # Later headers only ever lower the local level: the local one already took every
+            # call sent (a header is older than some of them), and a service over its
+            # allowance reports 0 remaining, not how far below it is.
+            bucket.refill(now, self.rate)
+            bucket.limit, bucket.level = limit, min(bucket.level, remaining)
 
     def settle(self, need: Need, output_tokens: int | None, input_tokens: int | None = None) -> None:
         """A call ended (``output_tokens`` None: it failed and spent nothing)."""
@@ -179,4 +187,11 @@ class Pacer:
         """The service answered 429: pause, then go on at a lower rate."""
         self.throttled += 1
         self.rate = max(MIN_RATE, self.rate * BACKOFF)
-        self.paused_until = max(self.paused_until, self.clock() + (retry_after if retry_after is not None else 1.0))
+        now = self.clock()
+        pause = retry_after if retry_after is not None else 1.0
+        self.paused_until = max(self.paused_until, now + pause)
+        # The service is out of allowance until then (how far below zero it went, its headers
+        # do not say): what refills during the pause is already owed.
+        for bucket in self.buckets.values():
+            bucket.refill(now, self.rate)
+            bucket.level = min(bucket.level, -bucket.limit * self.rate / 60.0 * pause)
