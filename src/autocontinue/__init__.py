@@ -8,15 +8,15 @@ exactly where it stopped, repairs the seam, and repeats until the answer is fini
     print(result.text, result.stop_reason, result.cost_usd)
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` and only underscored helpers: every name that is not
+# private in this namespace is a public name (tests/test_public_names.py checks it).
+import importlib as _importlib
+import sys as _sys
+import types as _types
+import typing as _typing
 
-import importlib
-import sys
-import types
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from .api import agenerate, astream, generate, stream
+if _typing.TYPE_CHECKING:
+    from .api import Prompt, agenerate, astream, generate, stream
     from .backends.base import Backend, BackendDelta, RoundEnd, RoundRequest
     from .backends.select import resolve_backend
     from .batch import abatch, batch
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
         ContextWindowError,
         InvalidRequestError,
         JournalError,
+        MaxTokensExceededError,
         MissingCredentialsError,
         PrefillNotSupportedError,
         StreamInterruptedError,
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
         StrategyChanged,
         TextDelta,
     )
+    from .options import Options
     from .usage import Usage
 
 #: Public name -> the submodule that defines it, imported on first use (PEP 562), so that
@@ -58,6 +60,8 @@ _LAZY = {
     "astream": "api",
     "generate": "api",
     "stream": "api",
+    "Prompt": "api",
+    "Options": "options",
     "abatch": "batch",
     "batch": "batch",
     "resolve_backend": "backends.select",
@@ -78,6 +82,7 @@ _LAZY = {
     "ContextWindowError": "errors",
     "InvalidRequestError": "errors",
     "JournalError": "errors",
+    "MaxTokensExceededError": "errors",
     "MissingCredentialsError": "errors",
     "PrefillNotSupportedError": "errors",
     "StreamInterruptedError": "errors",
@@ -105,6 +110,8 @@ __all__ = [
     "astream",
     "batch",
     "abatch",
+    "Options",
+    "Prompt",
     "resolve_backend",
     "Backend",
     "BackendDelta",
@@ -123,6 +130,7 @@ __all__ = [
     "ContextWindowError",
     "InvalidRequestError",
     "JournalError",
+    "MaxTokensExceededError",
     "MissingCredentialsError",
     "PrefillNotSupportedError",
     "StreamInterruptedError",
@@ -143,12 +151,12 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _typing.Any:
     """Import a public name from its submodule the first time it is used (PEP 562)."""
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'autocontinue' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    value = getattr(_importlib.import_module(f".{module}", __name__), name)
     globals()[name] = value
     return value
 
@@ -157,14 +165,14 @@ def __dir__() -> list[str]:
     return sorted({*globals(), *_LAZY})
 
 
-class _Package(types.ModuleType):
+class _Package(_types.ModuleType):
     """Keeps a public function whose name is also a subpackage's (``batch``): importing the
     subpackage would otherwise rebind ``autocontinue.batch`` to the module."""
 
-    def __setattr__(self, name: str, value: Any) -> None:
-        if isinstance(value, types.ModuleType) and name in _LAZY:
+    def __setattr__(self, name: str, value: _typing.Any) -> None:
+        if isinstance(value, _types.ModuleType) and name in _LAZY:
             return
         super().__setattr__(name, value)
 
 
-sys.modules[__name__].__class__ = _Package
+_sys.modules[__name__].__class__ = _Package

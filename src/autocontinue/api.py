@@ -1,158 +1,141 @@
 """The Python API: ``generate``, ``stream`` and their async twins.
 
-Arguments are checked and the backend chosen here, before any call; then a sans-I/O Engine
-runs under the sync or async driver.
+Their keyword arguments are the fields of ``options.Options`` (the signatures are derived from
+it, so type checkers and IDEs see every option and refuse a misspelt one). Every argument is
+checked and the backend chosen here, before any call; then a sans-I/O Engine runs under the
+sync or async driver.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from typing import Any
+import dataclasses
+import difflib
+import functools
+import inspect
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any, Concatenate, ParamSpec, TypeVar, Union
 
 from .backends.base import Backend
 from .backends.select import resolve_backend
 from .catalogue import ModelSpec
-from .engine import Engine, RetryPolicy, resume_state, run_async, run_sync
+from .engine import Engine, resume_state, run_async, run_sync
 from .errors import AutocontinueError, ConfigurationError
-from .events import Checkpoint, Event, Finished, Result
+from .events import Event, Finished, Result
 from .memory import PrefillMemory
+from .options import OPTION_FIELDS, Options, encodable, option_doc
 from .state import Budgets, ContinuationState, estimate_tokens
-from .strategies import STRATEGIES, choose_strategy, normalise_prompt
+from .strategies import choose_strategy, normalise_prompt
 
-__all__ = ["generate", "stream", "agenerate", "astream", "resolve_backend"]
+__all__ = ["Prompt", "generate", "stream", "agenerate", "astream", "resolve_backend"]
+
+#: A string, or Messages API messages ending with a user message.
+Prompt = Union[str, list[dict[str, Any]]]
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
-def _positive(name: str, value: int | None, *, allow_none: bool = True) -> None:
-    if value is None and allow_none:
-        return
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ConfigurationError(f"{name} must be a positive whole number, got {value!r}")
+def _takes_options(
+    cls: Callable[P, Options],
+) -> Callable[[Callable[[Prompt, Options], R]], Callable[Concatenate[Prompt, P], R]]:
+    """Give ``fn(prompt, options)`` the signature ``fn(prompt, *, <every field of Options>)``.
+
+    The keywords become one validated ``Options`` before ``fn`` runs, so every wrong argument
+    is refused at the call, even for the iterators and the coroutine.
+    """
+
+    def decorate(fn: Callable[[Prompt, Options], R]) -> Callable[Concatenate[Prompt, P], R]:
+        def call(prompt: Prompt, /, *args: P.args, **kwargs: P.kwargs) -> R:
+            return fn(prompt, _options(fn.__name__, args, kwargs))
+
+        async def acall(prompt: Prompt, /, *args: Any, **kwargs: Any) -> Any:
+            return await fn(prompt, _options(fn.__name__, args, kwargs))  # type: ignore[misc]
+
+        wrapper: Any = functools.wraps(fn)(acall if inspect.iscoroutinefunction(fn) else call)
+        wrapper.__signature__ = _signature()
+        wrapper.__doc__ = (fn.__doc__ or "") + _options_doc()
+        return wrapper  # type: ignore[no-any-return]
+
+    return decorate
 
 
-def _per_call(backend: Backend, spec: ModelSpec, requested: int | None) -> int:
-    if requested is None:
-        default = getattr(backend, "default_max_tokens_per_call", None)
-        return min(default or spec.max_output, spec.max_output)
-    _positive("max_tokens_per_call", requested)
-    if requested > spec.max_output:
+def _options(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Options:
+    if args:
         raise ConfigurationError(
-            f"max_tokens_per_call {requested} is above the maximum output of {spec.id} "
-            f"({spec.max_output})",
-            hint=f"use at most {spec.max_output}, or leave it unset for the model's maximum",
+            f"{name}() takes the prompt, then options by name", hint="e.g. generate(prompt, max_rounds=5)"
         )
-    return requested
+    unknown = sorted(set(kwargs) - set(OPTION_FIELDS))
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], OPTION_FIELDS, n=1)
+        hint = f"did you mean {close[0]}?" if close else "options are: " + ", ".join(OPTION_FIELDS)
+        raise ConfigurationError(f"unknown option {unknown[0]!r}", hint=hint)
+    return Options(**kwargs).validate()
 
 
-def _prepare(
-    prompt: Any,
-    *,
-    model: str | None,
-    backend: Any,
-    client: Any,
-    system: Any,
-    prefill: str | None,
-    max_tokens_per_call: int | None,
-    max_rounds: int,
-    max_output_tokens: int | None,
-    strategy: str,
-    stop_sequences: Any,
-    until: str | None,
-    min_words: int | None,
-    temperature: float | None,
-    cache: bool,
-    seed: int | None,
-    model_path: str | None,
-    resume: Checkpoint | None,
-    retry: RetryPolicy | None,
-    thinking: Any,
-    effort: str | None,
-    max_words: int | None,
-    base_url: str | None,
-    server: str | None,
-) -> tuple[Engine, str, int]:
-    messages = normalise_prompt(prompt)
-    if strategy not in STRATEGIES:
-        raise ConfigurationError(f"unknown strategy {strategy!r}", hint="use auto, prefill or user-turn")
-    _positive("max_rounds", max_rounds, allow_none=False)
-    _positive("max_output_tokens", max_output_tokens)
-    _positive("min_words", min_words)
-    _positive("max_words", max_words)
-    if temperature is not None and not 0 <= temperature <= 1:
-        raise ConfigurationError(
-            f"temperature must be between 0 and 1, got {temperature}", hint="e.g. temperature=0.7"
-        )
-    if until is not None and not until:
-        raise ConfigurationError("until is empty", hint="give the text to stop at, or None")
-    if isinstance(stop_sequences, str):
-        stop_sequences = [stop_sequences]
-    stops = tuple(stop_sequences or ())
-    if any(not s.strip() for s in stops):
-        raise ConfigurationError("a stop sequence is empty or blank", hint="remove it")
-    if thinking and (prefill or strategy == "prefill"):
-        raise ConfigurationError(
-            "extended thinking cannot be combined with prefill",
-            hint="drop prefill= and use strategy='user-turn' or 'auto'",
-        )
-    chosen = resolve_backend(
-        backend, client=client, model_path=model_path, seed=seed, base_url=base_url, server=server
-    )
-    model = model or chosen.default_model
-    try:
-        spec = chosen.model_spec(model)
-        per_call = _per_call(chosen, spec, max_tokens_per_call)
-    except AutocontinueError:
-        if not isinstance(backend, Backend):
-            chosen.close()  # refused before any call: release the client this call made
-        raise
-    memory = PrefillMemory()
-    can_prefill = chosen.prefill_supported(model) and not thinking
-    if can_prefill and memory.refused(chosen.endpoint_key(), model):
-        can_prefill = False
-    budgets = Budgets(
-        max_tokens_per_call=per_call,
-        max_rounds=max_rounds,
-        max_output_tokens=max_output_tokens,
-        until=until,
-        min_words=min_words,
-        max_words=max_words,
-        context_window=spec.context_window,
-    )
-    state = ContinuationState(spec=spec, budgets=budgets, strategy=choose_strategy(strategy, can_prefill))
-    system_text = system if isinstance(system, str) else str(system or "")
-    state.prompt_tokens = estimate_tokens(system_text + str(messages))
-    extra: dict[str, Any] = {"thinking": thinking} if thinking else {}
-    if effort is not None:
-        extra["effort"] = effort
-    engine = Engine(
-        chosen,
-        state,
-        model=model,
-        prompt=messages,
-        system=system,
-        requested_strategy=strategy,
-        stop_sequences=stops,
-        temperature=temperature,
-        cache=cache,
-        seed=seed,
-        extra=extra,
-        retry=retry,
-        memory=memory,
-        thinking=thinking,
-        effort=effort,
-    )
-    if resume is not None:
-        return engine, resume_state(state, resume), len(resume.text)
-    return engine, prefill or "", 0
+@functools.cache
+def _signature() -> inspect.Signature:
+    prompt = inspect.Parameter("prompt", inspect.Parameter.POSITIONAL_ONLY, annotation="Prompt")
+    keywords = [
+        inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=f.type)
+        for f in dataclasses.fields(Options)
+    ]
+    return inspect.Signature([prompt, *keywords])
 
 
-def stream(prompt: str | list[dict[str, Any]], **options: Any) -> Iterator[Event]:
+@functools.cache
+def _options_doc() -> str:
+    lines = [f"        {name}: {option_doc(name)}" for name in OPTION_FIELDS]
+    return "\n\n    Options (keywords; see ``autocontinue.Options``):\n\n" + "\n".join(lines) + "\n"
+
+
+# -- the four entry points -------------------------------------------------------------------
+
+
+@_takes_options(Options)
+def stream(prompt: Prompt, options: Options) -> Iterator[Event]:
     """Yield events as the answer is written: text deltas (already repaired), rounds, the end.
 
-    Options are those of ``generate``. The last event is ``Finished(result)``.
+    The last event is ``Finished(result)``. Arguments are checked at the call, before the
+    first event is asked for.
     """
-    options = _with_defaults(options)
-    engine, opening, emitted = _prepare(prompt, **options)
-    return _closing(run_sync(engine, opening, emitted), engine.backend, options["backend"])
+    engine, opening, emitted = _prepare(prompt, options)
+    return _closing(run_sync(engine, opening, emitted), engine.backend, options.backend)
+
+
+@_takes_options(Options)
+def generate(prompt: Prompt, options: Options) -> Result:
+    """Write the whole answer, continuing past the output cap; returns a Result."""
+    engine, opening, emitted = _prepare(prompt, options)
+    events = _closing(run_sync(engine, opening, emitted), engine.backend, options.backend)
+    return _last_result(events)
+
+
+@_takes_options(Options)
+def astream(prompt: Prompt, options: Options) -> AsyncIterator[Event]:
+    """The async twin of ``stream``: checks its arguments at the call, then returns the iterator."""
+    engine, opening, emitted = _prepare(prompt, options)
+    return _aclosing(run_async(engine, opening, emitted), engine.backend, options.backend)
+
+
+@_takes_options(Options)
+async def agenerate(prompt: Prompt, options: Options) -> Result:
+    """The async twin of ``generate``."""
+    engine, opening, emitted = _prepare(prompt, options)
+    result = None
+    async for event in _aclosing(run_async(engine, opening, emitted), engine.backend, options.backend):
+        if isinstance(event, Finished):
+            result = event.result
+    assert result is not None, "a run always ends with Finished"
+    return result
+
+
+def _last_result(events: Iterator[Event]) -> Result:
+    result = None
+    for event in events:
+        if isinstance(event, Finished):
+            result = event.result
+    assert result is not None, "a run always ends with Finished"
+    return result
 
 
 def _closing(events: Iterator[Event], backend: Backend, given: Any) -> Iterator[Event]:
@@ -164,77 +147,106 @@ def _closing(events: Iterator[Event], backend: Backend, given: Any) -> Iterator[
             backend.close()
 
 
-def generate(prompt: str | list[dict[str, Any]], **options: Any) -> Result:
-    """Write the whole answer, continuing past the output cap; returns a Result.
-
-    Options: model, backend ("anthropic" | "local" | a Backend), client, system, prefill,
-    max_tokens_per_call, max_rounds (20), max_output_tokens, strategy ("auto" | "prefill" |
-    "user-turn"), stop_sequences, until, min_words, temperature, cache (True), seed,
-    model_path, resume (a Checkpoint), retry (a RetryPolicy), thinking, effort, max_words,
-    base_url, server.
-    """
-    result = None
-    for event in stream(prompt, **options):
-        if isinstance(event, Finished):
-            result = event.result
-    assert result is not None
-    return result
-
-
-async def astream(prompt: str | list[dict[str, Any]], **options: Any) -> AsyncIterator[Event]:
-    """The async twin of ``stream``."""
-    options = _with_defaults(options)
-    engine, opening, emitted = _prepare(prompt, **options)
+async def _aclosing(events: AsyncIterator[Event], backend: Backend, given: Any) -> AsyncIterator[Event]:
+    """The async twin of ``_closing``."""
     try:
-        async for event in run_async(engine, opening, emitted):
+        async for event in events:
             yield event
     finally:
-        if not isinstance(options["backend"], Backend):
-            engine.backend.close()
+        if not isinstance(given, Backend):
+            backend.close()
 
 
-async def agenerate(prompt: str | list[dict[str, Any]], **options: Any) -> Result:
-    """The async twin of ``generate``."""
-    result = None
-    async for event in astream(prompt, **options):
-        if isinstance(event, Finished):
-            result = event.result
-    assert result is not None
-    return result
+# -- from options to an engine ---------------------------------------------------------------
 
 
-_DEFAULTS: dict[str, Any] = {
-    "model": None,
-    "backend": None,
-    "client": None,
-    "system": None,
-    "prefill": None,
-    "max_tokens_per_call": None,
-    "max_rounds": 20,
-    "max_output_tokens": None,
-    "strategy": "auto",
-    "stop_sequences": None,
-    "until": None,
-    "min_words": None,
-    "temperature": None,
-    "cache": True,
-    "seed": None,
-    "model_path": None,
-    "resume": None,
-    "retry": None,
-    "thinking": None,
-    "effort": None,
-    "max_words": None,
-    "base_url": None,
-    "server": None,
-}
+def _prepare(prompt: Prompt, options: Options) -> tuple[Engine, str, int]:
+    """Options -> backend -> model spec -> state -> Engine; refuses before any call."""
+    messages = _messages(prompt)
+    backend = resolve_backend(
+        options.backend,
+        client=options.client,
+        model_path=options.model_path,
+        seed=options.seed,
+        base_url=options.base_url,
+        server=options.server,
+    )
+    model = options.model or backend.default_model
+    try:
+        spec = backend.model_spec(model)
+        per_call = _per_call(backend, spec, options.max_tokens_per_call)
+    except AutocontinueError:
+        if not isinstance(options.backend, Backend):
+            backend.close()  # refused before any call: release the client this call made
+        raise
+    memory = PrefillMemory()
+    state = _state(options, backend, model, spec, per_call, memory)
+    state.prompt_tokens = estimate_tokens(_system_text(options.system) + str(messages))
+    engine = Engine(
+        backend,
+        state,
+        model=model,
+        prompt=messages,
+        system=options.system,
+        requested_strategy=options.strategy,
+        stop_sequences=tuple(options.stop_sequences),
+        temperature=options.temperature,
+        cache=options.cache,
+        seed=options.seed,
+        thinking=options.thinking,
+        effort=options.effort,
+        retry=options.retry,
+        memory=memory,
+    )
+    if options.resume is not None:
+        return engine, resume_state(state, options.resume), len(options.resume.text)
+    return engine, options.prefill or "", 0
 
 
-def _with_defaults(options: dict[str, Any]) -> dict[str, Any]:
-    unknown = set(options) - set(_DEFAULTS)
-    if unknown:
+def _messages(prompt: Prompt) -> list[dict[str, Any]]:
+    if not isinstance(prompt, (str, list)):
         raise ConfigurationError(
-            f"unknown option {sorted(unknown)[0]!r}", hint="options are: " + ", ".join(_DEFAULTS)
+            f"the prompt must be a string or a list of messages, got {type(prompt).__name__}",
+            hint='e.g. generate("Write a long story") or [{"role": "user", "content": "..."}]',
         )
-    return {**_DEFAULTS, **options}
+    if not encodable(prompt):
+        raise ConfigurationError(
+            "the prompt contains a lone surrogate (text that cannot be encoded as UTF-8)",
+            hint="decode the text with errors='replace' (or fix its source) before passing it",
+        )
+    return normalise_prompt(prompt)
 
+
+def _state(
+    options: Options, backend: Backend, model: str, spec: ModelSpec, per_call: int, memory: PrefillMemory
+) -> ContinuationState:
+    can_prefill = backend.prefill_supported(model) and options.thinking != "adaptive"
+    if can_prefill and memory.refused(backend.endpoint_key(), model):
+        can_prefill = False
+    budgets = Budgets(
+        max_tokens_per_call=per_call,
+        max_rounds=options.max_rounds,
+        max_output_tokens=options.max_output_tokens,
+        until=options.until,
+        min_words=options.min_words,
+        max_words=options.max_words,
+        context_window=spec.context_window,
+    )
+    return ContinuationState(spec=spec, budgets=budgets, strategy=choose_strategy(options.strategy, can_prefill))
+
+
+def _system_text(system: str | list[dict[str, Any]] | None) -> str:
+    return system if isinstance(system, str) else str(system or "")
+
+
+def _per_call(backend: Backend, spec: ModelSpec, requested: int | None) -> int:
+    if requested is None:
+        default = getattr(backend, "default_max_tokens_per_call", None)
+        return min(default or spec.max_output, spec.max_output)
+    if requested > spec.max_output:
+        raise ConfigurationError(
+            f"max_tokens_per_call {requested} is above the maximum output of {spec.id} "
+            f"({spec.max_output})",
+            hint=f"use at most {spec.max_output}, or leave it unset for the model's maximum",
+        )
+    return requested

@@ -7,14 +7,18 @@
     ├── BackendUnavailableError       a backend's extra is not installed, or its model file is bad
     ├── BackendError                  the model service failed; .status_code, .request_id
     │   ├── PrefillNotSupportedError  the API refused a final assistant message
-    │   ├── ContextWindowError        prompt too long / model_context_window_exceeded
+    │   ├── ContextWindowError        prompt too long / model_context_window_exceeded;
+    │   │                             .prompt_tokens, .context_window, .max_tokens_allowed
     │   ├── AuthenticationError       401/403
     │   ├── InvalidRequestError       any other 400
+    │   │   └── MaxTokensExceededError  max_tokens above the model's maximum; .max_tokens_allowed
     │   └── TransientBackendError     429, 5xx, 529, connection lost: worth retrying
-    │       └── StreamInterruptedError  a stream broke after some text arrived (.text_received)
+    │       └── StreamInterruptedError  a stream broke after some text arrived
     └── JournalError                  the run journal is unreadable, corrupt or too new
 
-SDK and llama.cpp errors are converted once, at the backend boundary, with ``raise ... from``.
+SDK and llama.cpp errors are converted once, at the backend boundary, with ``raise ... from``;
+the limits a refusal names are parsed there too, into the fields above (None when not known),
+so nothing downstream reads numbers back out of a message.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ __all__ = [
     "ContextWindowError",
     "AuthenticationError",
     "InvalidRequestError",
+    "MaxTokensExceededError",
     "TransientBackendError",
     "StreamInterruptedError",
     "JournalError",
@@ -103,7 +108,27 @@ class PrefillNotSupportedError(BackendError):
 
 
 class ContextWindowError(BackendError):
-    """The prompt plus max_tokens does not fit the model's context window."""
+    """The prompt plus max_tokens does not fit the model's context window.
+
+    ``prompt_tokens`` and ``context_window`` are the service's own figures when it gave them;
+    ``max_tokens_allowed`` is the room left for output (0 when the prompt alone is too long).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        prompt_tokens: int | None = None,
+        context_window: int | None = None,
+        max_tokens_allowed: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(message, **kwargs)
+        self.prompt_tokens = prompt_tokens
+        self.context_window = context_window
+        if max_tokens_allowed is None and prompt_tokens is not None and context_window is not None:
+            max_tokens_allowed = max(0, context_window - prompt_tokens)
+        self.max_tokens_allowed = max_tokens_allowed
 
 
 class AuthenticationError(BackendError):
@@ -112,6 +137,14 @@ class AuthenticationError(BackendError):
 
 class InvalidRequestError(BackendError):
     """The API refused the request as malformed."""
+
+
+class MaxTokensExceededError(InvalidRequestError):
+    """``max_tokens`` is above the model's maximum output; ``max_tokens_allowed`` is that maximum."""
+
+    def __init__(self, message: str, *, max_tokens_allowed: int | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.max_tokens_allowed = max_tokens_allowed
 
 
 class TransientBackendError(BackendError):
@@ -124,11 +157,11 @@ class TransientBackendError(BackendError):
 
 
 class StreamInterruptedError(TransientBackendError):
-    """The stream broke after some text had arrived; that text is kept in ``text_received``."""
+    """The stream broke after some text had arrived (the engine keeps what it was given)."""
 
-    def __init__(self, message: str, *, text_received: str = "", usage: Any = None, **kwargs: Any) -> None:
+    def __init__(self, message: str, *, usage: Any = None, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
-        self.text_received = text_received
+        #: Usage of the broken call, when the backend knows it.
         self.usage = usage
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -44,6 +45,7 @@ from ..errors import (
     ConfigurationError,
     ContextWindowError,
     InvalidRequestError,
+    MaxTokensExceededError,
     MissingCredentialsError,
     PrefillNotSupportedError,
     StreamInterruptedError,
@@ -57,6 +59,10 @@ __all__ = ["AnthropicBackend", "api_version", "map_error", "request_params", "re
 
 _PREFILL_REFUSED = "does not support assistant message prefill"
 _CONTEXT_MARKERS = ("prompt is too long", "exceed context limit", "context window")
+# The limits the API's own 400 texts name (see shared/reference/anthropic-api.md).
+_PROMPT_TOO_LONG = re.compile(r"prompt is too long:\s*(\d+) tokens\s*>\s*(\d+)")
+_PROMPT_PLUS_MAX = re.compile(r"exceed context limit:\s*(\d+)\s*\+\s*\d+\s*>\s*(\d+)")
+_MAX_TOKENS_OVER = re.compile(r"max_tokens:\s*\d+\s*>\s*(\d+), which is the maximum")
 #: Breakpoints used per request (the API allows 4).
 MAX_BREAKPOINTS = 4
 
@@ -231,7 +237,6 @@ def map_error(error: Exception, *, model: str, text_received: str = "", in_strea
         if text_received:
             return StreamInterruptedError(
                 f"the stream broke after {len(text_received)} characters: {message}",
-                text_received=text_received,
                 retry_after=_retry_after(error),
                 **common,
             )
@@ -261,8 +266,8 @@ def _refusal_error(message: str, status: int | None, model: str, common: dict[st
         return _not_found(message, model, common)
     if _PREFILL_REFUSED in message:
         return PrefillNotSupportedError(message, **common)
-    if any(marker in message for marker in _CONTEXT_MARKERS):
-        return ContextWindowError(message, **common)
+    if any(marker in message for marker in _CONTEXT_MARKERS) or _MAX_TOKENS_OVER.search(message):
+        return limit_error(message, common)
     if status == 400:
         return InvalidRequestError(message, hint=_invalid_hint(message), **common)
     return BackendError(message, **common)
@@ -297,6 +302,18 @@ def _invalid_hint(message: str) -> str | None:
     if "temperature" in message or "top_p" in message or "top_k" in message:
         return "drop temperature: today's Claude API does not take it"
     return None
+
+
+def limit_error(message: str, common: dict[str, Any]) -> BackendError:
+    """A refusal for size, with the numbers the API's text names as fields."""
+    over = _MAX_TOKENS_OVER.search(message)
+    if over:
+        return MaxTokensExceededError(message, max_tokens_allowed=int(over.group(1)), **common)
+    found = _PROMPT_TOO_LONG.search(message) or _PROMPT_PLUS_MAX.search(message)
+    if found:
+        prompt, window = int(found.group(1)), int(found.group(2))
+        return ContextWindowError(message, prompt_tokens=prompt, context_window=window, **common)
+    return ContextWindowError(message, **common)
 
 
 def _strip_userinfo(url: str) -> str:

@@ -86,6 +86,8 @@ def check_window(prompt_tokens: int, max_tokens: int, n_ctx: int) -> None:
     if prompt_tokens >= n_ctx:
         raise ContextWindowError(
             f"prompt is too long: {prompt_tokens} tokens > {n_ctx} maximum",
+            prompt_tokens=prompt_tokens,
+            context_window=n_ctx,
             status_code=400,
             error_type="invalid_request_error",
             hint="shorten the prompt, or load the model with a larger n_ctx",
@@ -95,6 +97,8 @@ def check_window(prompt_tokens: int, max_tokens: int, n_ctx: int) -> None:
             f"input length and `max_tokens` exceed context limit: "
             f"{prompt_tokens} + {max_tokens} > {n_ctx}, "
             "decrease input length or `max_tokens` and try again",
+            prompt_tokens=prompt_tokens,
+            context_window=n_ctx,
             status_code=400,
             error_type="invalid_request_error",
             hint="lower max_tokens, or load the model with a larger n_ctx",
