@@ -24,7 +24,7 @@ import autocontinue
 from autocontinue import AutocontinueError, ConfigurationError, Options
 from autocontinue.backends.scripted import ScriptedBackend
 from autocontinue.engine import RetryPolicy
-from autocontinue.events import Checkpoint, Finished
+from autocontinue.events import Checkpoint
 from autocontinue.options import OPTION_FIELDS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,10 +76,12 @@ def test_the_record_is_json_safe_secret_free_and_round_trips():
     ).validate()
     record = options.to_record()
     text = json.dumps(record)
-    assert "secret" not in text and "client" not in record and "backend" not in record
-    assert set(record) == set(OPTION_FIELDS) - {"backend", "client", "resume", "retry"}
+    assert "secret" not in text and "client" not in record and record["backend"] is None
+    assert set(record) == set(OPTION_FIELDS) - {"client", "resume", "retry"}
     again = Options.from_record(json.loads(text))
     assert again == options.replace(client=None, backend=None, resume=None, retry=None)
+    named = Options(backend="local", seed=3).to_record()
+    assert Options.from_record({**named, "prompt": "from an older journal"}) == Options(backend="local", seed=3)
 
 
 def test_keywords_feed_generate_back():
@@ -110,7 +112,10 @@ def test_a_misspelt_option_is_refused_with_the_right_name():
     assert "max_round" in caught.value.message and caught.value.hint == "did you mean max_rounds?"
     with pytest.raises(ConfigurationError, match="options by name"):
         autocontinue.generate("hi", "claude-sonnet-4-5")  # type: ignore[call-arg]
+    with pytest.raises(ConfigurationError, match="one prompt"):
+        autocontinue.generate(backend=backend)  # type: ignore[call-arg]
     assert backend.calls == 0
+    assert autocontinue.generate(prompt="hi", backend=backend).text == ANSWER  # type: ignore[call-arg]
 
 
 def test_mypy_refuses_a_misspelt_or_mistyped_option(tmp_path):

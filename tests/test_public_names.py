@@ -21,7 +21,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 def _modules() -> list[str]:
     names = ["autocontinue"]
     for info in pkgutil.walk_packages(autocontinue.__path__, "autocontinue."):
-        if not info.name.endswith("__main__"):
+        if not info.name.rpartition(".")[2].startswith("_"):  # private modules and __main__
             names.append(info.name)
     return names
 

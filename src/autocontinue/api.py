@@ -13,7 +13,7 @@ import difflib
 import functools
 import inspect
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any, Concatenate, ParamSpec, TypeVar, Union
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from .backends.base import Backend
 from .backends.select import resolve_backend
@@ -29,7 +29,7 @@ from .strategies import choose_strategy, normalise_prompt
 __all__ = ["Prompt", "generate", "stream", "agenerate", "astream", "resolve_backend"]
 
 #: A string, or Messages API messages ending with a user message.
-Prompt = Union[str, list[dict[str, Any]]]
+Prompt = str | list[dict[str, Any]]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -45,36 +45,39 @@ def _takes_options(
     """
 
     def decorate(fn: Callable[[Prompt, Options], R]) -> Callable[Concatenate[Prompt, P], R]:
-        def call(prompt: Prompt, /, *args: P.args, **kwargs: P.kwargs) -> R:
-            return fn(prompt, _options(fn.__name__, args, kwargs))
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return fn(*_arguments(fn.__name__, args, kwargs))
 
-        async def acall(prompt: Prompt, /, *args: Any, **kwargs: Any) -> Any:
-            return await fn(prompt, _options(fn.__name__, args, kwargs))  # type: ignore[misc]
+        async def acall(*args: Any, **kwargs: Any) -> Any:
+            return await fn(*_arguments(fn.__name__, args, kwargs))  # type: ignore[misc]
 
         wrapper: Any = functools.wraps(fn)(acall if inspect.iscoroutinefunction(fn) else call)
         wrapper.__signature__ = _signature()
         wrapper.__doc__ = (fn.__doc__ or "") + _options_doc()
-        return wrapper  # type: ignore[no-any-return]
+        return wrapper
 
     return decorate
 
 
-def _options(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Options:
-    if args:
+def _arguments(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Prompt, Options]:
+    """The prompt and the validated Options of one call (a wrong one: ConfigurationError)."""
+    if "prompt" in kwargs:
+        args = (*args, kwargs.pop("prompt"))
+    if len(args) != 1:
         raise ConfigurationError(
-            f"{name}() takes the prompt, then options by name", hint="e.g. generate(prompt, max_rounds=5)"
+            f"{name}() takes one prompt, then options by name", hint=f"e.g. {name}(prompt, max_rounds=5)"
         )
     unknown = sorted(set(kwargs) - set(OPTION_FIELDS))
     if unknown:
         close = difflib.get_close_matches(unknown[0], OPTION_FIELDS, n=1)
         hint = f"did you mean {close[0]}?" if close else "options are: " + ", ".join(OPTION_FIELDS)
         raise ConfigurationError(f"unknown option {unknown[0]!r}", hint=hint)
-    return Options(**kwargs).validate()
+    return args[0], Options(**kwargs).validate()
 
 
 @functools.cache
 def _signature() -> inspect.Signature:
-    prompt = inspect.Parameter("prompt", inspect.Parameter.POSITIONAL_ONLY, annotation="Prompt")
+    prompt = inspect.Parameter("prompt", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation="Prompt")
     keywords = [
         inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=f.type)
         for f in dataclasses.fields(Options)

@@ -12,7 +12,8 @@ CONTRACT (other modules depend on these names):
   ConfigurationError); ``Options.replace(**changes) -> Options``; ``Options.keywords()`` the
   fields as keyword arguments of ``generate``.
 - ``to_record() -> dict``: the JSON-safe options (no client, backend object, resume
-  checkpoint or retry policy; never a secret). ``Options.from_record(dict)`` is its inverse.
+  checkpoint or retry policy; never a secret; a backend by its name). ``Options.from_record
+  (dict)`` is its inverse (keys it does not know are ignored: older records stay readable).
 - ``OPTION_FIELDS``: the field names in declaration order (the README lists them);
   ``option_doc(name)``: the one-line description of a field.
 """
@@ -55,8 +56,8 @@ ServerKind = Literal[
 ]
 BackendName = Literal["anthropic", "local", "openai"]
 
-#: Fields that hold live objects, not settings: never recorded.
-_RUNTIME = ("backend", "client", "resume", "retry")
+#: Fields that hold live objects, not settings: never recorded (a backend only by its name).
+_RUNTIME = ("client", "resume", "retry")
 
 
 def _opt(default: Any, doc: str) -> Any:
@@ -127,11 +128,12 @@ class Options:
         return self
 
     def to_record(self) -> dict[str, Any]:
-        return {
-            name: (list(v) if isinstance(v := getattr(self, name), tuple) else v)
-            for name in OPTION_FIELDS
-            if name not in _RUNTIME
-        }
+        """The settings as JSON-safe values; a Backend object is recorded as None."""
+        record = {name: getattr(self, name) for name in OPTION_FIELDS if name not in _RUNTIME}
+        record["stop_sequences"] = list(self.stop_sequences)
+        if not isinstance(self.backend, str):
+            record["backend"] = None
+        return record
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> Options:
@@ -162,12 +164,21 @@ def _field_types() -> dict[str, Any]:
 
 
 def _check_type(name: str, value: Any, hint: Any) -> None:
-    if not _conforms(value, hint):
-        shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
-        raise ConfigurationError(
-            f"{name} must be {_describe(hint)}, got {shown}",
-            hint=f"{name}: {option_doc(name)}",
-        )
+    if _conforms(value, hint):
+        return
+    choices = _choices(hint)
+    if choices and isinstance(value, str):
+        names = [repr(c) for c in choices]
+        raise ConfigurationError(f"unknown {name} {value!r}", hint=f"use {', '.join(names[:-1])} or {names[-1]}")
+    shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+    raise ConfigurationError(f"{name} must be {_describe(hint)}, got {shown}", hint=f"{name}: {option_doc(name)}")
+
+
+def _choices(hint: Any) -> tuple[str, ...]:
+    """The strings a Literal in ``hint`` allows (empty if none)."""
+    if typing.get_origin(hint) is Literal:
+        return typing.get_args(hint)
+    return tuple(c for arg in typing.get_args(hint) for c in _choices(arg))
 
 
 def _conforms(value: Any, hint: Any) -> bool:
