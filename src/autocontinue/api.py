@@ -19,7 +19,7 @@ from .backends.base import Backend
 from .backends.select import resolve_backend
 from .catalogue import ModelSpec
 from .engine import Engine, resume_state, run_async, run_sync
-from .errors import AutocontinueError, ConfigurationError
+from .errors import ConfigurationError
 from .events import Event, Finished, Result
 from .memory import PrefillMemory
 from .options import OPTION_FIELDS, Options, encodable, option_doc
@@ -164,7 +164,10 @@ async def _aclosing(events: AsyncIterator[Event], backend: Backend, given: Any) 
 
 
 def _prepare(prompt: Prompt, options: Options) -> tuple[Engine, str, int]:
-    """Options -> backend -> model spec -> state -> Engine; refuses before any call."""
+    """Options -> backend -> model spec -> state -> Engine; refuses before any call.
+
+    Returns the engine, the text the answer opens with, and how much of it was shown before.
+    """
     messages = _messages(prompt)
     backend = resolve_backend(
         options.backend,
@@ -174,18 +177,24 @@ def _prepare(prompt: Prompt, options: Options) -> tuple[Engine, str, int]:
         base_url=options.base_url,
         server=options.server,
     )
-    model = options.model or backend.default_model
     try:
-        spec = backend.model_spec(model)
-        per_call = _per_call(backend, spec, options.max_tokens_per_call)
-    except AutocontinueError:
+        engine = _engine(messages, options, backend)
+    except BaseException:
         if not isinstance(options.backend, Backend):
             backend.close()  # refused before any call: release the client this call made
         raise
+    if options.resume is not None:
+        return engine, resume_state(engine.state, options.resume), len(options.resume.text)
+    return engine, options.prefill or "", 0
+
+
+def _engine(messages: list[dict[str, Any]], options: Options, backend: Backend) -> Engine:
+    model = options.model or backend.default_model
+    spec = backend.model_spec(model)
     memory = PrefillMemory()
-    state = _state(options, backend, model, spec, per_call, memory)
+    state = _state(options, backend, model, spec, _per_call(backend, spec, options.max_tokens_per_call), memory)
     state.prompt_tokens = estimate_tokens(_system_text(options.system) + str(messages))
-    engine = Engine(
+    return Engine(
         backend,
         state,
         model=model,
@@ -201,9 +210,6 @@ def _prepare(prompt: Prompt, options: Options) -> tuple[Engine, str, int]:
         retry=options.retry,
         memory=memory,
     )
-    if options.resume is not None:
-        return engine, resume_state(state, options.resume), len(options.resume.text)
-    return engine, options.prefill or "", 0
 
 
 def _messages(prompt: Prompt) -> list[dict[str, Any]]:
