@@ -58,7 +58,11 @@ def test_the_readme_lists_exactly_the_option_fields_with_their_defaults():
 def test_the_old_defaults_stay():
     o = Options()
     assert (o.max_rounds, o.strategy, o.cache, o.stop_sequences) == (20, "auto", True, ())
-    assert all(getattr(o, name) is None for name in OPTION_FIELDS if name not in ("max_rounds", "strategy", "cache", "stop_sequences"))
+    assert all(
+        getattr(o, name) is None
+        for name in OPTION_FIELDS
+        if name not in ("max_rounds", "strategy", "cache", "stop_sequences")
+    )
 
 
 def test_help_shows_every_option_with_its_description():
@@ -70,9 +74,17 @@ def test_help_shows_every_option_with_its_description():
 def test_the_record_is_json_safe_secret_free_and_round_trips():
     client = type("Client", (), {"messages": object(), "api_key": "sk-ant-secret"})()
     options = Options(
-        model="claude-sonnet-4-5", client=client, backend=ScriptedBackend(ANSWER), stop_sequences=["END"],
-        resume=Checkpoint(text="x", held="", rounds=[]), retry=RetryPolicy(), thinking="off", effort="low",
-        max_words=900, base_url="http://127.0.0.1:9/v1", server="vllm",
+        model="claude-sonnet-4-5",
+        client=client,
+        backend=ScriptedBackend(ANSWER),
+        stop_sequences=["END"],
+        resume=Checkpoint(text="x", held="", rounds=[]),
+        retry=RetryPolicy(),
+        thinking="off",
+        effort="low",
+        max_words=900,
+        base_url="http://127.0.0.1:9/v1",
+        server="vllm",
     ).validate()
     record = options.to_record()
     text = json.dumps(record)
@@ -81,7 +93,9 @@ def test_the_record_is_json_safe_secret_free_and_round_trips():
     again = Options.from_record(json.loads(text))
     assert again == options.replace(client=None, backend=None, resume=None, retry=None)
     named = Options(backend="local", seed=3).to_record()
-    assert Options.from_record({**named, "prompt": "from an older journal"}) == Options(backend="local", seed=3)
+    assert Options.from_record({**named, "prompt": "from an older journal"}) == Options(
+        backend="local", seed=3
+    )
 
 
 def test_keywords_feed_generate_back():
@@ -130,9 +144,19 @@ def test_mypy_refuses_a_misspelt_or_mistyped_option(tmp_path):
         "autocontinue.astream([{'role': 'user', 'content': 'p'}], system=[{'type': 'text', 'text': 's'}])\n"
     )
     done = subprocess.run(
-        [sys.executable, "-m", "mypy", "--follow-imports=silent", "--no-incremental", "--ignore-missing-imports",
-         str(snippet)],
-        capture_output=True, text=True, cwd=tmp_path, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--follow-imports=silent",
+            "--no-incremental",
+            "--ignore-missing-imports",
+            str(snippet),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
         env={**os.environ, "MYPYPATH": str(Path(autocontinue.__file__).parents[1])},
     )
     errors = [line for line in done.stdout.splitlines() if ": error:" in line]

@@ -9,7 +9,6 @@ only listen to the events.
 from __future__ import annotations
 
 import random
-import re
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, replace
@@ -22,6 +21,7 @@ from .errors import (
     BackendError,
     ContextWindowError,
     InvalidRequestError,
+    MaxTokensExceededError,
     PrefillNotSupportedError,
     TransientBackendError,
 )
@@ -89,11 +89,6 @@ class RetryPolicy:
         backoff = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
         backoff *= 1 + 0.1 * random.random()
         return max(backoff, retry_after or 0.0)
-
-
-_PROMPT_PLUS_MAX = re.compile(r"(\d+)\s*\+\s*(\d+)\s*>\s*(\d+)")
-_PROMPT_TOO_LONG = re.compile(r"prompt is too long:\s*(\d+) tokens\s*>\s*(\d+)")
-_MAX_TOKENS_OVER = re.compile(r"max_tokens:\s*(\d+)\s*>\s*(\d+)")
 
 
 class Engine:
@@ -202,6 +197,8 @@ class Engine:
         left to change would make it differ, the run stops with ``stalled``.
         """
         state = self.state
+        if state.stop_reason is not None:  # it ended while handling a failure
+            return None, []
         decision = decide_next_round(state)
         if decision.stop_reason:
             return None, self._finish(decision.stop_reason)
@@ -417,23 +414,27 @@ class Engine:
         return delay, events
 
     def on_limit(self, error: BackendError) -> list[Event]:
-        """The request was too big for the model: shrink the call, or end the run."""
+        """The request was too big for the model: shrink the call, or end the run.
+
+        Reads the limits the backend put on the error (never its message).
+        """
         self._abandon_round()
-        text = error.message
-        over = _MAX_TOKENS_OVER.search(text)
-        if isinstance(error, InvalidRequestError) and over:
+        if isinstance(error, MaxTokensExceededError) and error.max_tokens_allowed:
             budgets = self.state.budgets
-            self.state.budgets = replace(budgets, max_tokens_per_call=int(over.group(2)))
+            self.state.budgets = replace(budgets, max_tokens_per_call=error.max_tokens_allowed)
             return []
-        both = _PROMPT_PLUS_MAX.search(text)
-        if isinstance(error, ContextWindowError) and both:
-            prompt_tokens, window = int(both.group(1)), int(both.group(3))
-            if window - prompt_tokens >= 16 and self._next_prompt_tokens != prompt_tokens:
-                self._next_prompt_tokens = prompt_tokens
-                return []
-        if isinstance(error, ContextWindowError):
-            return self._finish("context_exhausted")
-        raise self.fail(error)
+        if not isinstance(error, ContextWindowError):
+            raise self.fail(error)
+        prompt_tokens, room = error.prompt_tokens, error.max_tokens_allowed or 0
+        if prompt_tokens is not None and room >= 16 and self._next_prompt_tokens != prompt_tokens:
+            if error.context_window:  # the service's own window wins over the catalogue's
+                self.state.budgets = replace(self.state.budgets, context_window=error.context_window)
+            self._next_prompt_tokens = prompt_tokens
+            return []
+        if not self.state.text.strip():  # nothing written: the prompt itself does not fit
+            error.hint = error.hint or "shorten the prompt (or use a model with a larger context window)"
+            raise self.fail(error)
+        return self._finish("context_exhausted")
 
     def _abandon_round(self) -> list[Event]:
         """A call failed: keep the text it added as an interrupted round, or forget it whole."""

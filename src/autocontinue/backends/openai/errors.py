@@ -1,8 +1,9 @@
 """OpenAI SDK and transport errors mapped once into the ``autocontinue.errors`` tree.
 
-Context-window errors are reworded with ``P + M > C`` (prompt, max_tokens, window) when the
-server's message gives the numbers, and a too-large max_tokens with ``max_tokens: M > L``, so
-the engine can shrink the next call instead of failing (see ``Engine.on_limit``).
+Context-window errors carry the numbers the server's message gives as fields
+(``prompt_tokens``, ``context_window``; ``max_tokens_allowed`` for a too-large max_tokens), so
+the engine can shrink the next call instead of failing (see ``Engine.on_limit``); the message
+says them too, as ``P + M > C`` or ``max_tokens: M > L``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from ...errors import (
     BackendError,
     ContextWindowError,
     InvalidRequestError,
+    MaxTokensExceededError,
     StreamInterruptedError,
     TransientBackendError,
     UnknownModelError,
@@ -72,22 +74,24 @@ def _retry_after(error: Any) -> float | None:
     return None
 
 
-def _limit_numbers(message: str, body: dict[str, Any], max_tokens: int) -> str:
-    """`` (P + M > C)`` or `` (max_tokens: M > L)`` when the numbers are known, else ''."""
+def _limits(message: str, body: dict[str, Any], max_tokens: int) -> tuple[str, dict[str, int]]:
+    """`` (P + M > C)`` or `` (max_tokens: M > L)`` when the numbers are known, else '', and
+    the same numbers as the error's fields (prompt_tokens, context_window / max_tokens_allowed)."""
     if match := _REQUESTED.search(message):
-        window, prompt, completion = match.groups()
-        return f" ({prompt} + {completion} > {window})"
-    if match := _TOO_LARGE.search(message):
-        completion, window, prompt = match.groups()
-        return f" ({prompt} + {completion} > {window})"
-    if match := _REQUESTED_TOKENS.search(message):
-        return f" ({match.group(1)} + {max_tokens} > {match.group(2)})"
-    if match := _AT_MOST.search(message):
-        return f" (max_tokens: {match.group(1)} > {match.group(2)})"
-    prompt, window = body.get("n_prompt_tokens"), body.get("n_ctx")  # llama-server's fields
-    if isinstance(prompt, int) and isinstance(window, int):
-        return f" ({prompt} + {max_tokens} > {window})"
-    return ""
+        window, prompt, completion = map(int, match.groups())
+    elif match := _TOO_LARGE.search(message):
+        completion, window, prompt = map(int, match.groups())
+    elif match := _REQUESTED_TOKENS.search(message):
+        prompt, window = map(int, match.groups())
+        completion = max_tokens
+    elif match := _AT_MOST.search(message):
+        asked, allowed = map(int, match.groups())
+        return f" (max_tokens: {asked} > {allowed})", {"max_tokens_allowed": allowed}
+    elif isinstance(body.get("n_prompt_tokens"), int) and isinstance(body.get("n_ctx"), int):
+        prompt, window, completion = body["n_prompt_tokens"], body["n_ctx"], max_tokens  # llama-server's
+    else:
+        return "", {}
+    return f" ({prompt} + {completion} > {window})", {"prompt_tokens": prompt, "context_window": window}
 
 
 def transport_errors() -> tuple[type[BaseException], ...]:
@@ -121,7 +125,6 @@ def map_error(error: Exception, *, model: str, max_tokens: int = 0, text_receive
     if transient and text_received:
         return StreamInterruptedError(
             f"the stream broke after {len(text_received)} characters: {message}",
-            text_received=text_received,
             retry_after=_retry_after(error),
             **common,
         )
@@ -131,9 +134,11 @@ def map_error(error: Exception, *, model: str, max_tokens: int = 0, text_receive
         return AuthenticationError(message, hint="check OPENAI_API_KEY (or the client's api_key)", **common)
     lowered = f"{message} {body.get('code', '')} {error_type or ''}".lower()
     if any(marker in lowered for marker in _CONTEXT_MARKERS):
-        return ContextWindowError(message + _limit_numbers(message, body, max_tokens), **common)
+        numbers, limits = _limits(message, body, max_tokens)
+        return ContextWindowError(message + numbers, **limits, **common)
     if _AT_MOST.search(message):
-        return InvalidRequestError(message + _limit_numbers(message, body, max_tokens), **common)
+        numbers, limits = _limits(message, body, max_tokens)
+        return MaxTokensExceededError(message + numbers, **limits, **common)
     if status == 404:
         return UnknownModelError(
             f"the server does not know model {model!r} or the URL ({message})",
