@@ -26,8 +26,12 @@ SPECS = ("tiny-api:context=400,max_output=100,prefill=yes",)
 
 @pytest.fixture(scope="module")
 def tiny_url():
-    with run_emulator(length=500, model_specs=SPECS) as url:
-        yield url
+    register_model(parse_model_spec(SPECS[0]))  # the backend checks the model it is asked for
+    try:
+        with run_emulator(length=500, model_specs=SPECS) as url:
+            yield url
+    finally:
+        CATALOGUE.pop("tiny-api", None)
 
 
 def _round(url: str, words: int, max_tokens: int) -> None:

@@ -27,10 +27,11 @@ def _modules() -> list[str]:
 
 
 def test_the_package_all_is_exactly_its_public_names():
+    """The package imports its names on first use (PEP 562): ``dir()`` lists them all."""
     public = {
         name
-        for name, value in vars(autocontinue).items()
-        if not name.startswith("_") and not isinstance(value, types.ModuleType)
+        for name in dir(autocontinue)
+        if not name.startswith("_") and not isinstance(getattr(autocontinue, name), types.ModuleType)
     }
     assert sorted(set(autocontinue.__all__) - {"__version__"}) == sorted(public)
     assert len(autocontinue.__all__) == len(set(autocontinue.__all__))

@@ -136,7 +136,7 @@ class _Accumulator:
         if self.finish is None:
             text = "".join(self.sent)
             if text:
-                raise StreamInterruptedError("the stream ended without a finish reason", text_received=text)
+                raise StreamInterruptedError("the stream ended without a finish reason")
             raise TransientBackendError("the stream ended without a finish reason")
         reason, matched = stop_reason(self.finish, self.matched, self.request.stop_sequences)
         return [
