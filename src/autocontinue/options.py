@@ -12,8 +12,8 @@ CONTRACT (other modules depend on these names):
   ConfigurationError); ``Options.replace(**changes) -> Options``; ``Options.keywords()`` the
   fields as keyword arguments of ``generate``.
 - ``to_record() -> dict``: the JSON-safe options (no client, backend object, resume
-  checkpoint or retry policy; never a secret; a backend by its name). ``Options.from_record
-  (dict)`` is its inverse (keys it does not know are ignored: older records stay readable).
+  checkpoint or retry policy; never a secret). ``Options.from_record(dict)`` is its inverse
+  (keys it does not know are ignored: older records stay readable).
 - ``OPTION_FIELDS``: the field names in declaration order (the README lists them);
   ``option_doc(name)``: the one-line description of a field.
 """
@@ -56,8 +56,9 @@ ServerKind = Literal[
 ]
 BackendName = Literal["anthropic", "local", "openai"]
 
-#: Fields that hold live objects, not settings: never recorded (a backend only by its name).
-_RUNTIME = ("client", "resume", "retry")
+#: Fields that may hold live objects, not settings: never recorded (the journal keeps the
+#: backend's name beside the record itself).
+_RUNTIME = ("backend", "client", "resume", "retry")
 
 
 def _opt(default: Any, doc: str) -> Any:
@@ -128,11 +129,9 @@ class Options:
         return self
 
     def to_record(self) -> dict[str, Any]:
-        """The settings as JSON-safe values; a Backend object is recorded as None."""
+        """The settings as JSON-safe values (no backend, client, checkpoint or retry policy)."""
         record = {name: getattr(self, name) for name in OPTION_FIELDS if name not in _RUNTIME}
         record["stop_sequences"] = list(self.stop_sequences)
-        if not isinstance(self.backend, str):
-            record["backend"] = None
         return record
 
     @classmethod
