@@ -225,7 +225,7 @@ def report_section(out: list[str], data: dict[str, Any] | None) -> None:
     for t in data["throughput"]:
         met = t["bound_share"] >= TARGET_THROUGHPUT and t["throttled_share"] < TARGET_THROTTLED
         out.append(
-            f"- Batch throughput under a {t['kind']} limit: {t['bound_share']:.1%} of the bound, "
+            f"- Batch throughput under the {t['kind']} limit: {t['bound_share']:.1%} of the bound, "
             f"{t['throttled_share']:.1%} of calls refused (target >= 90%, 429s < 2%): {'met' if met else 'missed'}."
         )
     c = data["cost"]
