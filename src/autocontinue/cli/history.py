@@ -37,22 +37,34 @@ def runs_table(records: list[RunRecord]) -> list[str]:
     rows = [("ID", "WHEN", "MODEL", "ROUNDS", "TOKENS", "COST", "STATE")]
     for r in records:
         usage = r.usage
-        rows.append((
-            r.id, _when(r.created), r.model, str(len(r.rounds)),
-            f"{usage.output_tokens:,}", f"${r.cost_usd:.4f}",
-            r.display_state + (f" ({r.stop_reason})" if r.stop_reason and r.stop_reason != "end_turn" else ""),
-        ))
+        rows.append(
+            (
+                r.id,
+                _when(r.created),
+                r.model,
+                str(len(r.rounds)),
+                f"{usage.output_tokens:,}",
+                f"${r.cost_usd:.4f}",
+                r.display_state
+                + (f" ({r.stop_reason})" if r.stop_reason and r.stop_reason != "end_turn" else ""),
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     right = {3, 4, 5}
     return [
-        "  ".join(cell.rjust(w) if i in right else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths))).rstrip()
+        "  ".join(
+            cell.rjust(w) if i in right else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths))
+        ).rstrip()
         for row in rows
     ]
 
 
 def _describe_seam(seam: dict[str, Any]) -> str:
-    parts = [f"{key}={json.dumps(value, ensure_ascii=False)}" for key, value in seam.items()
-             if key != "strategy" and value not in (None, "", [], {}, 0, False)]
+    parts = [
+        f"{key}={json.dumps(value, ensure_ascii=False)}"
+        for key, value in seam.items()
+        if key != "strategy" and value not in (None, "", [], {}, 0, False)
+    ]
     return ", ".join(parts) or "nothing to repair"
 
 
@@ -95,7 +107,14 @@ def _echo_json(data: Any) -> None:
 
 
 @click.command("runs")
-@click.option("-n", "--limit", type=click.IntRange(1, 100_000), default=20, show_default=True, help="How many runs, newest first.")
+@click.option(
+    "-n",
+    "--limit",
+    type=click.IntRange(1, 100_000),
+    default=20,
+    show_default=True,
+    help="How many runs, newest first.",
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON list of runs (no text).")
 @click.option("--journal", "journal_path", metavar="PATH", help="Journal file (it must exist).")
 def runs(limit: int, as_json: bool, journal_path: str | None) -> None:
@@ -127,17 +146,25 @@ def show(run_id: str, seams: bool, as_json: bool, journal_path: str | None) -> N
     assert journal is not None
     record = find_run(journal, run_id)
     if as_json:
-        _echo_json({**run_summary(record), "text": record.text, "rounds": [r.to_dict() for r in record.rounds]})
+        _echo_json(
+            {**run_summary(record), "text": record.text, "rounds": [r.to_dict() for r in record.rounds]}
+        )
         return
     _echo(record.text, answer=True, nl=False)
-    if seams or (record.text and not record.text.endswith("\n") and is_terminal(click.get_text_stream("stdout"))):
+    if seams or (
+        record.text and not record.text.endswith("\n") and is_terminal(click.get_text_stream("stdout"))
+    ):
         click.echo("")
     if not record.finished:
         detail = f" ({record.error})" if record.error else ""
-        say(f"run {record.id} is {record.display_state}{detail}; this is the text so far; finish it with: autocontinue resume {record.id}")
+        say(
+            f"run {record.id} is {record.display_state}{detail}; this is the text so far; finish it with: autocontinue resume {record.id}"
+        )
     if seams:
         stalled = f", {plural(record.stalled_rounds, 'round')} added no text" if record.stalled_rounds else ""
-        _echo(f"--- run {record.id}: {record.state}, {record.model} on {record.backend}, "
-              f"{plural(len(record.rounds), 'round')}{stalled}")
+        _echo(
+            f"--- run {record.id}: {record.state}, {record.model} on {record.backend}, "
+            f"{plural(len(record.rounds), 'round')}{stalled}"
+        )
         for line in seam_lines(record):
             _echo(line)

@@ -14,7 +14,12 @@ from ..errors import MissingCredentialsError
 from .errors import CommandFailed, warn
 
 __all__ = [
-    "read_prompt", "read_text_file", "clean_prefill", "check_output_path", "choose_backend", "check_endpoint",
+    "read_prompt",
+    "read_text_file",
+    "clean_prefill",
+    "check_output_path",
+    "choose_backend",
+    "check_endpoint",
     "stdin_piped",
 ]
 
@@ -156,7 +161,9 @@ def _check_url(url: str, source: str) -> None:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError for a bad port
     except ValueError as exc:
-        raise CommandFailed(f"{source} is not a valid URL: {exc}", hint="e.g. https://api.example.com") from None
+        raise CommandFailed(
+            f"{source} is not a valid URL: {exc}", hint="e.g. https://api.example.com"
+        ) from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise CommandFailed(
             f"{source} is not an http(s) URL: {url.split('@')[-1]!r}",

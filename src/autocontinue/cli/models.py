@@ -23,19 +23,48 @@ def _tokens(n: int) -> str:
 def models_table(specs: list[ModelSpec]) -> list[str]:
     """Aligned lines: id, backend, context, max output, prefill, cache minimum, prices (input,
     output, cache read), thinking when omitted, efforts, retirement, aliases."""
-    rows = [("MODEL", "BACKEND", "CONTEXT", "MAX OUT", "PREFILL", "MIN CACHE", "$/M IN", "$/M OUT", "$/M READ",
-             "THINKING", "EFFORT", "RETIRES", "ALIASES")]
+    rows = [
+        (
+            "MODEL",
+            "BACKEND",
+            "CONTEXT",
+            "MAX OUT",
+            "PREFILL",
+            "MIN CACHE",
+            "$/M IN",
+            "$/M OUT",
+            "$/M READ",
+            "THINKING",
+            "EFFORT",
+            "RETIRES",
+            "ALIASES",
+        )
+    ]
     for s in specs:
-        rows.append((
-            s.id, s.family, _tokens(s.context_window), _tokens(s.max_output), "yes" if s.prefill else "no",
-            _tokens(s.min_cacheable), f"{s.input_price:g}", f"{s.output_price:g}", f"{s.prices.read:g}",
-            s.thinking_default if s.family == "anthropic" else "-", _efforts(s.efforts), s.retires or "-",
-            ", ".join(s.aliases) + (" (unconfirmed: " + ", ".join(s.unconfirmed) + ")" if s.unconfirmed else ""),
-        ))
+        rows.append(
+            (
+                s.id,
+                s.family,
+                _tokens(s.context_window),
+                _tokens(s.max_output),
+                "yes" if s.prefill else "no",
+                _tokens(s.min_cacheable),
+                f"{s.input_price:g}",
+                f"{s.output_price:g}",
+                f"{s.prices.read:g}",
+                s.thinking_default if s.family == "anthropic" else "-",
+                _efforts(s.efforts),
+                s.retires or "-",
+                ", ".join(s.aliases)
+                + (" (unconfirmed: " + ", ".join(s.unconfirmed) + ")" if s.unconfirmed else ""),
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     right = {2, 3, 5, 6, 7, 8}
     return [
-        "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))).rstrip()
+        "  ".join(
+            c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))
+        ).rstrip()
         for row in rows
     ]
 
@@ -43,11 +72,21 @@ def models_table(specs: list[ModelSpec]) -> list[str]:
 def model_data(spec: ModelSpec) -> dict[str, object]:
     """One catalogue entry as JSON-ready data."""
     return {
-        "id": spec.id, "backend": spec.family, "aliases": list(spec.aliases),
-        "context_window": spec.context_window, "max_output": spec.max_output, "prefill": spec.prefill,
-        "min_cacheable": spec.min_cacheable, "input_price": spec.input_price, "output_price": spec.output_price,
-        "cache_read_price": spec.prices.read, "thinking": spec.thinking_default, "efforts": list(spec.efforts),
-        "retires": spec.retires, "successor": spec.successor, "unconfirmed": list(spec.unconfirmed),
+        "id": spec.id,
+        "backend": spec.family,
+        "aliases": list(spec.aliases),
+        "context_window": spec.context_window,
+        "max_output": spec.max_output,
+        "prefill": spec.prefill,
+        "min_cacheable": spec.min_cacheable,
+        "input_price": spec.input_price,
+        "output_price": spec.output_price,
+        "cache_read_price": spec.prices.read,
+        "thinking": spec.thinking_default,
+        "efforts": list(spec.efforts),
+        "retires": spec.retires,
+        "successor": spec.successor,
+        "unconfirmed": list(spec.unconfirmed),
     }
 
 

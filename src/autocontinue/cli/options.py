@@ -56,7 +56,8 @@ CLI_META: dict[str, CliOption] = {
     "prefill": CliOption("Start the answer with TEXT (trailing whitespace is stripped).", metavar="TEXT"),
     "max_tokens_per_call": CliOption(
         "max_tokens of each call (default: the model's maximum; 512 on the local model).",
-        type=click.IntRange(1, 1_000_000), metavar="N",
+        type=click.IntRange(1, 1_000_000),
+        metavar="N",
     ),
     "max_rounds": CliOption("Most model calls.", type=click.IntRange(1, 10_000), metavar="N"),
     "max_output_tokens": CliOption(
@@ -70,11 +71,14 @@ CLI_META: dict[str, CliOption] = {
     ),
     "max_words": CliOption(
         "Stop at a sentence end once the answer has passed N words.",
-        type=click.IntRange(1, 10_000_000), metavar="N",
+        type=click.IntRange(1, 10_000_000),
+        metavar="N",
     ),
     "temperature": CliOption("Sampling temperature, 0 to 1.", type=click.FloatRange(0, 1), metavar="T"),
     "cache": CliOption("Do not use prompt caching.", flag="--no-cache", negate=True),
-    "seed": CliOption("Seed (local and OpenAI-compatible backends: deterministic output).", type=int, metavar="N"),
+    "seed": CliOption(
+        "Seed (local and OpenAI-compatible backends: deterministic output).", type=int, metavar="N"
+    ),
     "model_path": CliOption(
         "GGUF file for the local backend.", type=click.Path(exists=True, dir_okay=False), metavar="FILE"
     ),
@@ -102,8 +106,11 @@ def _derived(name: str) -> CliOption:
     args = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
     kind = args[0]
     if kind is bool:
-        return CliOption(f"Set {name}.", negate=_DEFAULTS.get(name) is True,
-                         flag=f"--no-{name.replace('_', '-')}" if _DEFAULTS.get(name) is True else None)
+        return CliOption(
+            f"Set {name}.",
+            negate=_DEFAULTS.get(name) is True,
+            flag=f"--no-{name.replace('_', '-')}" if _DEFAULTS.get(name) is True else None,
+        )
     if typing.get_origin(kind) is typing.Literal:
         return CliOption(f"Set {name}.", type=_choice(kind))
     return CliOption(f"Set {name}.", type=kind if kind in (int, float) else str)
@@ -121,8 +128,14 @@ def _click_option(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any
     default = _DEFAULTS.get(name)
     shown = default not in (None, (), dataclasses.MISSING) and not meta.multiple
     return click.option(
-        flag, f"opt_{name}", type=meta.type, metavar=meta.metavar, multiple=meta.multiple,
-        default=default if shown else None, show_default=shown, help=meta.help,
+        flag,
+        f"opt_{name}",
+        type=meta.type,
+        metavar=meta.metavar,
+        multiple=meta.multiple,
+        default=default if shown else None,
+        show_default=shown,
+        help=meta.help,
     )
 
 

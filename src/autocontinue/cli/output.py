@@ -53,7 +53,6 @@ class AnswerOutput:
         elif self.streams and self._last and not self._last.endswith("\n") and sys.stdout.isatty():
             click.echo("")
 
-
     def print_json(self, data: dict[str, object]) -> None:
         """One JSON object on stdout (kept valid and inert on a terminal)."""
         text = json.dumps(data, ensure_ascii=False)

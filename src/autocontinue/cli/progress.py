@@ -31,9 +31,7 @@ def _plural(n: int, word: str) -> str:
 def progress_line(*, round_index: int, strategy: str, tokens: int, elapsed: float, cost: float) -> str:
     """``round 3 · prefill · ~1,234 tokens · 52 tok/s · $0.0123``."""
     rate = tokens / elapsed if elapsed > 0 else 0.0
-    return (
-        f"round {round_index + 1} · {strategy} · ~{tokens:,} tokens · {rate:.0f} tok/s · ${cost:.4f}"
-    )
+    return f"round {round_index + 1} · {strategy} · ~{tokens:,} tokens · {rate:.0f} tok/s · ${cost:.4f}"
 
 
 def summary_line(result: Result, *, elapsed: float | None = None) -> str:
@@ -58,8 +56,15 @@ def summary_line(result: Result, *, elapsed: float | None = None) -> str:
 class Progress:
     """Listens to a run's events; shows a live line if ``live`` and notes unless ``quiet``."""
 
-    def __init__(self, *, live: bool, quiet: bool, rounds_done: int = 0, cost_so_far: float = 0.0,
-                 tokens_so_far: int = 0) -> None:
+    def __init__(
+        self,
+        *,
+        live: bool,
+        quiet: bool,
+        rounds_done: int = 0,
+        cost_so_far: float = 0.0,
+        tokens_so_far: int = 0,
+    ) -> None:
         self.quiet = quiet
         self.live_enabled = live and not quiet
         self.started = time.monotonic()
@@ -81,8 +86,12 @@ class Progress:
 
             self._console = Console(stderr=True)
             self._live = Live(
-                self._render(), console=self._console, transient=True, refresh_per_second=4,
-                redirect_stdout=False, redirect_stderr=False,
+                self._render(),
+                console=self._console,
+                transient=True,
+                refresh_per_second=4,
+                redirect_stdout=False,
+                redirect_stderr=False,
             )
             self._live.__enter__()
         return self
@@ -142,7 +151,10 @@ class Progress:
 
         tokens = self.shown_tokens()
         line = progress_line(
-            round_index=self._round, strategy=visible(self._strategy) or "starting", tokens=tokens,
-            elapsed=self.elapsed, cost=self._cost,
+            round_index=self._round,
+            strategy=visible(self._strategy) or "starting",
+            tokens=tokens,
+            elapsed=self.elapsed,
+            cost=self._cost,
         )
         return Text(line, style="dim")

@@ -35,8 +35,14 @@ def find_run(journal: Journal, run_id: str) -> RunRecord:
 @click.argument("run_id", required=False)
 @output_options
 @journal_options
-def resume(run_id: str | None, output: str | None, as_json: bool, quiet: bool,
-           journal_path: str | None, no_journal: bool) -> None:
+def resume(
+    run_id: str | None,
+    output: str | None,
+    as_json: bool,
+    quiet: bool,
+    journal_path: str | None,
+    no_journal: bool,
+) -> None:
     """Finish an interrupted run (default: the latest unfinished one).
 
     Prints the whole answer: the text saved before the interruption, then the rest as it
@@ -45,7 +51,9 @@ def resume(run_id: str | None, output: str | None, as_json: bool, quiet: bool,
     at a time: resuming one that another live process is working on is refused.
     """
     if no_journal:
-        raise CommandFailed("resume reads the journal; --no-journal leaves nothing to resume", hint="drop --no-journal")
+        raise CommandFailed(
+            "resume reads the journal; --no-journal leaves nothing to resume", hint="drop --no-journal"
+        )
     journal = open_journal(journal_path)
     assert journal is not None
     record = find_run(journal, run_id) if run_id else journal.latest_unfinished()
@@ -108,4 +116,6 @@ def _warn_if_endpoint_changed(record: RunRecord, quiet: bool) -> None:
     now = os.environ.get("ANTHROPIC_BASE_URL")
     now = redact_url(now) if now else None
     if before != now:
-        warn(f"run {record.id} was sent to {before or 'the Anthropic API'}; now it goes to {now or 'the Anthropic API'}")
+        warn(
+            f"run {record.id} was sent to {before or 'the Anthropic API'}; now it goes to {now or 'the Anthropic API'}"
+        )

@@ -19,17 +19,18 @@ def build_request(prompt: str, given: dict[str, Any]) -> dict[str, Any]:
 
     Refuses bad values (ConfigurationError with a hint) before any call.
     """
-    from ..journal import redact_url
-    from ..options import Options
     from .inputs import check_endpoint, choose_backend
 
     backend = choose_backend(given.get("backend"), given.get("base_url"))
+    endpoint = check_endpoint(backend, given.get("base_url"))  # before the heavier imports: fails fast
+    from ..journal import redact_url
+    from ..options import Options
+
     settings = {key: value for key, value in given.items() if key != "backend"}
     if settings.get("model_path"):
         settings["model_path"] = os.path.abspath(os.path.expanduser(settings["model_path"]))
     record = Options(**settings).validate().to_record()
     request: dict[str, Any] = {"prompt": prompt, "backend": backend, **record}
-    endpoint = check_endpoint(backend, record.get("base_url"))
     if endpoint:
         request["endpoint"] = redact_url(endpoint)
     if record.get("base_url"):
@@ -43,17 +44,23 @@ def build_request(prompt: str, given: dict[str, Any]) -> dict[str, Any]:
 @run_options
 @output_options
 @journal_options
-def run(prompt: str | None, prompt_file: str | None, output: str | None, as_json: bool, quiet: bool,
-        journal_path: str | None, no_journal: bool, **values: Any) -> None:
+def run(
+    prompt: str | None,
+    prompt_file: str | None,
+    output: str | None,
+    as_json: bool,
+    quiet: bool,
+    journal_path: str | None,
+    no_journal: bool,
+    **values: Any,
+) -> None:
     """Write the complete answer to PROMPT, continuing past the output cap.
 
     PROMPT may be - (stdin); with no PROMPT and no -f, a piped stdin is the prompt. The
     answer streams to stdout; progress and a summary go to stderr. Every run is journaled:
     if it is interrupted, `autocontinue resume` finishes it.
     """
-    from .execute import execute
     from .inputs import check_output_path, clean_prefill, read_prompt
-    from .output import AnswerOutput
 
     given = options_from_cli(values)
     text = read_prompt(prompt, prompt_file, quiet=quiet)
@@ -61,6 +68,11 @@ def run(prompt: str | None, prompt_file: str | None, output: str | None, as_json
     if "prefill" in given:
         given["prefill"] = clean_prefill(given["prefill"], quiet=quiet)
     request = build_request(text, given)
+    from .execute import execute
+    from .output import AnswerOutput
+
     journal = open_journal(journal_path, no_journal)
-    code = execute(request, journal=journal, output=AnswerOutput(out_file=out_file, as_json=as_json), quiet=quiet)
+    code = execute(
+        request, journal=journal, output=AnswerOutput(out_file=out_file, as_json=as_json), quiet=quiet
+    )
     raise SystemExit(code)

@@ -55,7 +55,9 @@ def prepare_journal_file(path: Path) -> bool:
             _tighten_owned_dir(path.parent)
         return _create_file(path)
     except OSError as exc:
-        raise JournalError(f"cannot open the journal {path}: {exc.strerror or exc}", hint=_OPEN_HINT) from None
+        raise JournalError(
+            f"cannot open the journal {path}: {exc.strerror or exc}", hint=_OPEN_HINT
+        ) from None
 
 
 def tighten_journal_file(path: Path) -> None:

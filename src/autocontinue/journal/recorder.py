@@ -118,8 +118,13 @@ class RunRecorder:
             return None
         usage = Usage(output_tokens=max(1, round(self._round_chars / 4)))
         return RoundReport(
-            index=self._round.index, strategy=self._round.strategy, max_tokens=self._round.max_tokens,
-            stop_reason="interrupted", usage=usage, chars=self._round_chars, cost_usd=self._price(usage),
+            index=self._round.index,
+            strategy=self._round.strategy,
+            max_tokens=self._round.max_tokens,
+            stop_reason="interrupted",
+            usage=usage,
+            chars=self._round_chars,
+            cost_usd=self._price(usage),
             seam={"notes": ["cut short when the run stopped; output tokens estimated from its text"]},
         )
 
@@ -175,5 +180,3 @@ class RunRecorder:
         if self.run_id is None:
             raise RuntimeError("RunRecorder.start() was not called")
         return self.run_id
-
-

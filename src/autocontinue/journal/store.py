@@ -194,7 +194,12 @@ class Journal:
     # -- writing -----------------------------------------------------------------------
 
     def start_run(
-        self, *, backend: str, model: str, request: dict[str, Any], run_id: str | None = None,
+        self,
+        *,
+        backend: str,
+        model: str,
+        request: dict[str, Any],
+        run_id: str | None = None,
         output: str | None = None,
     ) -> str:
         """Record a new run in state "running", owned by this process; returns its id."""
@@ -207,8 +212,18 @@ class Journal:
                     conn.execute(
                         "INSERT INTO runs (id, created, updated, state, backend, model, request, host, pid,"
                         " proc_start, output) VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?)",
-                        (candidate, now, now, backend, model, body, socket.gethostname(), os.getpid(),
-                         _OWN_START, output),
+                        (
+                            candidate,
+                            now,
+                            now,
+                            backend,
+                            model,
+                            body,
+                            socket.gethostname(),
+                            os.getpid(),
+                            _OWN_START,
+                            output,
+                        ),
                     )
                     conn.execute(
                         "INSERT INTO checkpoints (run_id, text, held, updated) VALUES (?, '', '', ?)",
@@ -261,8 +276,17 @@ class Journal:
             conn.execute(
                 "UPDATE runs SET state = ?, stop_reason = COALESCE(?, stop_reason), error = ?,"
                 " model = COALESCE(?, model), updated = ?, host = ?, pid = ?, proc_start = ? WHERE id = ?",
-                (state, stop_reason, error, model, time.time(), socket.gethostname(), os.getpid(), _OWN_START,
-                 run_id),
+                (
+                    state,
+                    stop_reason,
+                    error,
+                    model,
+                    time.time(),
+                    socket.gethostname(),
+                    os.getpid(),
+                    _OWN_START,
+                    run_id,
+                ),
             )
 
     def claim_run(self, run_id: str) -> None:
@@ -276,7 +300,9 @@ class Journal:
                 "SELECT state, host, pid, proc_start, updated FROM runs WHERE id = ?", (run_id,)
             ).fetchone()
             if row is None:
-                raise JournalError(f"no run {run_id!r} in the journal {self.path}", hint="list runs with: autocontinue runs")
+                raise JournalError(
+                    f"no run {run_id!r} in the journal {self.path}", hint="list runs with: autocontinue runs"
+                )
             state, host, pid, started, updated = row
             if state == "finished":
                 raise RunBusyError(
@@ -316,7 +342,8 @@ class Journal:
                 (result.text, result.text, time.time(), run_id),
             )
             conn.execute(
-                "UPDATE runs SET stalled_rounds = ? WHERE id = ?", (getattr(result, "stalled_rounds", 0), run_id)
+                "UPDATE runs SET stalled_rounds = ? WHERE id = ?",
+                (getattr(result, "stalled_rounds", 0), run_id),
             )
         self.set_state(run_id, state, stop_reason=result.stop_reason, model=result.model)
 
@@ -377,7 +404,6 @@ class Journal:
                 record.text, record.held = row["text"], row["held"]
                 record.round_text, record.round_held = row["round_text"], row["round_held"]
         return record
-
 
 
 @contextmanager
