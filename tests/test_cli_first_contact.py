@@ -331,3 +331,29 @@ def test_a_prompt_too_large_for_the_context_is_an_error_not_a_finished_empty_run
     assert json.loads(result.stdout)["resumable"] is False
     record = Journal(default_journal_path()).list_runs()[0]
     assert record.state == "failed"
+
+
+def test_a_stalled_run_exits_1_stays_resumable_and_show_counts_the_idle_rounds(monkeypatch, start_emulator):
+    # The emulator's answer ends after 200 tokens; asking for 5,000 words makes every later
+    # round add nothing, until the engine gives up with "stalled".
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", start_emulator(length=200))
+    monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
+    result = invoke(PROMPT, "--model", MODEL, "--max-tokens-per-call", "100", "--min-words", "5000")
+    assert result.exit_code == 1, result.stderr
+    journal = Journal(default_journal_path())
+    record = journal.latest_unfinished()
+    assert record is not None and record.stop_reason == "stalled" and record.state == "interrupted"
+    assert result.stderr.strip().endswith(f"try again with: autocontinue resume {record.id}")
+    assert record.stalled_rounds >= 1
+    shown = json.loads(invoke("show", record.id, "--json").stdout)
+    assert shown["stalled_rounds"] == record.stalled_rounds and shown["stop_reason"] == "stalled"
+    seams = invoke("show", record.id, "--seams").stdout
+    assert f"{record.stalled_rounds} round{'s' if record.stalled_rounds != 1 else ''} added no text" in seams
+
+
+def test_a_404_from_a_wrong_base_url_path_is_not_called_an_unknown_model(emulator):
+    result = _cli(PROMPT, "--model", MODEL, env=_env(emulator + "/wrong/path"), timeout=60)
+    assert result.returncode == 2, result.stderr
+    line = result.stderr.decode().strip().splitlines()[-1]
+    assert "404" in line and "model" not in line.split("(hint")[0] and "base URL" in line
+    assert "resume with" not in line

@@ -40,7 +40,9 @@ def test_models_lists_every_catalogue_model_with_prefill_and_prices():
 
 def test_summary_names_stop_reason_rounds_tokens_cost_and_run():
     rounds = [RoundReport(index=i, strategy="prefill", max_tokens=10, usage=Usage(5, 10)) for i in range(3)]
-    result = Result("x", "end_turn", rounds, Usage(15, 30), 0.01234, "m", "anthropic", run_id="20260101-000000-abcd")
+    result = Result(
+        "x", "end_turn", rounds, Usage(15, 30), 0.01234, "m", "anthropic", run_id="20260101-000000-abcd"
+    )
     line = summary_line(result, elapsed=2.5)
     assert line == "end_turn · 3 rounds · 30 tokens out, 15 in · 2.5 s · $0.0123 · run 20260101-000000-abcd"
 
@@ -60,8 +62,14 @@ def test_runs_table_and_seam_lines_describe_a_run(tmp_path):
     with Journal(tmp_path / "j.sqlite3") as journal:
         run_id = journal.start_run(backend="anthropic", model="claude-haiku-4-5", request={})
         report = RoundReport(
-            index=1, strategy="user-turn", max_tokens=9, stop_reason="max_tokens", usage=Usage(1, 9),
-            seam={"strategy": "user-turn", "trimmed_echo": "the end", "notes": []}, chars=40, cost_usd=0.5,
+            index=1,
+            strategy="user-turn",
+            max_tokens=9,
+            stop_reason="max_tokens",
+            usage=Usage(1, 9),
+            seam={"strategy": "user-turn", "trimmed_echo": "the end", "notes": []},
+            chars=40,
+            cost_usd=0.5,
         )
         journal.record_round(run_id, report, "text", "")
         record = journal.get(run_id)
@@ -77,7 +85,9 @@ def test_seeded_local_runs_replay_from_the_start_and_others_resume_from_the_last
     with Journal(tmp_path / "j.sqlite3") as journal:
         for backend, seed in [("local", 3), ("local", None), ("anthropic", None)]:
             run_id = journal.start_run(backend=backend, model="m", request={"prompt": "p", "seed": seed})
-            journal.record_round(run_id, RoundReport(index=0, strategy="initial", max_tokens=9), "round end", " ")
+            journal.record_round(
+                run_id, RoundReport(index=0, strategy="initial", max_tokens=9), "round end", " "
+            )
             journal.save_checkpoint(run_id, "round end and more", "")
             point = resume_point(journal.get(run_id))
             if seed is not None and backend == "local":
@@ -112,8 +122,11 @@ def test_the_progress_token_count_never_goes_backwards():
         progress.on_event(TextDelta("x" * 40))  # 400 characters: about 100 tokens estimated
         shown.append(progress.shown_tokens())
     # The round reports fewer tokens than the estimate (a seam trimmed text, denser tokens).
-    progress.on_event(RoundFinished(RoundReport(index=0, strategy="initial", max_tokens=100,
-                                                usage=Usage(output_tokens=60)), 400))
+    progress.on_event(
+        RoundFinished(
+            RoundReport(index=0, strategy="initial", max_tokens=100, usage=Usage(output_tokens=60)), 400
+        )
+    )
     shown.append(progress.shown_tokens())
     progress.on_event(RoundStarted(index=1, strategy="prefill", max_tokens=100))
     for _ in range(20):
