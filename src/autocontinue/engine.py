@@ -1,16 +1,25 @@
 """The round loop: folds backend events into the continuation state and emits engine events.
 
-``Engine`` is sans-I/O: it plans a round (a RoundRequest), takes the text deltas and the end
-of that round, and says what happened as events. Two short drivers, ``run_sync`` and
-``run_async``, move data between it and a backend; the CLI, the journal and the progress line
-only listen to the events.
+``Engine`` is sans-I/O, in the style of tenacity's ``iter()``: ``begin`` and then ``step``
+take what happened (a backend delta or round end, an error the call raised, the end of a
+stream, a finished sleep) and return the events it caused plus the next action: ``Call(request)``
+(make this call and feed its stream back), ``Sleep(seconds)`` or ``Done(result or error)``;
+None while a stream is still being read. It never raises and does no I/O: the clock and the
+backoff's randomness are injected, and the prefill memory is written by the drivers, as a
+listener on ``StrategyChanged``. The two drivers, ``run_sync`` and ``run_async``, are short
+dispatch loops with one ``except`` each; the CLI, the journal and the progress line only listen
+to the events.
+
+After a round that added no text the next call is changed (``_REMEDIES``): never the same
+request twice; ``MAX_STALLED_ROUNDS`` such rounds in a row end the run ``stalled``.
+Continuation rounds send ``CONTINUATION_EFFORT`` when the caller set no ``effort``.
 """
 
 from __future__ import annotations
 
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -49,7 +58,20 @@ from .strategies import (
 )
 from .usage import Usage
 
-__all__ = ["RetryPolicy", "Engine", "run_sync", "run_async", "CONTINUATION_EFFORT", "MAX_STALLED_ROUNDS"]
+__all__ = [
+    "RetryPolicy",
+    "Engine",
+    "Call",
+    "Sleep",
+    "Done",
+    "Action",
+    "StreamEnded",
+    "Slept",
+    "run_sync",
+    "run_async",
+    "CONTINUATION_EFFORT",
+    "MAX_STALLED_ROUNDS",
+]
 
 #: ``effort`` of continuation rounds (index > 0) when the caller set none. The first round
 #: sends the caller's ``effort`` (None: the model's default); a continuation only goes on
@@ -82,13 +104,54 @@ class RetryPolicy:
     max_failures: int = 40
     base_delay: float = 1.0
     max_delay: float = 30.0
-    #: Injected so tests can record sleeps instead of waiting.
+    #: Injected so tests can record sleeps instead of waiting (the sync driver's sleep).
     sleep: Callable[[float], Any] = time.sleep
+    #: Source of the backoff's jitter, a float in [0, 1).
+    jitter: Callable[[], float] = random.random
 
     def delay(self, attempt: int, retry_after: float | None) -> float:
         backoff = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
-        backoff *= 1 + 0.1 * random.random()
+        backoff *= 1 + 0.1 * self.jitter()
         return max(backoff, retry_after or 0.0)
+
+
+@dataclass(frozen=True)
+class Call:
+    """Make this call; feed each item of its stream (or the error it raises) to ``step``."""
+
+    request: RoundRequest
+
+
+@dataclass(frozen=True)
+class Sleep:
+    """Wait this long, then ``step(Slept())``."""
+
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Done:
+    """The run is over: its ``result``, or the ``error`` to raise (its ``.partial`` has the text)."""
+
+    result: Result | None = None
+    error: AutocontinueError | None = None
+
+
+Action = Call | Sleep | Done
+
+
+@dataclass(frozen=True)
+class StreamEnded:
+    """What happened: the stream ended without a RoundEnd."""
+
+
+@dataclass(frozen=True)
+class Slept:
+    """What happened: the Sleep asked for is over."""
+
+
+#: What ``Engine.step`` takes.
+Happened = BackendDelta | RoundEnd | AutocontinueError | StreamEnded | Slept
 
 
 class Engine:
@@ -112,6 +175,7 @@ class Engine:
         memory: PrefillMemory | None = None,
         thinking: str | None = None,
         effort: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.backend = backend
         self.state = state
@@ -128,6 +192,8 @@ class Engine:
         self.memory = memory or PrefillMemory()
         self.thinking = thinking
         self.effort = effort
+        self.clock = clock
+        self._result: Result | None = None
         #: Rounds in a row that added no text, and how the last of them went (a _REMEDIES key).
         self._stalls = 0
         self._stall_kind = ""
@@ -178,7 +244,8 @@ class Engine:
             self.state.add_text(held)
             events.append(TextDelta(held, ""))
         self.state.stop_reason = stop_reason
-        events.append(Finished(self.result(stop_reason)))
+        self._result = self.result(stop_reason)
+        events.append(Finished(self._result))
         return events
 
     def fail(self, error: AutocontinueError) -> AutocontinueError:
@@ -186,6 +253,57 @@ class Engine:
         if error.partial is None:
             error.partial = self.result("interrupted")
         return error
+
+    # -- the sans-I/O interface ------------------------------------------------------------
+
+    def begin(self, opening: str, already_emitted: int = 0) -> tuple[list[Event], Action]:
+        """Start the run (see ``start``): its first events and first action."""
+        try:
+            return self._then(self.start(opening, already_emitted))
+        except AutocontinueError as error:
+            return [], Done(error=self.fail(error))
+
+    def step(self, happened: Happened) -> tuple[list[Event], Action | None]:
+        """Take what happened; return its events and the next action (None: read on)."""
+        try:
+            return self._step(happened)
+        except AutocontinueError as error:
+            self._round = None
+            return [], Done(error=self.fail(error))
+
+    def _step(self, happened: Happened) -> tuple[list[Event], Action | None]:
+        if isinstance(happened, BackendDelta):
+            events = self.on_delta(happened.text)
+            if not self.round_cut_short:
+                return events, None
+            return self._then(events + self.end_round(None))
+        if isinstance(happened, RoundEnd):
+            return self._then(self.end_round(happened))
+        if isinstance(happened, Slept):
+            return self._then([])
+        if isinstance(happened, StreamEnded):
+            happened = TransientBackendError("the stream ended without a stop reason")
+        return self._on_error(happened)
+
+    def _on_error(self, error: AutocontinueError) -> tuple[list[Event], Action]:
+        if isinstance(error, PrefillNotSupportedError):
+            return self._then(self.on_prefill_refused(error))
+        if isinstance(error, TransientBackendError):
+            delay, events = self.on_transient(error)
+            return (events, Sleep(delay)) if delay else self._then(events)
+        if isinstance(error, (ContextWindowError, InvalidRequestError)):
+            return self._then(self.on_limit(error))
+        raise error
+
+    def _then(self, events: list[Event]) -> tuple[list[Event], Action]:
+        """After ``events``: the next call, or Done once the run is over."""
+        if self._result is None:
+            request, more = self.plan()
+            events = events + more
+            if request is not None:
+                return events, Call(request)
+        assert self._result is not None
+        return events, Done(self._result)
 
     # -- one round --------------------------------------------------------------------------
 
@@ -228,6 +346,7 @@ class Engine:
             may_redo=self._stalls == 0,
             remedy="+".join(steps),
             after_end=decision.why == "min_words",
+            started=self.clock(),
         )
         return request, [RoundStarted(len(state.rounds), report_strategy, request.max_tokens)]
 
@@ -358,7 +477,7 @@ class Engine:
             request_id=end.request_id,
             retries=self._retries_this_round,
             cost_usd=self.state.spec.cost(usage),
-            duration_s=round(time.monotonic() - current.started, 6),
+            duration_s=round(self.clock() - current.started, 6),
             remedy=current.remedy,
         )
         self._retries_this_round = 0
@@ -388,8 +507,7 @@ class Engine:
         if self.requested_strategy == "prefill" or self.state.strategy != "prefill":
             error.hint = error.hint or "use strategy auto or user-turn for this model"
             raise self.fail(error)
-        self.memory.remember_refusal(self.backend.endpoint_key(), self.model)
-        self.state.strategy = "user-turn"
+        self.state.strategy = "user-turn"  # the drivers remember it (``_remember``)
         return [StrategyChanged(self.model, "prefill", "user-turn", error.message)]
 
     def on_transient(self, error: TransientBackendError) -> tuple[float, list[Event]]:
@@ -462,6 +580,7 @@ class _RoundInProgress:
         may_redo: bool = False,
         remedy: str = "",
         after_end: bool = False,
+        started: float = 0.0,
     ) -> None:
         self.state = state
         #: This round may be thrown away once and redone when its seam cannot be trusted.
@@ -474,7 +593,7 @@ class _RoundInProgress:
         self.held_before = state.held
         self.report_strategy = report_strategy
         self.max_tokens = max_tokens
-        self.started = time.monotonic()
+        self.started = started
         self.hold_strategy = hold_strategy
         #: After a finished answer the last word was sent whole (nothing held), but the piece
         #: may still repeat it: the repairer is told it as if held, and a regeneration of it at
@@ -638,98 +757,87 @@ def _close(stream: Any) -> None:
         close()
 
 
+def _remember(engine: Engine, events: list[Event]) -> list[Event]:
+    """The prefill memory as a listener: a refusal seen is written down for this endpoint."""
+    for event in events:
+        if isinstance(event, StrategyChanged) and event.new == "user-turn":
+            engine.memory.remember_refusal(engine.backend.endpoint_key(), event.model)
+    return events
+
+
 def run_sync(engine: Engine, opening: str, already_emitted: int = 0) -> Iterator[Event]:
     """Drive ``engine`` against its backend's ``stream_round`` until the run is over."""
-    yield from engine.start(opening, already_emitted)
+    events, action = engine.begin(opening, already_emitted)
     while True:
-        request, events = engine.plan()
-        yield from events
-        if request is None:
+        yield from _remember(engine, events)
+        if isinstance(action, Done):
+            if action.error is not None:
+                raise action.error
             return
-        try:
-            stream = engine.backend.stream_round(request)
-            ended = False
-            try:
-                for item in stream:
-                    if isinstance(item, BackendDelta):
-                        yield from engine.on_delta(item.text)
-                        if engine.round_cut_short:
-                            break
-                    elif isinstance(item, RoundEnd):
-                        ended = True
-                        yield from engine.end_round(item)
-            finally:
-                _close(stream)
-            if not ended:
-                if engine.round_cut_short:
-                    yield from engine.end_round(None)
-                else:
-                    raise TransientBackendError("the stream ended without a stop reason")
-        except PrefillNotSupportedError as error:
-            yield from engine.on_prefill_refused(error)
-        except TransientBackendError as error:
-            delay, events = engine.on_transient(error)
+        if isinstance(action, Sleep):
+            engine.retry.sleep(action.seconds)
+            events, action = _acted(engine.step(Slept()))
+            continue
+        events, action = yield from _call_sync(engine, action.request)
+
+
+def _call_sync(engine: Engine, request: RoundRequest) -> Generator[Event, None, tuple[list[Event], Action]]:
+    """One call: its stream fed to the engine until the engine has a next action."""
+    stream = None
+    try:
+        stream = engine.backend.stream_round(request)
+        for item in stream:
+            events, action = engine.step(item)
+            if action is not None:
+                return events, action
             yield from events
-            if delay:
-                engine.retry.sleep(delay)
-        except (ContextWindowError, InvalidRequestError) as error:
-            yield from engine.on_limit(error)
-        except AutocontinueError as error:
-            raise engine.fail(error) from error.__cause__
+        return _acted(engine.step(StreamEnded()))
+    except AutocontinueError as error:
+        return _acted(engine.step(error))
+    finally:
+        _close(stream)
 
 
-async def run_async(
-    engine: Engine, opening: str, already_emitted: int = 0
-) -> AsyncIterator[Event]:
+def _acted(step: tuple[list[Event], Action | None]) -> tuple[list[Event], Action]:
+    events, action = step
+    assert action is not None, "the engine always acts on the end of a call"
+    return events, action
+
+
+async def run_async(engine: Engine, opening: str, already_emitted: int = 0) -> AsyncIterator[Event]:
     """The async twin of ``run_sync`` over the backend's ``astream_round``."""
     import asyncio
 
-    for event in engine.start(opening, already_emitted):
-        yield event
+    events, action = engine.begin(opening, already_emitted)
     while True:
-        request, events = engine.plan()
-        for event in events:
+        for event in _remember(engine, events):
             yield event
-        if request is None:
+        if isinstance(action, Done):
+            if action.error is not None:
+                raise action.error
             return
+        if isinstance(action, Sleep):
+            await asyncio.sleep(action.seconds)
+            events, action = _acted(engine.step(Slept()))
+            continue
+        stream = engine.backend.astream_round(action.request)
+        step: tuple[list[Event], Action | None] = ([], None)
         try:
-            stream = engine.backend.astream_round(request)
-            ended = False
-            try:
-                async for item in stream:
-                    if isinstance(item, BackendDelta):
-                        for event in engine.on_delta(item.text):
-                            yield event
-                        if engine.round_cut_short:
-                            break
-                    elif isinstance(item, RoundEnd):
-                        ended = True
-                        for event in engine.end_round(item):
-                            yield event
-            finally:
-                aclose = getattr(stream, "aclose", None)
-                if aclose is not None:
-                    await aclose()
-            if not ended:
-                if engine.round_cut_short:
-                    for event in engine.end_round(None):
-                        yield event
-                else:
-                    raise TransientBackendError("the stream ended without a stop reason")
-        except PrefillNotSupportedError as error:
-            for event in engine.on_prefill_refused(error):
-                yield event
-        except TransientBackendError as error:
-            delay, events = engine.on_transient(error)
-            for event in events:
-                yield event
-            if delay:
-                await asyncio.sleep(delay)
-        except (ContextWindowError, InvalidRequestError) as error:
-            for event in engine.on_limit(error):
-                yield event
+            async for item in stream:
+                step = engine.step(item)
+                if step[1] is not None:
+                    break
+                for event in step[0]:
+                    yield event
+            else:
+                step = engine.step(StreamEnded())
         except AutocontinueError as error:
-            raise engine.fail(error) from error.__cause__
+            step = engine.step(error)
+        finally:
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        events, action = _acted(step)
 
 
 def resume_state(state: ContinuationState, checkpoint: Checkpoint) -> str:
