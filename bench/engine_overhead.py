@@ -28,6 +28,8 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from autocontinue.options import Strategy
+
 __all__ = ["make_answer", "overhead_per_round", "fit_per_round", "join_child", "run", "ROUND_SIZES"]
 
 #: Tokens per round at which the overhead is measured (it grows with the text a round carries).
@@ -80,7 +82,7 @@ def _spec(per_call: int, context: int) -> Any:
     return parse_model_spec(f"claude-sonnet-4-5:context={context},max_output={max(per_call, 1)}")
 
 
-def overhead_per_round(*, rounds: int = 50, per_call: int = 1000, strategy: str = "prefill",
+def overhead_per_round(*, rounds: int = 50, per_call: int = 1000, strategy: Strategy = "prefill",
                        repeats: int = 5) -> dict[str, Any]:
     """Median engine time per round (wall minus time inside the backend), in milliseconds."""
     import autocontinue
@@ -199,8 +201,9 @@ def run(*, quick: bool = False, log: Any = print) -> dict[str, Any]:
     from .common import save
 
     repeats = 2 if quick else 5
+    strategies: tuple[Strategy, ...] = ("prefill", "user-turn")
     overhead = [overhead_per_round(strategy=s, per_call=n, repeats=repeats, rounds=20 if quick else 50)
-                for s in ("prefill", "user-turn") for n in ROUND_SIZES]
+                for s in strategies for n in ROUND_SIZES]
     for row in overhead:
         log(f"  engine overhead ({row['strategy']}, {row['tokens_per_round']} tokens/round): "
             f"{row['engine_ms_per_round']:.3f} ms/round")
