@@ -257,3 +257,11 @@ async def test_async_client(chat_url):
     assert result.text == uncapped(sync)
     assert {r.strategy for r in result.rounds[1:]} == {"prefill"}
     await client.close()
+
+
+def test_base_url_with_the_anthropic_backend_goes_to_that_endpoint(emulator_url, monkeypatch):
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "test")
+    result = autocontinue.generate(
+        PROMPT, backend="anthropic", base_url=emulator_url, model="claude-haiku-4-5", max_tokens_per_call=200
+    )
+    assert result.backend == "anthropic" and result.text  # the emulator answered, not the real API

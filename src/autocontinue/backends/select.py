@@ -57,9 +57,7 @@ def resolve_backend(
 
         return OpenAIBackend(client, base_url=base_url, server=server)
     if backend == "anthropic":
-        from .anthropic import AnthropicBackend
-
-        return AnthropicBackend(client)
+        return _anthropic(client, base_url)
     if backend == "local":
         if client is not None:
             raise ConfigurationError(
@@ -69,3 +67,17 @@ def resolve_backend(
 
         return LocalBackend(model_path, seed=seed)
     raise ConfigurationError(f"unknown backend {backend!r}", hint="use " + ", ".join(BACKENDS))
+
+
+def _anthropic(client: Any, base_url: str | None) -> Backend:
+    """The anthropic backend; a ``base_url`` without a client is where its own client goes."""
+    from .anthropic import AnthropicBackend
+
+    if client is not None and base_url:
+        raise ConfigurationError("give client= or base_url=, not both", hint="set the base URL on the client")
+    if client is None and base_url:
+        made = AnthropicBackend(None)  # checks the key, as without a base URL
+        # The copy shares (and closing it closes) the connection pool of the client it made.
+        made.client = made.client.with_options(base_url=base_url)
+        return made
+    return AnthropicBackend(client)
