@@ -532,6 +532,9 @@ def _seams_section(out: list[str]) -> None:
         out.append("- Time per MB, largest over smallest across sizes (1.0 = linear): "
                    + ", ".join(f"{k} {v}x" for k, v in spread.items()) + ".")
     out.append("")
+    from .seams_real import report_section
+
+    report_section(out, load("seams_real"))
 
 
 # ----------------------------------------------------------------------------- page

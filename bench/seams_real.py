@@ -11,10 +11,11 @@ engine, the round is redone once with twice the cap), lost (runs whose text lost
 characters, and how many), stalled (3 rounds in a row that added nothing).
 
 Part 2, the real local model (SmolLM2-135M via llama-cpp-python, user-turn, 64 tokens a
-call, greedy): a few prompts through ``autocontinue.generate``; the raw piece of every round is
-recorded. Counted: seams, repaired, nothing-new rounds, unresolved, restart reports, held
-words lost (the raw piece regenerated the held word but the answer does not have it at the
-seam), and runs that stalled (3 rounds in a row adding nothing).
+call, greedy, at most 8 rounds): four prompts through ``autocontinue.generate``. Counted from
+the seam reports: seams, repaired, nothing-new rounds, unresolved and restart reports, held
+words lost (a round that added nothing whose held word is not asked for again, or an answer
+that ends without it), the most rounds in a row without progress, and runs that ended
+``stalled``.
 
 Run: ``python -m bench.seams_real [--no-model]`` (part 1 about 10 s, part 2 about a minute
 on 2 cores); writes bench/out/seams_real.json.
@@ -148,56 +149,92 @@ PROMPTS = (
 
 def part_two() -> dict[str, Any]:
     import autocontinue
-    from autocontinue.backends.base import Backend, BackendDelta
     from autocontinue.backends.local import LocalBackend
 
-    class Recorder(LocalBackend):
-        """The real local backend, keeping the raw text of every round."""
-
-        pieces: list[str]
-
-        def stream_round(self, request):  # type: ignore[no-untyped-def]
-            self.pieces.append("")
-            for event in super().stream_round(request):
-                if isinstance(event, BackendDelta):
-                    self.pieces[-1] += event.text
-                yield event
-
-    assert issubclass(Recorder, Backend)
-    totals = {"runs": 0, "seams": 0, "repaired": 0, "nothing_new": 0, "unresolved": 0, "restart": 0,
-              "held_lost": 0, "stalled_runs": 0, "stop_reasons": {}}
+    totals: dict[str, Any] = {"runs": 0, "rounds": 0, "seams": 0, "repaired": 0, "nothing_new": 0, "unresolved": 0,
+                              "restart": 0, "held_lost": 0, "most_idle_in_a_row": 0, "stalled_runs": 0, "stop_reasons": {}}
     for prompt in PROMPTS:
-        backend = Recorder(seed=1)
-        backend.pieces = []
-        result = autocontinue.generate(
-            prompt, backend=backend, strategy="user-turn", max_tokens_per_call=64, max_rounds=8, temperature=0, seed=1
-        )
-        backend.close()
-        _count(result, backend.pieces, totals)
+        backend = LocalBackend(seed=1)
+        try:
+            result = autocontinue.generate(
+                prompt, backend=backend, strategy="user-turn", max_tokens_per_call=64, max_rounds=8, temperature=0, seed=1
+            )
+        finally:
+            backend.close()
+        _count(result, totals)
+        print(f"  {prompt[:40]!r}: {len(result.rounds)} rounds, {result.stop_reason}", file=sys.stderr)
     return totals
 
 
-def _count(result: Any, pieces: list[str], totals: dict[str, Any]) -> None:
+def _count(result: Any, totals: dict[str, Any]) -> None:
+    """Add one run's seams to ``totals`` (held words lost: as in tests/test_seams_local_model.py)."""
     totals["runs"] += 1
+    totals["rounds"] += len(result.rounds)
     reasons = totals["stop_reasons"]
     reasons[result.stop_reason] = reasons.get(result.stop_reason, 0) + 1
-    pos, idle, worst = 0, 0, 0
-    for report, raw in zip(result.rounds, pieces):
+    totals["stalled_runs"] += result.stop_reason == "stalled"
+    rounds, idle = result.rounds[1:], 0
+    for report in rounds:
         seam = report.seam or {}
-        if report.index > 0:
-            totals["seams"] += 1
-            totals["repaired"] += bool(seam.get("trimmed_echo") or seam.get("trimmed_preamble"))
-            totals["nothing_new"] += seam.get("verdict") == "nothing-new"
-            totals["unresolved"] += bool(seam.get("unresolved"))
-            totals["restart"] += bool(seam.get("restart"))
-            word = (seam.get("dropped_partial") or "").split()[:1]
-            after = raw[len(seam.get("trimmed_preamble", "")) :][len(seam.get("trimmed_echo", "")) :]
-            if word and after.lstrip().startswith(word[0]) and not result.text[pos:].lstrip().startswith(word[0]):
-                totals["held_lost"] += 1
+        totals["seams"] += 1
+        totals["repaired"] += bool(seam.get("trimmed_echo") or seam.get("trimmed_preamble"))
+        totals["nothing_new"] += seam.get("verdict") == "nothing-new"
+        totals["unresolved"] += bool(seam.get("unresolved"))
+        totals["restart"] += bool(seam.get("restart"))
         idle = idle + 1 if report.chars == 0 else 0
-        worst = max(worst, idle)
-        pos += report.chars
-    totals["stalled_runs"] += worst >= STALL or result.stop_reason == "stalled"
+        totals["most_idle_in_a_row"] = max(totals["most_idle_in_a_row"], idle)
+    for before, after in zip(rounds, rounds[1:]):
+        held = before.seam.get("dropped_partial")
+        totals["held_lost"] += bool(before.chars == 0 and held and after.seam.get("dropped_partial") != held)
+    last = (rounds[-1].seam.get("dropped_partial") or "").strip() if rounds else ""
+    totals["held_lost"] += bool(rounds and rounds[-1].chars == 0 and last and not result.text.rstrip().endswith(last))
+
+
+#: Part 1 on main before the rebuild (f7f1709, the old seams.py), same command with
+#: ``PYTHONPATH=<checkout of f7f1709>/src``: wrong runs / stalled runs, out of 44 caps each.
+BEFORE = {
+    ("json_lines", "prefill"): (43, 43), ("json_lines", "user-turn"): (43, 43),
+    ("song", "prefill"): (19, 18), ("song", "user-turn"): (9, 7),
+    ("look_alike_class", "prefill"): (0, 0), ("look_alike_class", "user-turn"): (0, 0),
+    ("guide", "prefill"): (0, 0), ("guide", "user-turn"): (0, 0),
+}
+
+
+def report_section(out: list[str], data: dict[str, Any] | None) -> None:
+    """The part of docs/benchmarks.md's seam section that this bench measures."""
+    out.append("### Seams on text that repeats itself, and on a real small model\n")
+    if not data:
+        out.append("Not measured in this run (no bench/out/seams_real.json; `python -m bench.seams_real`).\n")
+        return
+    first, last, step = data["caps"]
+    out.append(f"`bench/seams_real.py`: a stand-in model continues each reference exactly in rounds of {first}-{last} "
+               f"characters (every {step}), in user-turn mode echoing the last 1-4 words half the time; the seam "
+               "module joins the pieces. A run is wrong when its text is not the reference; it stalls after 3 "
+               "rounds in a row that add nothing. Before: main at f7f1709, same runs.\n")
+    out.append("Command: `python -m bench.seams_real`\n")
+    out.append("| text | strategy | runs | seams | repaired | redone | wrong runs | deleted chars | duplicated chars "
+               "| stalled runs | before: wrong / stalled |")
+    out.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    for r in data["part_one"]:
+        wrong, stalled = BEFORE.get((r["text"], r["strategy"]), ("?", "?"))
+        out.append(f"| {r['text']} | {r['strategy']} | {r['runs']} | {r['seams']} | {r['repaired']} | {r['redone']} "
+                   f"| {r['wrong_runs']} | {r['deleted_chars']} | {r['duplicated_chars']} | {r['stalled_runs']} "
+                   f"| {wrong} / {stalled} |")
+    if any(r["duplicated_chars"] for r in data["part_one"]):
+        out.append("\n- Duplicated characters: an echo in text that repeats itself together with the held word "
+                   "(\"la la\" echoed before \" la\" after \"... la la\"): a short and a long overlap both read "
+                   "exactly, and the shorter is trimmed, so a repeat may stay but nothing real is deleted.")
+        out.append("- Before, a piece that equalled earlier text was dropped as \"all repeat\" and the same call "
+                   "repeated: the wrong runs all stalled.")
+    model = data.get("part_two")
+    if model:
+        out.append(f"\nReal SmolLM2-135M (user-turn, 64 tokens a call, greedy, {model['runs']} prompts, "
+                   f"{model['rounds']} rounds): {model['seams']} seams, {model['repaired']} repaired (echo or preamble "
+                   f"trimmed), {model['nothing_new']} nothing-new, {model['unresolved']} unresolved, {model['restart']} "
+                   f"restart reports, **{model['held_lost']} held words lost**, at most {model['most_idle_in_a_row']} "
+                   f"rounds in a row without progress, {model['stalled_runs']} runs ended `stalled` (stop reasons: "
+                   + ", ".join(f"{k} {v}" for k, v in sorted(model["stop_reasons"].items())) + ").")
+    out.append("")
 
 
 def main(argv: list[str]) -> dict[str, Any]:

@@ -197,3 +197,19 @@ def test_report_round_trips_through_a_dict():
     assert report.unresolved and report.restart
     assert SeamReport.from_dict(json.loads(json.dumps(report.to_dict()))) == report
     assert SeamReport.from_dict({"strategy": "prefill", "trimmed_echo": "x"}).verdict == "new"
+
+
+@pytest.mark.parametrize("name", ["json_lines", "song", "look_alike_class", "guide"])
+def test_issue_texts_join_exactly_at_many_caps(name):
+    # The texts of issue 9 (bench/seams_real.py), continued exactly by a stand-in model: main
+    # dropped JSON rows and refrains as "all repeat" and spun until max_rounds.
+    import random
+
+    from bench.seams_real import _texts, join_run
+
+    text = _texts()[name]
+    for cap in range(48, 400, 24):
+        run = join_run(text, "prefill", cap, random.Random(cap))
+        assert run["exact"] and not run["stalled"], (cap, run)
+        run = join_run(text, "user-turn", cap, random.Random(cap))  # with echoes of 1-4 words
+        assert run["deleted"] == 0 and not run["stalled"], (cap, run)

@@ -11,7 +11,7 @@ restored. Each rule lives in its own module, whose docstring says what evidence 
 - ``echo``: verbatim suffix overlaps, decided by the held word.
 - ``restart``: a piece that starts the answer or its section over (reported, not trimmed).
 - ``markup``: ``cut_state``/``CutScanner``/``CutState``, what is open at the cut.
-- ``repairer``: ``SeamRepairer(base_tail, held, strategy, *, window=ECHO_WINDOW, cut=None)``
+- ``repairer``: ``SeamRepairer(base_tail, held, strategy, *, window=ECHO_WINDOW, cut=None, head="")``
   with ``feed(delta) -> str`` and ``finish(*, capped=False) -> str``, and ``join_piece``. The
   output does not depend on how the piece is split into deltas.
 - ``report``: ``SeamReport`` with a typed ``verdict``, ``unresolved`` and ``restart``.

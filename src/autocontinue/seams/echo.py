@@ -26,7 +26,6 @@ Under prefill nothing is an echo: a model continuing its own turn does not repea
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
@@ -47,7 +46,6 @@ LONG_OVERLAP_WORDS = 3
 Reading = Literal["exact", "loose", "no"]
 
 _OPENING_PUNCT = frozenset("\"'“‘«([{<*_")
-_LAST_SPACE = re.compile(r"\s\S*\Z")
 
 
 @dataclass(frozen=True)
@@ -215,8 +213,3 @@ def _unprompted(buf: str, repeat: str) -> bool:
     """With no reading regenerating the held word: a repeat at 0, or several words after whitespace."""
     return not buf[:1].isspace() or (_words(repeat) >= 2 and len(repeat) >= 8)
 
-
-def last_word_start(text: str) -> int:
-    """Index after the last whitespace of ``text`` (-1 when it has none)."""
-    last = _LAST_SPACE.search(text)
-    return last.start() if last else -1

@@ -31,7 +31,7 @@ from typing import Final, Literal
 
 from .markup import CutState
 
-__all__ = ["MAX_PREAMBLE", "MORE", "Found", "Maybe", "Need", "find_preamble", "find_reopening", "is_preamble"]
+__all__ = ["MAX_PREAMBLE", "MORE", "Found", "Need", "find_preamble", "find_reopening", "is_preamble"]
 
 #: Longest line (in characters) that can be a continuation preamble.
 MAX_PREAMBLE = 160
@@ -47,8 +47,6 @@ class Need(enum.Enum):
 MORE: Final = Need.MORE
 #: The end of the text a rule removes from the front of the piece, 0 for none, or MORE.
 Found = int | Literal[Need.MORE]
-#: A yes/no that may need more of the piece.
-Maybe = bool | Literal[Need.MORE]
 
 _DECOR = re.compile(r"[*_#>\[\]()`~]+")
 _OPENER = re.compile(
