@@ -119,3 +119,15 @@ def test_strict_refuses_an_input_with_a_bad_line(tmp_path):
     source.write_text(json.dumps({"id": "a", "prompt": "x"}) + "\n{oops\n", encoding="utf-8")
     with pytest.raises(ConfigurationError, match="line 2"):
         batch(str(source), strict=True, journal=str(tmp_path / "j.sqlite3"), backend="local")
+
+
+def test_an_item_option_with_a_wrong_value_is_a_bad_line_saying_why():
+    text = "\n".join(json.dumps(line) for line in [
+        {"id": "a", "prompt": "x", "max_rounds": 0},
+        {"id": "b", "prompt": "x", "temperature": 5},
+        {"id": "c", "prompt": "x", "max_rounds": 2},
+    ])
+    items, bad = parse_lines(text)
+    assert [i.id for i in items] == ["c"]
+    assert [b.line for b in bad] == [1, 2]
+    assert "max_rounds" in bad[0].reason and "temperature" in bad[1].reason

@@ -22,7 +22,7 @@ from typing import Any
 from .. import api
 from ..backends.anthropic import request_params
 from ..backends.base import Backend, BackendEvent, RoundEnd, RoundRequest
-from ..catalogue import ModelSpec, lookup_model
+from ..catalogue import ANTHROPIC_DEFAULT_MODEL, ModelSpec, lookup_model
 from ..engine import Engine
 from ..errors import (
     AutocontinueError,
@@ -35,6 +35,7 @@ from ..errors import (
 )
 from ..events import Event, Finished, Result, RoundFinished
 from ..journal import Journal
+from ..options import Options
 from ..usage import Usage
 from .items import BatchItem
 from .live import failed_result, result_of, resume_point
@@ -60,7 +61,7 @@ class BatchesBackend(Backend):
     def __init__(self, client: Any, *, beta_300k: bool = True) -> None:
         self.client = client
         self.beta_300k = beta_300k
-        self.default_model = "claude-sonnet-4-6"
+        self.default_model = ANTHROPIC_DEFAULT_MODEL
 
     def model_spec(self, model: str) -> ModelSpec:
         return batch_spec(lookup_model(model), beta_300k=self.beta_300k)
@@ -146,10 +147,8 @@ class ServiceDriver:
         if "stop_sequences" in options:
             options["stop_sequences"] = tuple(options["stop_sequences"])
         try:
-            engine, opening, emitted = api._prepare(
-                item.prompt, **api._with_defaults({**options, "system": item.system, "backend": backend,
-                                                   "resume": checkpoint})
-            )
+            settings = Options(**{**options, "system": item.system, "backend": backend, "resume": checkpoint})
+            engine, opening, emitted = api._prepare(item.prompt, settings.validate())
         except AutocontinueError as error:
             self.on_done(failed_result(item, error, checkpoint, run.id if run else None), "failed")
             return None
