@@ -347,3 +347,23 @@ def test_text_blocks_are_joined_in_order_and_only_a_blank_lead_before_thinking_i
     text, end = run_round(b, model="claude-opus-4-6")
     assert text == answer
     assert (end.usage.thinking_tokens > 0) is any(kind == "thinking" for kind, _ in blocks)
+
+
+def test_an_effort_the_model_does_not_take_is_refused_by_generate_before_any_request(url):
+    reset_emulator(url)
+    client = anthropic.Anthropic(base_url=url, api_key="test")
+    with pytest.raises(ConfigurationError) as caught:
+        autocontinue.generate("Hi", client=client, model="claude-opus-4-6", effort="xhigh")
+    assert "xhigh" in caught.value.message
+    assert emulator_stats(url)["requests"] == 0
+
+
+async def test_the_async_client_maps_a_malformed_stream_too(garbage_server):
+    base, _ = garbage_server()
+    b = AnthropicBackend(anthropic.AsyncAnthropic(base_url=base, api_key="t", max_retries=0))
+    request = RoundRequest(model="claude-sonnet-5-5", messages=PROMPT, max_tokens=100)
+    first = [e async for e in b.astream_round(request)]
+    assert isinstance(first[-1], RoundEnd)
+    with pytest.raises(StreamInterruptedError) as caught:
+        _ = [e async for e in b.astream_round(request)]
+    assert caught.value.text_received == "Once upon a time there"
