@@ -108,7 +108,7 @@ def measure(model: str, *, tokens: int, rounds: int, decode_rate: float, repeats
 
 
 def run(*, quick: bool = False, log: Any = print,
-        models: tuple[str, ...] = ("claude-sonnet-4-5", "claude-sonnet-4-6")) -> dict[str, Any]:
+        models: tuple[str, ...] = ("claude-haiku-4-5", "claude-sonnet-4-6")) -> dict[str, Any]:
     """Both models; writes bench/out/speed.json."""
     from .common import save
 
