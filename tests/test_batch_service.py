@@ -200,3 +200,17 @@ def test_a_resumed_batch_collects_the_job_still_running_instead_of_paying_again(
     assert sorted(billed) == ["doc0-r0", "doc1-r0", "doc2-r0"] and set(billed.values()) == {1}
     with urllib.request.urlopen(f"{url}/emulator/batches") as response:
         assert json.load(response)["batches"] == 1
+
+
+@pytest.mark.parametrize("model", ["claude-sonnet-4-6", "claude-haiku-5-5", "claude-opus-5-5", "claude-haiku-4-5"])
+@pytest.mark.parametrize("prompt_tokens", [1_000, 150_000])
+def test_every_price_of_a_model_is_halved_in_batches(model, prompt_tokens):
+    from autocontinue.batch.models import batch_spec
+    from autocontinue.catalogue import lookup_model
+    from autocontinue.usage import Usage
+
+    spec = lookup_model(model)
+    usage = Usage(input_tokens=prompt_tokens, output_tokens=5_000, cache_creation_input_tokens=3_000,
+                  cache_creation_1h_input_tokens=1_000, cache_read_input_tokens=7_000)
+    assert batch_spec(spec, beta_300k=True).cost(usage) == pytest.approx(spec.cost(usage) / 2)
+    assert batch_spec(spec, beta_300k=True).max_output == (300_000 if spec.batch_300k else spec.max_output)

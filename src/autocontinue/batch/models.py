@@ -9,6 +9,7 @@ catalogue's ``batch_300k`` flag wins when a ModelSpec has it.
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from ..catalogue import ModelSpec
 
@@ -37,10 +38,18 @@ def allows_300k(spec: ModelSpec) -> bool:
 def batch_spec(spec: ModelSpec, *, beta_300k: bool) -> ModelSpec:
     """``spec`` as a Message Batches request sees it: half prices, 300k output if enabled."""
     max_output = BATCH_MAX_OUTPUT if beta_300k and allows_300k(spec) else spec.max_output
-    prices = {
-        f.name: getattr(spec, f.name) * BATCH_DISCOUNT
-        for f in dataclasses.fields(spec)
-        if "price" in f.name and isinstance(getattr(spec, f.name), (int, float))
-        and not isinstance(getattr(spec, f.name), bool)
-    }
+    prices = {f.name: _half(getattr(spec, f.name)) for f in dataclasses.fields(spec) if "price" in f.name}
     return dataclasses.replace(spec, max_output=max_output, **prices)
+
+
+def _half(value: Any) -> Any:
+    """A price, a tuple of prices or a price table at the batch discount (flags untouched)."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)):
+        return value * BATCH_DISCOUNT
+    if isinstance(value, tuple):
+        return tuple(_half(v) for v in value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.replace(value, **{f.name: _half(getattr(value, f.name)) for f in dataclasses.fields(value)})
+    return value
