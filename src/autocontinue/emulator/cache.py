@@ -133,7 +133,7 @@ class PromptCache:
         for bp in breakpoints:
             if cumulative[bp] <= written_to or cumulative[bp] < min_cacheable:
                 continue
-            ttl = blocks[bp].cache_control.get("ttl", "5m")
+            ttl = (blocks[bp].cache_control or {}).get("ttl", "5m")
             stretch = cumulative[bp] - written_to
             if ttl == "1h":
                 outcome.write_1h += stretch
