@@ -14,11 +14,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-PARTS = ("cost", "cost_today", "speed", "length", "engine", "local_kv", "emulator", "seams", "openai", "batch")
+PARTS = ("cost", "cost_today", "speed", "length", "engine", "local_kv", "emulator", "seams", "openai", "batch", "soak")
 
 
 def _runners(quick: bool) -> dict[str, Callable[[], Any]]:
-    from . import batch, cost, engine_overhead, folded, length, openai_rounds, speed
+    from . import batch, cost, engine_overhead, folded, length, openai_rounds, soak, speed
 
     return {
         "cost": lambda: cost.run(sizes=(20_000,) if quick else cost.SIZES),
@@ -32,6 +32,7 @@ def _runners(quick: bool) -> dict[str, Callable[[], Any]]:
         "seams": lambda: folded.seams_join(quick=quick),
         "openai": lambda: openai_rounds.main(["--tokens", "80", "--rounds", "4", "--repeat", "1"] if quick else []),
         "batch": lambda: batch.main(["--quick"] if quick else []),
+        "soak": lambda: soak.main(["--quick"] if quick else []),
     }
 
 

@@ -558,6 +558,12 @@ def _batch_section(out: list[str]) -> None:
     report_section(out, load("batch"))
 
 
+def _soak_section(out: list[str]) -> None:
+    from .soak import report_section
+
+    report_section(out, load("soak"))
+
+
 def write(page: Path = PAGE, *, command: str = "python -m bench") -> Path:
     """Regenerate ``page`` (docs/benchmarks.md) and its PNGs (in img/ beside it) from the JSON."""
     _img[0] = Path(page).parent / "img"
@@ -574,7 +580,7 @@ def write(page: Path = PAGE, *, command: str = "python -m bench") -> Path:
                    "below compare runs made side by side and are the figures to quote.\n")
     body: list[str] = []
     for section in (_cost_section, _cost_today_section, _speed_section, _length_section, _engine_section, _local_kv_section,
-                    _throughput_section, _seams_section, _openai_section, _batch_section):
+                    _throughput_section, _seams_section, _openai_section, _batch_section, _soak_section):
         try:
             section(body)
         except Exception as exc:  # one broken section must not lose the page

@@ -1,7 +1,7 @@
 """Soak: seeded fault-and-quirk mixes, kill -9s of real CLI runs, malformed servers (loopback only).
 
     python -m bench.soak               # 12 mixes, 8 kills, 8 malformed-server runs, 2 give-ups
-    python -m bench.soak --quick       # the smoke test's size (1 of each)
+    python -m bench.soak --quick       # one mix, one kill, one malformed server (bench/out/quick/)
 
 Every run is compared with the same emulator configuration without faults (same seed, same
 quirks, so the same fixed answer): a run is *identical* when its final text equals the
@@ -42,7 +42,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from .common import bill, emulator_client, save
+from .common import OUT, bill, emulator_client, save, set_out_dir
 
 __all__ = ["run", "report_section", "main"]
 
@@ -408,19 +408,27 @@ def report_section(out: list[str], data: dict[str, Any] | None) -> None:
         "that break every stream.\n"
     )
     pct = 100 * s["identical"] / max(1, s["compared"])
+    all_same = s["identical"] == s["compared"]
+    within = s["worst_ratio"] <= TARGET_RATIO
     out.append(
-        f"- Identical to the fault-free run: {s['identical']} of {s['compared']} ({pct:.0f}%) (target 100%)"
+        f"- Soak: identical to the fault-free run **{s['identical']} of {s['compared']}** ({pct:.0f}%) "
+        f"(target 100%: {'met' if all_same else 'missed'})"
+    )
+    out.append(
+        f"- Soak: worst run **{s['worst_ratio']}x** the fault-free request count "
+        f"(target at most {TARGET_RATIO:g}x: {'met' if within else 'missed'})"
     )
     out.append(f"- Differing: {s['differing']}")
-    out.append(
-        f"- Gave up correctly (exit 3, text kept, in bounded time): {s['gave_up_correctly']} of {s['give_ups']}"
-    )
+    for r in data["runs"]:
+        if not r["identical"]:
+            out.append(
+                f"  - {r['kind']} seed {r['seed']}: {r['ended']} after {r['requests']} requests, "
+                f"{r['chars']} of {r['reference_chars']} characters"
+            )
+    out.append(f"- Gave up correctly (exit 3, in bounded time): {s['gave_up_correctly']} of {s['give_ups']}")
     out.append(
         f"- Requests per 1,000 delivered tokens: {s['requests_per_1k_delivered_tokens']} "
         f"(fault-free: {s['fault_free_requests_per_1k_tokens']})"
-    )
-    out.append(
-        f"- Worst run: {s['worst_ratio']}x the fault-free request count (target at most {TARGET_RATIO:g}x)"
     )
     out.append("")
     out.append("| kind | seed | identical | requests | fault-free | ratio | ended |")
@@ -439,14 +447,16 @@ def report_section(out: list[str], data: dict[str, Any] | None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="one run of each kind")
+    parser.add_argument("--quick", action="store_true", help="one mix, one kill, one malformed server")
     parser.add_argument("--mixes", type=int, default=12)
     parser.add_argument("--kills", type=int, default=8)
     parser.add_argument("--malformed", type=int, default=8)
     parser.add_argument("--give-ups", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    sizes = (1, 1, 1, 2) if args.quick else (args.mixes, args.kills, args.malformed, args.give_ups)
+    sizes = (1, 1, 1, 0) if args.quick else (args.mixes, args.kills, args.malformed, args.give_ups)
+    if args.quick:
+        set_out_dir(OUT / "quick")
     mixes, kills, malformed, give_ups = sizes
     data = run(mixes, kills, malformed, give_ups, seed=args.seed)
     print(json.dumps(data["summary"], indent=2))
