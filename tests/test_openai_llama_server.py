@@ -11,12 +11,12 @@ import pytest
 
 openai = pytest.importorskip("openai")
 
+from conftest import SERVER_CONTEXT  # noqa: E402
+
 import autocontinue  # noqa: E402
 from autocontinue.backends.base import BackendDelta, RoundRequest  # noqa: E402
 from autocontinue.backends.openai import OpenAIBackend  # noqa: E402
 from autocontinue.backends.openai.probe import closes_turn  # noqa: E402
-
-from conftest import SERVER_CONTEXT  # noqa: E402
 
 pytestmark = [pytest.mark.slow]
 
