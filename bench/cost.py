@@ -269,6 +269,14 @@ def run_today(sizes: tuple[int, ...] = TODAY_SIZES, models: tuple[str, ...] = TO
     return data
 
 
+def _usd(value: Any) -> str:
+    return "-" if value is None else f"${value:.3f}"
+
+
+def _count(value: Any) -> str:
+    return "-" if value is None else f"{value:,}"
+
+
 def today_section(out: list[str], data: dict[str, Any] | None) -> None:
     """The docs/benchmarks.md section for ``run_today``'s results."""
     out.append("## 1b. Cost at today's sizes: Sonnet 5.5 and Opus 5.5, thinking on\n")
@@ -292,7 +300,7 @@ def today_section(out: list[str], data: dict[str, Any] | None) -> None:
             out.append(
                 f"| {model} | {int(size):,} | {r['rounds']} | ${r['cost_usd']:.3f} | ${r['hindsight_usd']:.3f} "
                 f"| {r['vs_hindsight']:.4f}x | ${r['one_call_usd']:.3f} | {r['vs_one_call']:.3f}x "
-                f"| {r['thinking_tokens']:,} | ${r.get('last_write_premium_usd', 0):.3f} | {r['exact']} |")
+                f"| {_count(r.get('thinking_tokens'))} | {_usd(r.get('last_write_premium_usd'))} | {r['exact']} |")
     out.append("")
     for model, by_size in data["results"].items():
         worst = max(by_size.values(), key=lambda r: r["vs_hindsight"])
