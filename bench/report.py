@@ -358,7 +358,10 @@ def _length_section(out: list[str]) -> None:
     out.append(_cmd("length") + "\n")
     out.append("| method | mean S_l | prompts reaching the required length | total wall time |")
     out.append("|---|---:|---:|---:|")
-    for method, label in (("one_call", "one call, until it stops"), ("min_words", "autocontinue, min_words = required")):
+    for method, label in (("one_call", "one call, until it stops"), ("min_words", "autocontinue, min_words = required"),
+                          ("min_max_words", "autocontinue, min_words = max_words = required")):
+        if method not in s:
+            continue
         out.append(f"| {label} | **{s[method]['mean_s_l']:.1f}** | {s[method]['reached_required']} / {len(items)} | "
                    f"{s[method]['wall_s']:.0f} s |")
     out.append("")
