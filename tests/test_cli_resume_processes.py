@@ -33,6 +33,16 @@ def slow_emulator():
         yield url
 
 
+@pytest.fixture(scope="module")
+def slower_emulator():
+    """50 tokens a second: a resumed run still streams for several seconds while a second
+    process starts, however loaded the machine."""
+    from autocontinue.emulator import run_emulator
+
+    with run_emulator(length=400, decode_rate=50) as url:
+        yield url
+
+
 def _env(url: str) -> dict[str, str]:
     env = dict(os.environ, ANTHROPIC_BASE_URL=url, ANTHROPIC_API_KEY=KEY, PYTHONUNBUFFERED="1")
     env.pop("AUTOCONTINUE_DEBUG", None)
@@ -65,7 +75,8 @@ def _latest() -> object:
         return journal.latest_unfinished()
 
 
-def test_a_second_resume_of_the_same_run_is_refused_while_the_first_drives_it(slow_emulator):
+def test_a_second_resume_of_the_same_run_is_refused_while_the_first_drives_it(slower_emulator):
+    slow_emulator = slower_emulator
     env = _env(slow_emulator)
     _interrupt_after(_popen(PROMPT, *SMALL, env=env), 150)
     interrupted = _latest()
@@ -94,8 +105,8 @@ def test_a_second_resume_of_the_same_run_is_refused_while_the_first_drives_it(sl
     assert emulator_stats(slow_emulator)["output_tokens"] == record.usage.output_tokens - paid_before
 
 
-def test_two_racing_resumes_never_both_run(slow_emulator):
-    env = _env(slow_emulator)
+def test_two_racing_resumes_never_both_run(slower_emulator):
+    env = _env(slower_emulator)
     _interrupt_after(_popen(PROMPT, *SMALL, env=env), 150)
     run_id = _latest().id
     procs = [_popen("resume", run_id, env=env) for _ in range(3)]
