@@ -34,6 +34,8 @@ _MAX_PREAMBLES = 3
 _CLOSING_PUNCT = frozenset(",.;:!?)]}…")
 #: Characters of the kept text looked at for a restart.
 _OPENING_CHARS = 400
+#: Characters of the raw piece kept: its preambles (at most three lines) and its opening.
+_PIECE_HEAD = _MAX_PREAMBLES * (MAX_PREAMBLE + 1) + _OPENING_CHARS
 
 
 class SeamRepairer:
@@ -72,8 +74,8 @@ class SeamRepairer:
         #: The piece now starts at a line start (after a removed fence line).
         self._line_start = False
         self._opening = ""
-        #: The piece after any preamble, as it stood when the echo rule first looked at it.
-        self._raw_opening = ""
+        #: The start of the piece as the model sent it (preambles included).
+        self._piece_head = ""
         self._finished = False
         self._capped = False
         notes = (f"held back the partial word {held[ws:]!r} for the model to regenerate",) if held[ws:] else ()
@@ -83,6 +85,8 @@ class SeamRepairer:
         """Text of the piece that is safe to emit now, already repaired."""
         if self._finished:
             raise ValueError("SeamRepairer.feed() after finish()")
+        if len(self._piece_head) < _PIECE_HEAD:
+            self._piece_head += delta[: _PIECE_HEAD - len(self._piece_head)]
         if self._phase == "pass":
             return self._emit(delta)
         self._buf += delta
@@ -110,8 +114,6 @@ class SeamRepairer:
                 return ""
             self._phase = "echo"
         if self._phase == "echo":
-            if not self._raw_opening:
-                self._raw_opening = self._buf[:_OPENING_CHARS]
             cut = self._echo_cut(final)
             if cut is MORE:
                 return ""
@@ -248,7 +250,8 @@ class SeamRepairer:
         """Does the piece (before or after its echo is trimmed) open the answer or section again?"""
         expected = self._held_ws + self._word
         tail, head = self._tail.text, self._head
-        openings = (self._raw_opening, self._opening)
+        raw = self._piece_head[len(self.report.trimmed_preamble) :][:_OPENING_CHARS]
+        openings = (raw, self._opening)
         return any(
             not (expected and text.startswith(expected)) and is_restart(text, tail, head) for text in openings
         )
