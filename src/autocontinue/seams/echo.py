@@ -12,7 +12,8 @@ Evidence needed (all of it; otherwise the piece is the answer going on and is ke
    between the readings. The piece read as-is ("plain") and the piece after the overlap are
    each ``exact`` (they open with the held whitespace and word: ``" brown"``), ``loose`` (the
    word after other whitespace: ``"brown"``), or ``no``. In order: plain exact keeps
-   everything; an overlap followed by an exact reading is trimmed; plain loose keeps; an
+   everything; an overlap followed by an exact reading is trimmed (the shortest: in text that
+   repeats itself a longer one may be the answer going on); plain loose keeps; an
    overlap followed by a loose reading is trimmed; if neither reading regenerates the word, an
    overlap at 0 (or after an ellipsis) that holds a letter or digit is trimmed.
 3. Word ends: the text before the held word ended at a word end, so an overlap that the piece

@@ -25,7 +25,7 @@ from .echo import ECHO_WINDOW, EchoSearch, Overlap, Tail, choose_overlap
 from .markup import CutState
 from .preamble import MAX_PREAMBLE, MORE, Found, Need, find_preamble, find_reopening
 from .report import SeamReport, Verdict
-from .restart import is_restart
+from .restart import HEAD_WORDS, is_restart
 
 __all__ = ["SeamRepairer", "join_piece"]
 
@@ -225,6 +225,8 @@ class SeamRepairer:
     def _emit(self, out: str) -> str:
         if out and len(self._opening) < _OPENING_CHARS:
             self._opening += out[: _OPENING_CHARS - len(self._opening)]
+        if out and self._phase == "pass" and self.strategy == "user-turn" and not self.report.restart:
+            self._check_restart(final=False)  # as early as it is settled, so the engine can stop reading
         return out
 
     def _conclude(self) -> None:
@@ -236,10 +238,21 @@ class SeamRepairer:
             verdict = "nothing-new"
         else:
             verdict = "echo" if report.trimmed_echo else "new"
-        restart = self.strategy == "user-turn" and self._restarts()
-        if restart:
-            self._add("the piece starts the answer or its section over")
-        self.report = replace(self.report, verdict=verdict, restart=restart)
+        if self.strategy == "user-turn" and not report.restart:
+            self._check_restart(final=True)
+        self.report = replace(self.report, verdict=verdict)
+
+    def _check_restart(self, final: bool) -> None:
+        """Set ``restart`` once the openings are long enough that more text cannot change it."""
+        expected = len(self._held_ws + self._word)
+        openings = (self._raw_opening(), self._opening)
+        if not final and not all(_settled(text, expected) for text in openings):
+            return
+        if self._restarts():
+            self._add("the piece starts the answer or its section over", restart=True)
+
+    def _raw_opening(self) -> str:
+        return self._piece_head[len(self.report.trimmed_preamble) :][:_OPENING_CHARS]
 
     def _adds_text(self) -> bool:
         """Did the piece add anything beyond the held text it was asked to regenerate?"""
@@ -250,14 +263,21 @@ class SeamRepairer:
         """Does the piece (before or after its echo is trimmed) open the answer or section again?"""
         expected = self._held_ws + self._word
         tail, head = self._tail.text, self._head
-        raw = self._piece_head[len(self.report.trimmed_preamble) :][:_OPENING_CHARS]
-        openings = (raw, self._opening)
+        openings = (self._raw_opening(), self._opening)
         return any(
             not (expected and text.startswith(expected)) and is_restart(text, tail, head) for text in openings
         )
 
     def _add(self, note: str, **changes: str | bool) -> None:
         self.report = replace(self.report, notes=self.report.notes + (note,), **changes)  # type: ignore[arg-type]
+
+
+def _settled(text: str, expected: int) -> bool:
+    """Is the restart check over ``text`` final: past the held word, the first line and the head's words?"""
+    if len(text) >= _OPENING_CHARS:
+        return True
+    opening = text.lstrip()
+    return len(text) > expected and "\n" in opening and len(opening.split()) > HEAD_WORDS
 
 
 def _leads(buf: str, final: bool) -> list[int] | Literal[Need.MORE]:
