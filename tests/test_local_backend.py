@@ -374,12 +374,16 @@ def test_prompt_plus_max_tokens_over_the_window_is_refused(backend):
         run_round(backend, STORY, 9000)
     assert "exceed context limit" in caught.value.message
     assert "+ 9000 > 8192" in caught.value.message
+    error = caught.value
+    assert error.context_window == 8192 and 0 < error.prompt_tokens < 100
+    assert error.max_tokens_allowed == 8192 - error.prompt_tokens
 
 
 def test_prompt_longer_than_the_window_is_refused(backend):
     long = [{"role": "user", "content": "word " * 9000}]
-    with pytest.raises(ContextWindowError, match=r"prompt is too long: \d+ tokens > 8192 maximum"):
+    with pytest.raises(ContextWindowError, match=r"prompt is too long: \d+ tokens > 8192 maximum") as caught:
         run_round(backend, long, 10)
+    assert caught.value.prompt_tokens > 8192 and caught.value.max_tokens_allowed == 0
 
 
 def test_default_model_spec_comes_from_the_catalogue(backend):
