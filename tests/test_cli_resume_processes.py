@@ -65,7 +65,7 @@ def _interrupt_after(proc: subprocess.Popen, min_bytes: int) -> bytes:
             break
         received += chunk
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=30)
+    _, err = proc.communicate(timeout=240)
     assert proc.returncode == 130, err
     return err
 
@@ -90,9 +90,9 @@ def test_a_second_resume_of_the_same_run_is_refused_while_the_first_drives_it(sl
                 break
         time.sleep(0.05)
     second = subprocess.run(
-        [sys.executable, "-m", "autocontinue", "resume", run_id], env=env, capture_output=True, timeout=60
+        [sys.executable, "-m", "autocontinue", "resume", run_id], env=env, capture_output=True, timeout=240
     )
-    out, err = first.communicate(timeout=120)
+    out, err = first.communicate(timeout=300)
     assert first.returncode == 0, err
     assert second.returncode == 2 and second.stdout == b""
     lines = second.stderr.decode().strip().splitlines()
@@ -110,7 +110,7 @@ def test_two_racing_resumes_never_both_run(slower_emulator):
     _interrupt_after(_popen(PROMPT, *SMALL, env=env), 150)
     run_id = _latest().id
     procs = [_popen("resume", run_id, env=env) for _ in range(3)]
-    results = [(p.returncode, *p.communicate(timeout=120)) for p in procs]
+    results = [(p.returncode, *p.communicate(timeout=300)) for p in procs]
     results = [(p.returncode, out, err) for p, (_, out, err) in zip(procs, results)]
     codes = sorted(code for code, _, _ in results)
     assert codes == [0, 2, 2], [(c, e) for c, _, e in results]
@@ -197,7 +197,7 @@ def _close_stdout_after(args: list[str], env: dict[str, str], min_bytes: int, wa
     time.sleep(wait)
     proc.stdout.close()  # like `| head -c N`: the reader goes away
     err = proc.stderr.read()
-    return proc.wait(timeout=60), err.decode()
+    return proc.wait(timeout=240), err.decode()
 
 
 def test_a_run_whose_stdout_closed_before_its_first_round_is_not_left_as_resumable_junk(slow_emulator):

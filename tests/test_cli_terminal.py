@@ -51,7 +51,7 @@ def _env(url: str) -> dict[str, str]:
     return env
 
 
-def on_terminal(*args: str, env: dict[str, str], timeout: float = 60) -> tuple[int, bytes]:
+def on_terminal(*args: str, env: dict[str, str], timeout: float = 240) -> tuple[int, bytes]:
     """Run the CLI with stdout and stderr on one pseudo-terminal; (exit code, what it showed)."""
     master, slave = pty.openpty()
     proc = subprocess.Popen(
@@ -108,7 +108,7 @@ def test_a_pipe_gets_the_answer_byte_exact(hostile_emulator):
         [sys.executable, "-m", "autocontinue", "Tell the story", "--model", MODEL, "--json"],
         capture_output=True,
         env=_env(hostile_emulator),
-        timeout=60,
+        timeout=240,
     )
     assert piped.returncode == 0, piped.stderr
     data = json.loads(piped.stdout)
@@ -117,14 +117,14 @@ def test_a_pipe_gets_the_answer_byte_exact(hostile_emulator):
         [sys.executable, "-m", "autocontinue", "Tell the story", "--model", MODEL],
         capture_output=True,
         env=_env(hostile_emulator),
-        timeout=60,
+        timeout=240,
     )
     assert plain.stdout == data["text"].encode()
     shown = subprocess.run(
         [sys.executable, "-m", "autocontinue", "show", data["run_id"]],
         capture_output=True,
         env=_env(hostile_emulator),
-        timeout=60,
+        timeout=240,
     )
     assert shown.stdout == plain.stdout
 
@@ -135,7 +135,7 @@ def test_show_runs_and_json_on_a_terminal_are_inert(hostile_emulator):
         [sys.executable, "-m", "autocontinue", "Tell the story", "--model", MODEL, "-q"],
         capture_output=True,
         env=env,
-        timeout=60,
+        timeout=240,
     )
     assert done.returncode == 0, done.stderr
     run_id = Journal(default_journal_path()).list_runs(1)[0].id

@@ -30,7 +30,7 @@ def _cli(*args: str, home: Path, umask: int | None = None) -> subprocess.Complet
         [sys.executable, "-m", "autocontinue", *args],
         capture_output=True,
         env=env,
-        timeout=60,
+        timeout=240,
         preexec_fn=(lambda: os.umask(umask)) if umask is not None else None,
     )
 
