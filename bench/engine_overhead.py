@@ -26,7 +26,10 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from autocontinue.options import Strategy
 
 from autocontinue.options import Strategy
 
