@@ -1,9 +1,9 @@
 """``python -m bench``: run every benchmark, write bench/out/*.json, rewrite docs/benchmarks.md.
 
-    python -m bench                      # everything, from scratch
-    python -m bench --quick              # tiny sizes: a smoke run, into bench/out/quick/ (docs untouched)
-    python -m bench --only cost,speed    # some parts (then the page is rewritten from all JSON)
-    python -m bench --report-only        # only rewrite the page and plots from bench/out/
+python -m bench                      # everything, from scratch
+python -m bench --quick              # tiny sizes: a smoke run, into bench/out/quick/ (docs untouched)
+python -m bench --only cost,speed    # some parts (then the page is rewritten from all JSON)
+python -m bench --report-only        # only rewrite the page and plots from bench/out/
 """
 
 from __future__ import annotations
@@ -14,7 +14,19 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-PARTS = ("cost", "cost_today", "speed", "length", "engine", "local_kv", "emulator", "seams", "openai", "batch", "soak")
+PARTS = (
+    "cost",
+    "cost_today",
+    "speed",
+    "length",
+    "engine",
+    "local_kv",
+    "emulator",
+    "seams",
+    "openai",
+    "batch",
+    "soak",
+)
 
 
 def _runners(quick: bool) -> dict[str, Callable[[], Any]]:
@@ -22,15 +34,20 @@ def _runners(quick: bool) -> dict[str, Callable[[], Any]]:
 
     return {
         "cost": lambda: cost.run(sizes=(20_000,) if quick else cost.SIZES),
-        "cost_today": lambda: cost.run_today(sizes=(20_000,) if quick else cost.TODAY_SIZES, effort="low",
-                                             thinking_size=12_000 if quick else 40_000),
+        "cost_today": lambda: cost.run_today(
+            sizes=(20_000,) if quick else cost.TODAY_SIZES,
+            effort="low",
+            thinking_size=12_000 if quick else 40_000,
+        ),
         "speed": lambda: speed.run(quick=quick),
         "length": lambda: length.run(quick=quick),
         "engine": lambda: engine_overhead.run(quick=quick),
         "local_kv": lambda: folded.local_kv(quick=quick),
         "emulator": lambda: folded.emulator_throughput(quick=quick),
         "seams": lambda: folded.seams_join(quick=quick),
-        "openai": lambda: openai_rounds.main(["--tokens", "80", "--rounds", "4", "--repeat", "1"] if quick else []),
+        "openai": lambda: openai_rounds.main(
+            ["--tokens", "80", "--rounds", "4", "--repeat", "1"] if quick else []
+        ),
         "batch": lambda: batch.main(["--quick"] if quick else []),
         "soak": lambda: soak.main(["--quick"] if quick else []),
     }
@@ -53,7 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", help="comma-separated parts: " + ",".join(PARTS))
     parser.add_argument("--report-only", action="store_true", help="only rewrite the page from bench/out/")
     parser.add_argument("--no-report", action="store_true", help="do not rewrite docs/benchmarks.md")
-    parser.add_argument("--out", help="results directory (default bench/out, or bench/out/quick with --quick)")
+    parser.add_argument(
+        "--out", help="results directory (default bench/out, or bench/out/quick with --quick)"
+    )
     args = parser.parse_args(argv)
     from . import common
 

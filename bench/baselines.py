@@ -63,14 +63,16 @@ def _text(message: Any) -> str:
     return "".join(block.text for block in message.content if block.type == "text")
 
 
-def _finish(model: str, text: str, calls: int, usage: Usage, stop: str, started: float,
-            error: str | None = None) -> LoopRun:
+def _finish(
+    model: str, text: str, calls: int, usage: Usage, stop: str, started: float, error: str | None = None
+) -> LoopRun:
     cost = price_usage(lookup_model(model), usage)
     return LoopRun(text, calls, usage, cost, stop, error, time.perf_counter() - started)
 
 
-def seed_loop(client: Any, prompt: str, *, model: str, max_tokens: int = 4096,
-              max_calls: int = 1000) -> LoopRun:
+def seed_loop(
+    client: Any, prompt: str, *, model: str, max_tokens: int = 4096, max_calls: int = 1000
+) -> LoopRun:
     """Prefill continuation, no caching, until end_turn (or the API refuses prefill)."""
     import anthropic
 
@@ -110,8 +112,15 @@ def _cut_to_whitespace(text: str) -> str:
     return text[: cut + 1] if cut >= 0 else text
 
 
-def user_turn_loop(client: Any, prompt: str, *, model: str, max_tokens: int = 4096,
-                   max_calls: int = 1000, max_rounds: int | None = None) -> LoopRun:
+def user_turn_loop(
+    client: Any,
+    prompt: str,
+    *,
+    model: str,
+    max_tokens: int = 4096,
+    max_calls: int = 1000,
+    max_rounds: int | None = None,
+) -> LoopRun:
     """User-turn continuation, no caching, until end_turn or ``max_rounds`` calls."""
     import anthropic
 

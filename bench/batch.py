@@ -50,8 +50,15 @@ def _env(url: str) -> None:
 
 
 def _mixed_items(n: int, per_call: int) -> list[dict[str, Any]]:
-    return [{"id": f"m{i}", "prompt": f"Write report {i}", "max_rounds": 1 + i % 4, "max_tokens_per_call": per_call}
-            for i in range(n)]
+    return [
+        {
+            "id": f"m{i}",
+            "prompt": f"Write report {i}",
+            "max_rounds": 1 + i % 4,
+            "max_tokens_per_call": per_call,
+        }
+        for i in range(n)
+    ]
 
 
 def throughput(kind: str, n: int, limit: int, per_call: int, concurrency: int) -> dict[str, Any]:
@@ -71,15 +78,28 @@ def throughput(kind: str, n: int, limit: int, per_call: int, concurrency: int) -
 
     with run_emulator(length=per_call * 4, **options) as url, tempfile.TemporaryDirectory() as scratch:
         _env(url)
-        result = autocontinue.batch(items, journal=f"{scratch}/j.sqlite3", output=f"{scratch}/o.jsonl", model=MODEL,
-                                    concurrency=concurrency, on_event=on_event)
+        result = autocontinue.batch(
+            items,
+            journal=f"{scratch}/j.sqlite3",
+            output=f"{scratch}/o.jsonl",
+            model=MODEL,
+            concurrency=concurrency,
+            on_event=on_event,
+        )
         stats = _stats(url)
     elapsed = time.monotonic() - started
     total = done[0]
     return {
-        "kind": kind, "items": n, "limit_per_minute": limit, "concurrency": concurrency,
-        "calls": stats["requests"], "throttled": stats["errors"], "throttled_share": stats["errors"] / max(1, stats["requests"]),
-        "total": total, "seconds": round(elapsed, 2), "limit_per_s": round(limit / 60, 2),
+        "kind": kind,
+        "items": n,
+        "limit_per_minute": limit,
+        "concurrency": concurrency,
+        "calls": stats["requests"],
+        "throttled": stats["errors"],
+        "throttled_share": stats["errors"] / max(1, stats["requests"]),
+        "total": total,
+        "seconds": round(elapsed, 2),
+        "limit_per_s": round(limit / 60, 2),
         "bound_s": round(max(0.0, total - limit) / (limit / 60), 2),
         "bound_share": round(max(0.0, total - limit) / (limit / 60) / elapsed, 4),
         "failed": len(result.failed),
@@ -99,12 +119,22 @@ def cost(long_items: int, short_items: int, long_tokens: int) -> dict[str, Any]:
         for via in ("live", "batches"):
             with run_emulator(length=length) as url, tempfile.TemporaryDirectory() as scratch:
                 _env(url)
-                result = autocontinue.batch(items, journal=f"{scratch}/j.sqlite3", output=f"{scratch}/o.jsonl",
-                                            model="claude-sonnet-4-6", via=via, poll_interval=0.05, concurrency=4)
+                result = autocontinue.batch(
+                    items,
+                    journal=f"{scratch}/j.sqlite3",
+                    output=f"{scratch}/o.jsonl",
+                    model="claude-sonnet-4-6",
+                    via=via,
+                    poll_interval=0.05,
+                    concurrency=4,
+                )
                 stats = _stats(url)
             texts[via] = [r.text for r in result.results]
-            row[via] = {"cost_usd": round(stats["cost_usd"], 6), "calls": sum(r.rounds for r in result.results),
-                        "output_tokens": stats["output_tokens"]}
+            row[via] = {
+                "cost_usd": round(stats["cost_usd"], 6),
+                "calls": sum(r.rounds for r in result.results),
+                "output_tokens": stats["output_tokens"],
+            }
         row["ratio"] = round(row["batches"]["cost_usd"] / row["live"]["cost_usd"], 4)
         row["same_text"] = texts["live"] == texts["batches"]
         out[label] = row
@@ -122,20 +152,42 @@ def crashes(n: int, kills: int, seed: int = 7) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as scratch_dir:
         scratch = Path(scratch_dir)
         source = scratch / "in.jsonl"
-        source.write_text("".join(json.dumps({"id": f"k{i}", "prompt": f"Write note {i}"}) + "\n" for i in range(n)))
-        args = [sys.executable, "-m", "autocontinue", "batch", str(source), "--model", MODEL,
-                "--max-tokens-per-call", "300", "--concurrency", "16", "-q"]
+        source.write_text(
+            "".join(json.dumps({"id": f"k{i}", "prompt": f"Write note {i}"}) + "\n" for i in range(n))
+        )
+        args = [
+            sys.executable,
+            "-m",
+            "autocontinue",
+            "batch",
+            str(source),
+            "--model",
+            MODEL,
+            "--max-tokens-per-call",
+            "300",
+            "--concurrency",
+            "16",
+            "-q",
+        ]
         # Rounds of about a second (300 tokens at 300 tokens/s), as calls to a real service take
         # longer still: a kill lands mid-stream far more often than in a round's last instant.
         emulator: dict[str, Any] = {"length": 600, "decode_rate": 300}
 
         def env(url: str) -> dict[str, str]:
-            return {**os.environ, "ANTHROPIC_BASE_URL": url, "ANTHROPIC_API_KEY": "bench",
-                    "AUTOCONTINUE_HOME": str(scratch)}
+            return {
+                **os.environ,
+                "ANTHROPIC_BASE_URL": url,
+                "ANTHROPIC_API_KEY": "bench",
+                "AUTOCONTINUE_HOME": str(scratch),
+            }
 
         with run_emulator(**emulator) as url:
-            subprocess.run([*args, "-o", str(scratch / "clean.jsonl"), "--journal", str(scratch / "c.sqlite3")],
-                           env=env(url), check=True, timeout=600)
+            subprocess.run(
+                [*args, "-o", str(scratch / "clean.jsonl"), "--journal", str(scratch / "c.sqlite3")],
+                env=env(url),
+                check=True,
+                timeout=600,
+            )
             clean_bill = _stats(url)
         started = time.monotonic()
         done_kills = 0
@@ -157,24 +209,35 @@ def crashes(n: int, kills: int, seed: int = 7) -> dict[str, Any]:
 
         def lines(name: str) -> list[dict[str, Any]]:
             rows = [json.loads(line) for line in (scratch / name).read_text().splitlines()]
-            return sorted(({k: r[k] for k in ("id", "text", "stop_reason", "rounds", "error")} for r in rows),
-                          key=lambda r: r["id"])
+            return sorted(
+                ({k: r[k] for k in ("id", "text", "stop_reason", "rounds", "error")} for r in rows),
+                key=lambda r: r["id"],
+            )
 
         got, want = lines("out.jsonl"), lines("clean.jsonl")
         rounds = sum(r["rounds"] for r in got)
     billed = bill["requests"] - bill["errors"]
     return {
-        "items": n, "kills": done_kills, "exit_code": final.returncode, "identical_output": got == want,
-        "rounds": rounds, "billed_calls": billed, "clean_billed_calls": clean_bill["requests"] - clean_bill["errors"],
-        "lost_calls": billed - rounds, "billed_output_tokens": bill["output_tokens"],
-        "clean_output_tokens": clean_bill["output_tokens"], "seconds_with_kills": round(elapsed, 1),
+        "items": n,
+        "kills": done_kills,
+        "exit_code": final.returncode,
+        "identical_output": got == want,
+        "rounds": rounds,
+        "billed_calls": billed,
+        "clean_billed_calls": clean_bill["requests"] - clean_bill["errors"],
+        "lost_calls": billed - rounds,
+        "billed_output_tokens": bill["output_tokens"],
+        "clean_output_tokens": clean_bill["output_tokens"],
+        "seconds_with_kills": round(elapsed, 1),
     }
 
 
 PARTS = ("throughput", "cost", "crashes")
 
 
-def run(quick: bool = False, only: tuple[str, ...] = PARTS, earlier: dict[str, Any] | None = None) -> dict[str, Any]:
+def run(
+    quick: bool = False, only: tuple[str, ...] = PARTS, earlier: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Measure the ``only`` parts; the others are kept from ``earlier`` (a saved run)."""
     import warnings
 
@@ -183,7 +246,10 @@ def run(quick: bool = False, only: tuple[str, ...] = PARTS, earlier: dict[str, A
     sized: dict[str, Any] = {
         # Limits low enough to bind on a loaded 2-core machine (the client here writes about
         # 1,000 tokens a second), work enough for 60 s past the first minute's bucket.
-        "throughput": lambda: [throughput("output", 48, 6_000, 100, 32), throughput("requests", 96, 120, 100, 32)],
+        "throughput": lambda: [
+            throughput("output", 48, 6_000, 100, 32),
+            throughput("requests", 96, 120, 100, 32),
+        ],
         "cost": lambda: cost(2, 16, 200_000),
         "crashes": lambda: crashes(200, 10),  # 10 kills during a 200-item batch, as issue 12 asks
     }
@@ -220,8 +286,10 @@ def report_section(out: list[str], data: dict[str, Any] | None) -> None:
             f"({t['throttled_share']:.1%}) | {t['seconds']} s | {t['bound_s']} s | {t['bound_share']:.1%} |"
         )
     out.append("")
-    out.append("The bound is the shortest time the limit allows: the bucket starts full (a minute's worth), "
-               "then refills at the limit, so it is (total - one minute's worth) / rate.\n")
+    out.append(
+        "The bound is the shortest time the limit allows: the bucket starts full (a minute's worth), "
+        "then refills at the limit, so it is (total - one minute's worth) / rate.\n"
+    )
     for t in data["throughput"]:
         met = t["bound_share"] >= TARGET_THROUGHPUT and t["throttled_share"] < TARGET_THROTTLED
         out.append(
@@ -231,7 +299,9 @@ def report_section(out: list[str], data: dict[str, Any] | None) -> None:
     c = data["cost"]
     out.append("")
     out.append(f"Cost on {c['model']} (emulator bill), live against `--via batches`:\n")
-    out.append("| items | answer tokens | live calls | live $ | batches calls | batches $ | ratio | same text |")
+    out.append(
+        "| items | answer tokens | live calls | live $ | batches calls | batches $ | ratio | same text |"
+    )
     out.append("|---|---:|---:|---:|---:|---:|---:|---|")
     for key in ("long", "short"):
         r = c[key]
@@ -241,8 +311,10 @@ def report_section(out: list[str], data: dict[str, Any] | None) -> None:
             f"{'yes' if r['same_text'] else 'no'} |"
         )
     out.append("")
-    out.append(f"- Cost via Message Batches against live: {c['ratio']:.3f}x (target <= 0.5x): "
-               f"{'met' if c['ratio'] <= TARGET_COST else 'missed'}.")
+    out.append(
+        f"- Cost via Message Batches against live: {c['ratio']:.3f}x (target <= 0.5x): "
+        f"{'met' if c['ratio'] <= TARGET_COST else 'missed'}."
+    )
     k = data["crashes"]
     out.append(
         f"- kill -9 {k['kills']} times during a {k['items']}-item batch, then rerun: output "
@@ -257,7 +329,9 @@ def report_section(out: list[str], data: dict[str, Any] | None) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.batch", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--only", help="some of: " + ",".join(PARTS) + " (the others are kept from bench/out)")
+    parser.add_argument(
+        "--only", help="some of: " + ",".join(PARTS) + " (the others are kept from bench/out)"
+    )
     args = parser.parse_args(argv)
     from . import common
 

@@ -13,7 +13,19 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["OUT", "REPO", "out_dir", "set_out_dir", "emulator_client", "bill", "reset", "machine", "save", "load", "median"]
+__all__ = [
+    "OUT",
+    "REPO",
+    "out_dir",
+    "set_out_dir",
+    "emulator_client",
+    "bill",
+    "reset",
+    "machine",
+    "save",
+    "load",
+    "median",
+]
 
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "bench" / "out"
@@ -27,6 +39,7 @@ def out_dir() -> Path:
 
 def set_out_dir(path: Path) -> None:
     _out[0] = Path(path)
+
 
 #: Prompt used by the emulator benches (the emulator's answer depends only on seed, length, prompt).
 PROMPT = "Please write five long stories, each in <story_N> tags. Write as much as you can."

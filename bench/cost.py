@@ -71,20 +71,32 @@ def _variants(model: str, size: int) -> list[tuple[str, Any]]:
     rows: list[tuple[str, Any]] = [
         ("autocontinue (defaults)", lambda c: _autocontinue(c, model, size)),
         ("autocontinue (4,096/call)", lambda c: _autocontinue(c, model, size, max_tokens_per_call=PER_CALL)),
-        ("autocontinue (4,096/call, cache off)",
-         lambda c: _autocontinue(c, model, size, max_tokens_per_call=PER_CALL, cache=False)),
-        ("seed loop (prefill, 4,096/call, no cache)" if prefill else "seed loop (prefill): fails on this model",
-         lambda c: _loop(baselines.seed_loop(c, PROMPT, model=model, max_tokens=PER_CALL, max_calls=cap))),
+        (
+            "autocontinue (4,096/call, cache off)",
+            lambda c: _autocontinue(c, model, size, max_tokens_per_call=PER_CALL, cache=False),
+        ),
+        (
+            "seed loop (prefill, 4,096/call, no cache)"
+            if prefill
+            else "seed loop (prefill): fails on this model",
+            lambda c: _loop(baselines.seed_loop(c, PROMPT, model=model, max_tokens=PER_CALL, max_calls=cap)),
+        ),
     ]
     if not prefill:
-        rows.append((
-            "seed loop, user-turn equivalent (4,096/call, no cache)",
-            lambda c: _loop(baselines.user_turn_loop(c, PROMPT, model=model, max_tokens=PER_CALL, max_calls=cap)),
-        ))
-    rows.append((
-        "cookbook loop (user turn, 4,096/call, no cache, <= 6 rounds)",
-        lambda c: _loop(baselines.cookbook_loop(c, PROMPT, model=model, max_tokens=PER_CALL)),
-    ))
+        rows.append(
+            (
+                "seed loop, user-turn equivalent (4,096/call, no cache)",
+                lambda c: _loop(
+                    baselines.user_turn_loop(c, PROMPT, model=model, max_tokens=PER_CALL, max_calls=cap)
+                ),
+            )
+        )
+    rows.append(
+        (
+            "cookbook loop (user turn, 4,096/call, no cache, <= 6 rounds)",
+            lambda c: _loop(baselines.cookbook_loop(c, PROMPT, model=model, max_tokens=PER_CALL)),
+        )
+    )
     return rows
 
 
@@ -119,12 +131,16 @@ def measure(model: str, size: int, *, log: Any = print) -> dict[str, Any]:
                 row = {"text": "", "calls": None, "stop": "error", "error": f"{type(exc).__name__}: {exc}"}
             row.update(bill(url))
             rows[name] = _score(row, reference, lower["cost_usd"])
-            log(f"  {model} {size:>7,} {name}: ${row['cost_usd']:.3f} ({row['ratio']}x) "
-                f"calls={row['requests']} delivered={row['delivered']:.0%} exact={row['exact']}")
+            log(
+                f"  {model} {size:>7,} {name}: ${row['cost_usd']:.3f} ({row['ratio']}x) "
+                f"calls={row['requests']} delivered={row['delivered']:.0%} exact={row['exact']}"
+            )
     return rows
 
 
-def run(sizes: tuple[int, ...] = SIZES, models: tuple[str, ...] = MODELS, *, log: Any = print) -> dict[str, Any]:
+def run(
+    sizes: tuple[int, ...] = SIZES, models: tuple[str, ...] = MODELS, *, log: Any = print
+) -> dict[str, Any]:
     """Measure every model and size; writes bench/out/cost.json and returns its data."""
     results: dict[str, Any] = {}
     for model in models:
@@ -169,10 +185,14 @@ def hindsight_bound(model: str, rounds: list[Any]) -> dict[str, float]:
 def _generate(client: Any, model: str, **options: Any) -> Any:
     import autocontinue
 
-    return autocontinue.generate(PROMPT, client=client, backend="anthropic", model=model, max_rounds=1000, **options)
+    return autocontinue.generate(
+        PROMPT, client=client, backend="anthropic", model=model, max_rounds=1000, **options
+    )
 
 
-def continuation_thinking(model: str, *, size: int = 40_000, per_call: int = 8192, log: Any = print) -> dict[str, Any]:
+def continuation_thinking(
+    model: str, *, size: int = 40_000, per_call: int = 8192, log: Any = print
+) -> dict[str, Any]:
     """Thinking tokens per continuation round at each effort (every round of the run at that
     effort), the run's cost, and whether the text is the same at every effort."""
     rows: dict[str, Any] = {}
@@ -181,8 +201,12 @@ def continuation_thinking(model: str, *, size: int = 40_000, per_call: int = 819
         first = {}
         for effort in EFFORTS:
             reset(url)
-            client.messages.create(model=model, max_tokens=per_call, messages=[{"role": "user", "content": PROMPT}],
-                                   output_config={"effort": effort})
+            client.messages.create(
+                model=model,
+                max_tokens=per_call,
+                messages=[{"role": "user", "content": PROMPT}],
+                output_config={"effort": effort},
+            )
             first[effort] = bill(url)["thinking_tokens"]
         for effort in EFFORTS:
             reset(url)
@@ -191,15 +215,26 @@ def continuation_thinking(model: str, *, size: int = 40_000, per_call: int = 819
             rounds = len(result.rounds)
             per_round = (totals["thinking_tokens"] - first[effort]) / max(1, rounds - 1)
             texts.add(result.text)
-            rows[effort] = {"rounds": rounds, "first_round_thinking": first[effort],
-                            "thinking_per_continuation_round": round(per_round, 1),
-                            "thinking_tokens": totals["thinking_tokens"], "cost_usd": totals["cost_usd"],
-                            "stop": result.stop_reason}
-            log(f"  {model} effort={effort}: {per_round:,.0f} thinking tokens per continuation round, "
-                f"{rounds} rounds, ${totals['cost_usd']:.4f}")
+            rows[effort] = {
+                "rounds": rounds,
+                "first_round_thinking": first[effort],
+                "thinking_per_continuation_round": round(per_round, 1),
+                "thinking_tokens": totals["thinking_tokens"],
+                "cost_usd": totals["cost_usd"],
+                "stop": result.stop_reason,
+            }
+            log(
+                f"  {model} effort={effort}: {per_round:,.0f} thinking tokens per continuation round, "
+                f"{rounds} rounds, ${totals['cost_usd']:.4f}"
+            )
     cheapest = min(rows, key=lambda e: rows[e]["cost_usd"])
-    return {"rows": rows, "same_text_at_every_effort": len(texts) == 1, "cheapest": cheapest,
-            "size": size, "per_call": per_call}
+    return {
+        "rows": rows,
+        "same_text_at_every_effort": len(texts) == 1,
+        "cheapest": cheapest,
+        "size": size,
+        "per_call": per_call,
+    }
 
 
 def _one_call_raw(model: str, size: int) -> dict[str, Any]:
@@ -208,12 +243,17 @@ def _one_call_raw(model: str, size: int) -> dict[str, Any]:
     import httpx2
 
     spec = f"{model}:max_output={size + 100_000},context={2 * size + 200_000}"
-    body = {"model": model, "max_tokens": size + 100_000, "stream": True,
-            "messages": [{"role": "user", "content": PROMPT}]}
+    body = {
+        "model": model,
+        "max_tokens": size + 100_000,
+        "stream": True,
+        "messages": [{"role": "user", "content": PROMPT}],
+    }
     with emulator_client(seed=0, length=size, model_specs=[spec]) as (_client, url):
         pieces: list[str] = []
-        with httpx2.stream("POST", url + "/v1/messages", json=body, headers={"x-api-key": "bench"},
-                           timeout=3600) as response:
+        with httpx2.stream(
+            "POST", url + "/v1/messages", json=body, headers={"x-api-key": "bench"}, timeout=3600
+        ) as response:
             for line in response.iter_lines():
                 if line.startswith("data: ") and '"text_delta"' in line:
                     pieces.append(json.loads(line[6:])["delta"]["text"])
@@ -236,35 +276,57 @@ def measure_today(model: str, size: int, *, effort: str | None = None, log: Any 
     bound = hindsight_bound(model, result.rounds)
     last = result.rounds[-2].usage if len(result.rounds) > 1 else None
     row = {
-        "rounds": len(result.rounds), "exact": result.text == reference, "stop": result.stop_reason,
-        "cost_usd": billed["cost_usd"], "client_cost_usd": result.cost_usd, "wall_s": round(wall, 1),
-        "one_call_usd": one["cost_usd"], "hindsight_usd": bound["cost_usd"],
+        "rounds": len(result.rounds),
+        "exact": result.text == reference,
+        "stop": result.stop_reason,
+        "cost_usd": billed["cost_usd"],
+        "client_cost_usd": result.cost_usd,
+        "wall_s": round(wall, 1),
+        "one_call_usd": one["cost_usd"],
+        "hindsight_usd": bound["cost_usd"],
         "vs_hindsight": round(billed["cost_usd"] / bound["cost_usd"], 4),
         "vs_one_call": round(billed["cost_usd"] / one["cost_usd"], 4),
-        "thinking_tokens": billed["thinking_tokens"], "output_tokens": billed["output_tokens"],
+        "thinking_tokens": billed["thinking_tokens"],
+        "output_tokens": billed["output_tokens"],
         "cache_write_tokens": billed["cache_creation_input_tokens"],
-        "cache_read_tokens": billed["cache_read_input_tokens"], "input_tokens": billed["input_tokens"],
+        "cache_read_tokens": billed["cache_read_input_tokens"],
+        "input_tokens": billed["input_tokens"],
         "effort": effort or "model default",
     }
     if last is not None:  # the write of round n-1's text, read once: its premium over plain input
         prices = lookup_model(model).prices
         stretch = result.rounds[-1].usage.total_input_tokens - last.total_input_tokens
         row["last_write_premium_usd"] = stretch * (prices.write_5m - prices.input) / 1e6
-    log(f"  {model} {size:>7,} defaults: ${row['cost_usd']:.3f} in {row['rounds']} rounds = "
+    log(
+        f"  {model} {size:>7,} defaults: ${row['cost_usd']:.3f} in {row['rounds']} rounds = "
         f"{row['vs_hindsight']}x hindsight (${row['hindsight_usd']:.3f}), {row['vs_one_call']}x one call "
-        f"(${row['one_call_usd']:.3f}) exact={row['exact']}")
+        f"(${row['one_call_usd']:.3f}) exact={row['exact']}"
+    )
     return row
 
 
-def run_today(sizes: tuple[int, ...] = TODAY_SIZES, models: tuple[str, ...] = TODAY_MODELS, *,
-              effort: str | None = None, thinking_size: int = 40_000, log: Any = print) -> dict[str, Any]:
+def run_today(
+    sizes: tuple[int, ...] = TODAY_SIZES,
+    models: tuple[str, ...] = TODAY_MODELS,
+    *,
+    effort: str | None = None,
+    thinking_size: int = 40_000,
+    log: Any = print,
+) -> dict[str, Any]:
     """Both measurements; writes bench/out/cost_today.json."""
-    data: dict[str, Any] = {"sizes": list(sizes), "models": list(models), "effort": effort,
-                            "thinking": {}, "results": {}}
+    data: dict[str, Any] = {
+        "sizes": list(sizes),
+        "models": list(models),
+        "effort": effort,
+        "thinking": {},
+        "results": {},
+    }
     for model in models:
         data["thinking"][model] = continuation_thinking(model, size=thinking_size, log=log)
         for size in sizes:
-            data["results"].setdefault(model, {})[str(size)] = measure_today(model, size, effort=effort, log=log)
+            data["results"].setdefault(model, {})[str(size)] = measure_today(
+                model, size, effort=effort, log=log
+            )
     save("cost_today", data)
     return data
 
@@ -290,32 +352,42 @@ def today_section(out: list[str], data: dict[str, Any] | None) -> None:
         "call (the model's default effort), and the hindsight-cheapest bill for the rounds actually made. "
         "Hindsight bound: call d_i the tokens that first appear in round i's prompt (d_1 the first prompt, "
         "d_i = in_i - in_(i-1)); that stretch is sent k_i = n - i + 1 times, and costs in hindsight "
-        "min(k_i x input, write_5m + (k_i - 1) x read); output (thinking included) is what it is.\n")
+        "min(k_i x input, write_5m + (k_i - 1) x read); output (thinking included) is what it is.\n"
+    )
     out.append("```sh\npython -m bench.cost --effort low     # bench/out/cost_today.json\n```\n")
-    out.append("| model | tokens | rounds | bill | hindsight bound | vs hindsight | one call | vs one call "
-               "| thinking tokens | last-round write premium | exact |")
+    out.append(
+        "| model | tokens | rounds | bill | hindsight bound | vs hindsight | one call | vs one call "
+        "| thinking tokens | last-round write premium | exact |"
+    )
     out.append("|---|---|---|---|---|---|---|---|---|---|---|")
     for model, by_size in data["results"].items():
         for size, r in by_size.items():
             out.append(
                 f"| {model} | {int(size):,} | {r['rounds']} | ${r['cost_usd']:.3f} | ${r['hindsight_usd']:.3f} "
                 f"| {r['vs_hindsight']:.4f}x | ${r['one_call_usd']:.3f} | {r['vs_one_call']:.3f}x "
-                f"| {_count(r.get('thinking_tokens'))} | {_usd(r.get('last_write_premium_usd'))} | {r['exact']} |")
+                f"| {_count(r.get('thinking_tokens'))} | {_usd(r.get('last_write_premium_usd'))} | {r['exact']} |"
+            )
     out.append("")
     for model, by_size in data["results"].items():
         worst = max(by_size.values(), key=lambda r: r["vs_hindsight"])
         verdict = "met" if worst["vs_hindsight"] <= 1.03 else "missed"
-        out.append(f"- {model}, 100k-900k tokens: at most **{worst['vs_hindsight']:.4f}x** the hindsight bound "
-                   f"(target <= 1.03x: {verdict}).")
+        out.append(
+            f"- {model}, 100k-900k tokens: at most **{worst['vs_hindsight']:.4f}x** the hindsight bound "
+            f"(target <= 1.03x: {verdict})."
+        )
     out.append("")
-    out.append("Thinking per continuation round, by effort (every round at that effort, "
-               f"{data['thinking'][next(iter(data['thinking']))]['size']:,}-token answer, 8,192 tokens a call):\n")
+    out.append(
+        "Thinking per continuation round, by effort (every round at that effort, "
+        f"{data['thinking'][next(iter(data['thinking']))]['size']:,}-token answer, 8,192 tokens a call):\n"
+    )
     out.append("| model | effort | first round thinking | per continuation round | rounds | bill |")
     out.append("|---|---|---|---|---|---|")
     for model, t in data["thinking"].items():
         for effort, r in t["rows"].items():
-            out.append(f"| {model} | {effort} | {r['first_round_thinking']:,} | "
-                       f"{r['thinking_per_continuation_round']:,.0f} | {r['rounds']} | ${r['cost_usd']:.4f} |")
+            out.append(
+                f"| {model} | {effort} | {r['first_round_thinking']:,} | "
+                f"{r['thinking_per_continuation_round']:,.0f} | {r['rounds']} | ${r['cost_usd']:.4f} |"
+            )
     out.append("")
     for model, t in data["thinking"].items():
         same = "the same text at every effort" if t["same_text_at_every_effort"] else "texts differ"
@@ -328,4 +400,6 @@ if __name__ == "__main__":  # python -m bench.cost [--quick] [--effort E]
 
     quick = "--quick" in sys.argv
     chosen = sys.argv[sys.argv.index("--effort") + 1] if "--effort" in sys.argv else None
-    run_today(sizes=(20_000,) if quick else TODAY_SIZES, effort=chosen, thinking_size=12_000 if quick else 40_000)
+    run_today(
+        sizes=(20_000,) if quick else TODAY_SIZES, effort=chosen, thinking_size=12_000 if quick else 40_000
+    )

@@ -30,6 +30,7 @@ def start_emulator(length: int) -> tuple[subprocess.Popen, str]:
         stderr=subprocess.PIPE,
         text=True,
     )
+    assert process.stderr is not None  # piped above
     line = process.stderr.readline()
     match = re.search(r"listening on (\S+)", line)
     if not match:
@@ -41,13 +42,20 @@ def start_emulator(length: int) -> tuple[subprocess.Popen, str]:
 async def raw_client(url: str, index: int, tokens: int) -> int:
     import httpx2
 
-    body = {"model": MODEL, "max_tokens": tokens, "stream": True, "messages": [{"role": "user", "content": f"client {index}"}]}
+    body = {
+        "model": MODEL,
+        "max_tokens": tokens,
+        "stream": True,
+        "messages": [{"role": "user", "content": f"client {index}"}],
+    }
     output = 0
-    async with httpx2.AsyncClient(timeout=600) as client:
-        async with client.stream("POST", f"{url}/v1/messages", json=body, headers={"x-api-key": "bench"}) as response:
-            async for line in response.aiter_lines():
-                if line.startswith("data: {\"type\":\"message_delta\""):
-                    output = json.loads(line[6:])["usage"]["output_tokens"]
+    async with (
+        httpx2.AsyncClient(timeout=600) as client,
+        client.stream("POST", f"{url}/v1/messages", json=body, headers={"x-api-key": "bench"}) as response,
+    ):
+        async for line in response.aiter_lines():
+            if line.startswith('data: {"type":"message_delta"'):
+                output = json.loads(line[6:])["usage"]["output_tokens"]
     return output
 
 
@@ -55,7 +63,7 @@ async def sdk_client(url: str, index: int, tokens: int) -> int:
     import anthropic
 
     client = anthropic.AsyncAnthropic(base_url=url, api_key="bench")
-    messages = [{"role": "user", "content": f"client {index}"}]
+    messages: list[anthropic.types.MessageParam] = [{"role": "user", "content": f"client {index}"}]
     async with client.messages.stream(model=MODEL, max_tokens=tokens, messages=messages) as stream:
         async for _ in stream.text_stream:
             pass

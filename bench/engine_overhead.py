@@ -38,8 +38,24 @@ __all__ = ["make_answer", "overhead_per_round", "fit_per_round", "join_child", "
 #: Tokens per round at which the overhead is measured (it grows with the text a round carries).
 ROUND_SIZES = (100, 1000, 4096)
 
-_WORDS = ("river", "stone", "lantern", "harbour", "café", "naïve", "tide", "über", "日本", "north",
-          "willow", "ember", "—", "meadow", "glass", "orbit")
+_WORDS = (
+    "river",
+    "stone",
+    "lantern",
+    "harbour",
+    "café",
+    "naïve",
+    "tide",
+    "über",
+    "日本",
+    "north",
+    "willow",
+    "ember",
+    "—",
+    "meadow",
+    "glass",
+    "orbit",
+)
 
 
 def make_answer(tokens: int) -> str:
@@ -85,8 +101,9 @@ def _spec(per_call: int, context: int) -> Any:
     return parse_model_spec(f"claude-sonnet-4-5:context={context},max_output={max(per_call, 1)}")
 
 
-def overhead_per_round(*, rounds: int = 50, per_call: int = 1000, strategy: Strategy = "prefill",
-                       repeats: int = 5) -> dict[str, Any]:
+def overhead_per_round(
+    *, rounds: int = 50, per_call: int = 1000, strategy: Strategy = "prefill", repeats: int = 5
+) -> dict[str, Any]:
     """Median engine time per round (wall minus time inside the backend), in milliseconds."""
     import autocontinue
 
@@ -96,8 +113,9 @@ def overhead_per_round(*, rounds: int = 50, per_call: int = 1000, strategy: Stra
     for _ in range(repeats):
         backend = _timed_backend(answer, spec)
         t0 = time.perf_counter()
-        result = autocontinue.generate("Write.", backend=backend, max_tokens_per_call=per_call,
-                                       max_rounds=rounds + 5, strategy=strategy)
+        result = autocontinue.generate(
+            "Write.", backend=backend, max_tokens_per_call=per_call, max_rounds=rounds + 5, strategy=strategy
+        )
         wall = time.perf_counter() - t0
         assert result.text == answer, "the engine changed the scripted answer"
         samples.append((wall - backend.inside) / len(result.rounds) * 1000)
@@ -154,8 +172,9 @@ def join_child(tokens: int, per_call: int, trace: bool) -> dict[str, Any]:
     for _ in range(1 if trace else 3):  # best of three timings: the machine is shared
         backend = _timed_backend(answer, spec)
         t0 = time.perf_counter()
-        result = autocontinue.generate("Write.", backend=backend, max_tokens_per_call=per_call,
-                                       max_rounds=tokens // per_call + 10)
+        result = autocontinue.generate(
+            "Write.", backend=backend, max_tokens_per_call=per_call, max_rounds=tokens // per_call + 10
+        )
         wall = time.perf_counter() - t0
         if best is None or wall < best[0]:
             best = (wall, wall - backend.inside)
@@ -189,7 +208,9 @@ def _spawn(tokens: int, per_call: int, trace: bool) -> dict[str, Any]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def long_join(sizes: tuple[int, ...] = (125_000, 250_000, 500_000, 1_000_000), per_call: int = 8192) -> list[dict]:
+def long_join(
+    sizes: tuple[int, ...] = (125_000, 250_000, 500_000, 1_000_000), per_call: int = 8192
+) -> list[dict]:
     rows = []
     for tokens in sizes:
         timed = _spawn(tokens, per_call, trace=False)
@@ -205,20 +226,29 @@ def run(*, quick: bool = False, log: Any = print) -> dict[str, Any]:
 
     repeats = 2 if quick else 5
     strategies: tuple[Strategy, ...] = ("prefill", "user-turn")
-    overhead = [overhead_per_round(strategy=s, per_call=n, repeats=repeats, rounds=20 if quick else 50)
-                for s in strategies for n in ROUND_SIZES]
+    overhead = [
+        overhead_per_round(strategy=s, per_call=n, repeats=repeats, rounds=20 if quick else 50)
+        for s in strategies
+        for n in ROUND_SIZES
+    ]
     for row in overhead:
-        log(f"  engine overhead ({row['strategy']}, {row['tokens_per_round']} tokens/round): "
-            f"{row['engine_ms_per_round']:.3f} ms/round")
+        log(
+            f"  engine overhead ({row['strategy']}, {row['tokens_per_round']} tokens/round): "
+            f"{row['engine_ms_per_round']:.3f} ms/round"
+        )
     fits = {s: fit_per_round([r for r in overhead if r["strategy"] == s]) for s in ("prefill", "user-turn")}
     for s, f in fits.items():
-        log(f"  engine overhead ({s}): {f['fixed_ms_per_round']:.3f} ms a round + "
-            f"{f['ms_per_1k_tokens']:.3f} ms per 1,000 tokens streamed")
+        log(
+            f"  engine overhead ({s}): {f['fixed_ms_per_round']:.3f} ms a round + "
+            f"{f['ms_per_1k_tokens']:.3f} ms per 1,000 tokens streamed"
+        )
     sizes = (25_000, 50_000) if quick else (125_000, 250_000, 500_000, 1_000_000)
     join = long_join(sizes)
     for row in join:
-        log(f"  join {row['tokens']:>9,} tokens: {row['wall_s']:.2f} s, peak RSS {row['peak_rss_mb']} MB, "
-            f"tracemalloc peak {row['tracemalloc_peak_mb']} MB, exact={row['exact']}")
+        log(
+            f"  join {row['tokens']:>9,} tokens: {row['wall_s']:.2f} s, peak RSS {row['peak_rss_mb']} MB, "
+            f"tracemalloc peak {row['tracemalloc_peak_mb']} MB, exact={row['exact']}"
+        )
     data = {"overhead": overhead, "fit": fits, "join": join, "join_per_call": 8192}
     save("engine_overhead", data)
     return data

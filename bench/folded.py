@@ -47,7 +47,11 @@ def local_kv(*, quick: bool = False, log: Any = print) -> dict[str, Any] | None:
     if not _script("local_kv"):
         log("  bench/local_kv.py is missing: not measured")
         return None
-    args = ["--tokens", "128", "--rounds", "4", "--repeat", "1"] if quick else ["--tokens", "512", "--rounds", "8", "--repeat", "3"]
+    args = (
+        ["--tokens", "128", "--rounds", "4", "--repeat", "1"]
+        if quick
+        else ["--tokens", "512", "--rounds", "8", "--repeat", "3"]
+    )
     target = out_dir() / "local_kv.json"
     done = _run(["bench/local_kv.py", *args, "--out", str(target)], timeout=1800)
     if not target.exists():
@@ -55,8 +59,10 @@ def local_kv(*, quick: bool = False, log: Any = print) -> dict[str, Any] | None:
         return None
     data = json.loads(target.read_text())
     save("local_kv", data)
-    log(f"  local KV: rounds with reuse {data['rounds_reuse']['ratio_to_uncapped']}x uncapped, "
-        f"without {data['rounds_no_reuse']['ratio_to_uncapped']}x")
+    log(
+        f"  local KV: rounds with reuse {data['rounds_reuse']['ratio_to_uncapped']}x uncapped, "
+        f"without {data['rounds_no_reuse']['ratio_to_uncapped']}x"
+    )
     return data
 
 

@@ -64,8 +64,9 @@ def load_prompts(path: Path = DATA) -> list[dict[str, Any]]:
     return rows
 
 
-def subset(rows: list[dict[str, Any]], *, max_required: int = MAX_REQUIRED,
-           per_length: int = PER_LENGTH) -> list[dict[str, Any]]:
+def subset(
+    rows: list[dict[str, Any]], *, max_required: int = MAX_REQUIRED, per_length: int = PER_LENGTH
+) -> list[dict[str, Any]]:
     """The first ``per_length`` prompts of each required length up to ``max_required`` words."""
     taken: dict[int, int] = {}
     chosen = []
@@ -91,12 +92,17 @@ def _answer(prompt: str, **options: Any) -> dict[str, Any]:
     }
 
 
-def run(*, quick: bool = False, log: Any = print, methods: tuple[str, ...] = tuple(METHODS)) -> dict[str, Any]:
+def run(
+    *, quick: bool = False, log: Any = print, methods: tuple[str, ...] = tuple(METHODS)
+) -> dict[str, Any]:
     """The methods on the subset; writes bench/out/length.json."""
     from .common import save
 
-    rows = subset(load_prompts(), max_required=200 if quick else MAX_REQUIRED, per_length=1)[:2] if quick \
+    rows = (
+        subset(load_prompts(), max_required=200 if quick else MAX_REQUIRED, per_length=1)[:2]
+        if quick
         else subset(load_prompts())
+    )
     items = []
     for row in rows:
         x = int(row["length"])
@@ -106,9 +112,13 @@ def run(*, quick: bool = False, log: Any = print, methods: tuple[str, ...] = tup
             answer["s_l"] = round(score(x, answer["words"]), 2)
             item[method] = answer
         items.append(item)
-        log(f"  line {row['line']:>2} x={x:>5}: " + ", ".join(
-            f"{m} {item[m]['words']:>5} words (S_l {item[m]['s_l']:5.1f}, {item[m]['rounds']} rounds)"
-            for m in methods))
+        log(
+            f"  line {row['line']:>2} x={x:>5}: "
+            + ", ".join(
+                f"{m} {item[m]['words']:>5} words (S_l {item[m]['s_l']:5.1f}, {item[m]['rounds']} rounds)"
+                for m in methods
+            )
+        )
     summary = {}
     for method in methods:
         scores = [item[method]["s_l"] for item in items]
@@ -117,8 +127,14 @@ def run(*, quick: bool = False, log: Any = print, methods: tuple[str, ...] = tup
             "wall_s": round(sum(item[method]["wall_s"] for item in items), 1),
             "reached_required": sum(item[method]["words"] >= item["required"] for item in items),
         }
-    data = {"data": str(DATA.relative_to(REPO)), "subset_lines": [r["line"] for r in rows],
-            "seed": SEED, "one_call_max_tokens": 256 if quick else 4096, "items": items, "summary": summary}
+    data = {
+        "data": str(DATA.relative_to(REPO)),
+        "subset_lines": [r["line"] for r in rows],
+        "seed": SEED,
+        "one_call_max_tokens": 256 if quick else 4096,
+        "items": items,
+        "summary": summary,
+    }
     save("length", data)
     return data
 

@@ -47,9 +47,13 @@ def one_round(backend, messages, max_tokens):
 
 def uncapped(backend, tokens):
     text, end = one_round(backend, QUESTION, tokens)
-    return {"text": text, "output_tokens": end.usage.output_tokens, "rounds": 1,
-            "evaluated_prompt_tokens": end.usage.evaluated_prompt_tokens,
-            "reused_prompt_tokens": end.usage.reused_prompt_tokens}
+    return {
+        "text": text,
+        "output_tokens": end.usage.output_tokens,
+        "rounds": 1,
+        "evaluated_prompt_tokens": end.usage.evaluated_prompt_tokens,
+        "reused_prompt_tokens": end.usage.reused_prompt_tokens,
+    }
 
 
 def in_rounds(backend, tokens, rounds, *, reuse):
@@ -71,21 +75,35 @@ def in_rounds(backend, tokens, rounds, *, reuse):
         made += 1
         if end.stop_reason != "max_tokens":
             break
-    return {"text": text, "output_tokens": produced, "rounds": made,
-            "evaluated_prompt_tokens": evaluated, "reused_prompt_tokens": reused}
+    return {
+        "text": text,
+        "output_tokens": produced,
+        "rounds": made,
+        "evaluated_prompt_tokens": evaluated,
+        "reused_prompt_tokens": reused,
+    }
 
 
 def through_engine(backend, tokens, rounds):
     import autocontinue
 
     result = autocontinue.generate(
-        QUESTION, backend=backend, max_tokens_per_call=-(-tokens // rounds),
-        max_rounds=rounds, max_output_tokens=tokens, temperature=0.0, strategy="prefill",
+        QUESTION,
+        backend=backend,
+        max_tokens_per_call=-(-tokens // rounds),
+        max_rounds=rounds,
+        max_output_tokens=tokens,
+        temperature=0.0,
+        strategy="prefill",
     )
     usage = result.usage
-    return {"text": result.text, "output_tokens": usage.output_tokens, "rounds": len(result.rounds),
-            "evaluated_prompt_tokens": usage.evaluated_prompt_tokens,
-            "reused_prompt_tokens": usage.reused_prompt_tokens}
+    return {
+        "text": result.text,
+        "output_tokens": usage.output_tokens,
+        "rounds": len(result.rounds),
+        "evaluated_prompt_tokens": usage.evaluated_prompt_tokens,
+        "reused_prompt_tokens": usage.reused_prompt_tokens,
+    }
 
 
 def timed(backend, run):

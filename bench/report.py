@@ -43,9 +43,11 @@ def _save(fig: Any, name: str) -> str:
 
 def _stamp(data: dict[str, Any]) -> str:
     m = data.get("machine", {})
-    return (f"_Measured {m.get('date', '?')} on {m.get('cpus', '?')} CPU cores, Python "
-            f"{m.get('python', '?')}, 1-minute load average {m.get('load_avg_1m', '?')} at the end "
-            "(the machine was shared)._")
+    return (
+        f"_Measured {m.get('date', '?')} on {m.get('cpus', '?')} CPU cores, Python "
+        f"{m.get('python', '?')}, 1-minute load average {m.get('load_avg_1m', '?')} at the end "
+        "(the machine was shared)._"
+    )
 
 
 def _cmd(part: str) -> str:
@@ -107,9 +109,16 @@ def _cost_plot(data: dict[str, Any]) -> str:
                 partial = by_size[s][name].get("delivered", 1) < 0.9995
                 if partial:
                     bar.set_hatch("//")
-                ax.annotate(f"{y:.2f}" + ("*" if partial else ""), (bar.get_x() + bar.get_width() / 2, y),
-                            ha="center", va="bottom", fontsize=6, rotation=90, xytext=(0, 2),
-                            textcoords="offset points")
+                ax.annotate(
+                    f"{y:.2f}" + ("*" if partial else ""),
+                    (bar.get_x() + bar.get_width() / 2, y),
+                    ha="center",
+                    va="bottom",
+                    fontsize=6,
+                    rotation=90,
+                    xytext=(0, 2),
+                    textcoords="offset points",
+                )
         ax.axhline(1.0, color="black", lw=0.8)
         ax.axhline(1.2, color="green", lw=0.8, ls="--")
         ax.set_xticks([k + width * (len(names) - 1) / 2 for k in range(len(sizes))])
@@ -118,8 +127,11 @@ def _cost_plot(data: dict[str, Any]) -> str:
         ax.set_ylim(0, max(ax.get_ylim()[1], 1.5) * 1.08)
         ax.set_title(model)
         ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.09), ncol=2, frameon=False)
-    fig.suptitle("Cost of one long answer, as a multiple of the lower bound "
-                 "(hatched, *: the method delivered only part of the answer)", fontsize=9)
+    fig.suptitle(
+        "Cost of one long answer, as a multiple of the lower bound "
+        "(hatched, *: the method delivered only part of the answer)",
+        fontsize=9,
+    )
     return _save(fig, "cost.png")
 
 
@@ -128,9 +140,11 @@ def _breakdown(row: dict[str, Any], model: str) -> str:
 
     spec = lookup_model(model)
     pin, pout = spec.input_price / 1e6, spec.output_price / 1e6
-    return (f"output {_money(row['output_tokens'] * pout)}, uncached input {_money(row['input_tokens'] * pin)}, "
-            f"cache writes {_money(row['cache_creation_input_tokens'] * pin * CACHE_WRITE_5M)}, "
-            f"cache reads {_money(row['cache_read_input_tokens'] * pin * CACHE_READ)}")
+    return (
+        f"output {_money(row['output_tokens'] * pout)}, uncached input {_money(row['input_tokens'] * pin)}, "
+        f"cache writes {_money(row['cache_creation_input_tokens'] * pin * CACHE_WRITE_5M)}, "
+        f"cache reads {_money(row['cache_read_input_tokens'] * pin * CACHE_READ)}"
+    )
 
 
 def _cost_targets(data: dict[str, Any]) -> list[str]:
@@ -145,19 +159,25 @@ def _cost_targets(data: dict[str, Any]) -> list[str]:
         seed = rows.get(seed_name) if seed_name else None
         if d:
             ok = d["ratio"] <= 1.20
-            lines.append(f"- {model}, 100k tokens, defaults: **{d['ratio']:.3f}x** the lower bound "
-                         f"(target <= 1.20x: {'met' if ok else 'missed by ' + format(d['ratio'] / 1.20 - 1, '.1%')}). "
-                         f"Bill: {_breakdown(d, model)}.")
+            lines.append(
+                f"- {model}, 100k tokens, defaults: **{d['ratio']:.3f}x** the lower bound "
+                f"(target <= 1.20x: {'met' if ok else 'missed by ' + format(d['ratio'] / 1.20 - 1, '.1%')}). "
+                f"Bill: {_breakdown(d, model)}."
+            )
         if p:
             ok = p["ratio"] <= 1.6
-            lines.append(f"- {model}, 100k tokens, 4,096 tokens/call: **{p['ratio']:.3f}x** "
-                         f"(target <= 1.6x: {'met' if ok else 'missed by ' + format(p['ratio'] / 1.6 - 1, '.1%')}). "
-                         f"Bill: {_breakdown(p, model)}.")
+            lines.append(
+                f"- {model}, 100k tokens, 4,096 tokens/call: **{p['ratio']:.3f}x** "
+                f"(target <= 1.6x: {'met' if ok else 'missed by ' + format(p['ratio'] / 1.6 - 1, '.1%')}). "
+                f"Bill: {_breakdown(p, model)}."
+            )
         if d and seed and seed.get("delivered", 0) >= 0.9995:
             times = seed["cost_usd"] / d["cost_usd"]
             verdict = "met" if times >= 3 else f"missed by {1 - times / 3:.1%}"
-            lines.append(f"- {model}, 100k tokens: defaults are **{times:.2f}x cheaper** than the {seed_name} "
-                         f"(target >= 3x: {verdict}).")
+            lines.append(
+                f"- {model}, 100k tokens: defaults are **{times:.2f}x cheaper** than the {seed_name} "
+                f"(target >= 3x: {verdict})."
+            )
             if times < 3:
                 lines.append(_why_seed_missed(d, seed, model))
     return lines
@@ -171,14 +191,16 @@ def _why_seed_missed(d: dict[str, Any], seed: dict[str, Any], model: str) -> str
     write = d["cache_creation_input_tokens"] * pin * CACHE_WRITE_5M
     plain = d["cache_creation_input_tokens"] * pin
     without = d["cost_usd"] - write + plain
-    return (f"  Why: at this model's 64,000-token output cap the defaults need {d['requests']} calls, and the "
-            f"last call writes the first {d['cache_creation_input_tokens']:,} tokens to the prompt cache at "
-            f"1.25x the input price ({_money(write)}) although no later call reads them. Sent uncached, that "
-            f"input would cost {_money(plain)}, the run {_money(without)}, "
-            f"{seed['cost_usd'] / without:.2f}x cheaper than the seed loop. The engine cannot know that a round "
-            "is the last; a cache write pays for itself only when at least one more round reads it "
-            "(reads cost 0.1x, so one read saves 0.9x against a 0.25x premium). The gap widens with longer "
-            "answers (the 300k column) and smaller calls, where the seed loop re-sends everything every call.")
+    return (
+        f"  Why: at this model's 64,000-token output cap the defaults need {d['requests']} calls, and the "
+        f"last call writes the first {d['cache_creation_input_tokens']:,} tokens to the prompt cache at "
+        f"1.25x the input price ({_money(write)}) although no later call reads them. Sent uncached, that "
+        f"input would cost {_money(plain)}, the run {_money(without)}, "
+        f"{seed['cost_usd'] / without:.2f}x cheaper than the seed loop. The engine cannot know that a round "
+        "is the last; a cache write pays for itself only when at least one more round reads it "
+        "(reads cost 0.1x, so one read saves 0.9x against a 0.25x premium). The gap widens with longer "
+        "answers (the 300k column) and smaller calls, where the seed loop re-sends everything every call."
+    )
 
 
 def _cost_section(out: list[str]) -> None:
@@ -197,7 +219,8 @@ def _cost_section(out: list[str]) -> None:
         "Rows: autocontinue with its defaults (`max_tokens_per_call` = the model's maximum output, caching "
         "on); held to 4,096 tokens a call; the same with `cache=False`; the seed loop (prefill, 4,096 a "
         "call, no caching, until done: `bench/baselines.py`); the cookbook loop (user turn, 4,096 a call, "
-        "no caching, at most 6 rounds).\n")
+        "no caching, at most 6 rounds).\n"
+    )
     out.append(f"![cost]({_cost_plot(data)})\n")
     out.append(_cmd("cost") + "\n")
     for model in data["models"]:
@@ -214,11 +237,17 @@ def _cost_section(out: list[str]) -> None:
             calls = by_size[sizes[-1]].get(name, {}).get("requests")
             out.append(f"| {name} | " + " | ".join(cells) + " |")
         out.append("")
-        errors = {_error_text(by_size[s][n]["error"]) for s in sizes for n in by_size[s] if by_size[s][n].get("error")}
+        errors = {
+            _error_text(by_size[s][n]["error"])
+            for s in sizes
+            for n in by_size[s]
+            if by_size[s][n].get("error")
+        }
         for error in sorted(errors):
             out.append(f"- The API's refusal that ended a loop above: ``{error}``")
-        calls = "; ".join(f"{n}: " + ", ".join(str(by_size[s][n].get("requests")) for s in sizes)
-                          for n in names)
+        calls = "; ".join(
+            f"{n}: " + ", ".join(str(by_size[s][n].get("requests")) for s in sizes) for n in names
+        )
         out.append(f"- Calls per run ({', '.join(f'{int(s) // 1000}k' for s in sizes)}): {calls}.\n")
     out.append("\n### Targets (at 100k tokens)\n")
     out.extend(_cost_targets(data))
@@ -231,7 +260,8 @@ def _cost_section(out: list[str]) -> None:
         "(24,576 tokens at 4,096 a call) and delivers part of the answer. On claude-sonnet-4-5 no "
         "continuation can go past its 200,000-token context window (the answer so far is part of every "
         "prompt), so at 300k tokens every loop ends early (`context_exhausted` or the API's "
-        "`prompt is too long`) and only the hypothetical uncapped call writes it all.\n")
+        "`prompt is too long`) and only the hypothetical uncapped call writes it all.\n"
+    )
 
 
 # ----------------------------------------------------------------------------- speed
@@ -253,7 +283,8 @@ def _speed_section(out: list[str]) -> None:
         "of the next); the inner gap is the ordinary pause between two text events within a round (the "
         "emulator sends 40 events a second). The emulator models decode time but no time to first token: "
         "against the real API each extra round also waits the service's time to first token (often 0.5-2 s), "
-        "which this figure cannot show and which no continuation method avoids.\n")
+        "which this figure cannot show and which no continuation method avoids.\n"
+    )
     plt = _plt()
     models = list(data["results"])
     fig, (ax, gx) = plt.subplots(1, 2, figsize=(11, 3.8), gridspec_kw={"width_ratios": [3, 2]})
@@ -261,10 +292,19 @@ def _speed_section(out: list[str]) -> None:
     width = 0.8 / len(names)
     for i, name in enumerate(names):
         rows = [data["results"][m][name] for m in models]
-        bars = ax.bar([k + i * width for k in range(len(models))], [r["wall_s"] for r in rows], width, label=name)
+        bars = ax.bar(
+            [k + i * width for k in range(len(models))], [r["wall_s"] for r in rows], width, label=name
+        )
         for bar, r in zip(bars, rows):
-            ax.annotate(f"{r['ratio']:.3f}x", (bar.get_x() + bar.get_width() / 2, r["wall_s"]), ha="center",
-                        va="bottom", fontsize=7, xytext=(0, 2), textcoords="offset points")
+            ax.annotate(
+                f"{r['ratio']:.3f}x",
+                (bar.get_x() + bar.get_width() / 2, r["wall_s"]),
+                ha="center",
+                va="bottom",
+                fontsize=7,
+                xytext=(0, 2),
+                textcoords="offset points",
+            )
     ax.set_xticks([k + width * (len(names) - 1) / 2 for k in range(len(models))])
     ax.set_xticklabels(models)
     ax.set_ylabel("wall time (s), median")
@@ -272,7 +312,7 @@ def _speed_section(out: list[str]) -> None:
     ax.legend(fontsize=7, loc="lower right")
     ax.set_title(f"{c['tokens']:,} tokens at {c['decode_rate']:,.0f} tokens/s", fontsize=9)
     for k, model in enumerate(models):
-        for name, row in data["results"][model].items():
+        for row in data["results"][model].values():
             gaps = row.get("seam_gaps_ms") or []
             if gaps:
                 gx.scatter([k + (j % 7 - 3) * 0.03 for j in range(len(gaps))], gaps, s=12, alpha=0.7)
@@ -286,15 +326,24 @@ def _speed_section(out: list[str]) -> None:
     gx.set_title("pause at each seam (dots) and between events in a round (line)", fontsize=8)
     out.append(f"![speed]({_save(fig, 'speed.png')})\n")
     out.append(_cmd("speed") + "\n")
-    out.append("| model | method | wall time (median) | ratio | rounds | seam gap median / max | inner gap median | same text |")
+    out.append(
+        "| model | method | wall time (median) | ratio | rounds | seam gap median / max | inner gap median | same text |"
+    )
     out.append("|---|---|---:|---:|---:|---:|---:|---|")
     for model in models:
         for name, row in data["results"][model].items():
-            gap = (f"{row['seam_gap_ms_median']:.0f} / {row['seam_gap_ms_max']:.0f} ms"
-                   if row.get("seam_gap_ms_median") is not None else "-")
-            inner = f"{row['inner_gap_ms_median']:.0f} ms" if row.get("inner_gap_ms_median") is not None else "-"
-            out.append(f"| {model} | {name} | {row['wall_s']:.2f} s | {row['ratio']:.3f}x | {row['rounds']} | "
-                       f"{gap} | {inner} | {'yes' if row['exact'] else 'no'} |")
+            gap = (
+                f"{row['seam_gap_ms_median']:.0f} / {row['seam_gap_ms_max']:.0f} ms"
+                if row.get("seam_gap_ms_median") is not None
+                else "-"
+            )
+            inner = (
+                f"{row['inner_gap_ms_median']:.0f} ms" if row.get("inner_gap_ms_median") is not None else "-"
+            )
+            out.append(
+                f"| {model} | {name} | {row['wall_s']:.2f} s | {row['ratio']:.3f}x | {row['rounds']} | "
+                f"{gap} | {inner} | {'yes' if row['exact'] else 'no'} |"
+            )
     out.append("")
     many = [n for n in names if n not in ("one call (SDK)", "autocontinue, 1 round")]
     for model in models:
@@ -302,14 +351,17 @@ def _speed_section(out: list[str]) -> None:
             r = data["results"][model][name]["ratio"]
             verdict = "met" if r <= 1.05 else f"missed by {r / 1.05 - 1:.1%}"
             rounds = data["results"][model][name]["rounds"]
-            out.append(f"- {model}: {name} ({rounds} rounds) took **{r:.3f}x** the uncapped call "
-                       f"(target for 10 rounds <= 1.05x: {verdict}).")
+            out.append(
+                f"- {model}: {name} ({rounds} rounds) took **{r:.3f}x** the uncapped call "
+                f"(target for 10 rounds <= 1.05x: {verdict})."
+            )
     out.append(
         "- The seam gap includes one pacing interval of the emulator (it sends a chunk, then waits that "
         "chunk's decode time before the next event or the end of the stream), a new HTTP request, and the "
         "word autocontinue holds back until the seam is repaired; the uncapped call spends the same pacing "
         "interval inside its stream, which is why the wall-time ratio is far smaller than "
-        "rounds x seam gap suggests.\n")
+        "rounds x seam gap suggests.\n"
+    )
 
 
 # ----------------------------------------------------------------------------- length
@@ -329,9 +381,10 @@ def _length_section(out: list[str]) -> None:
         f"{len(items)} prompts), chosen to fit in about 15 minutes on this machine. The embedded model "
         f"(SmolLM2-135M-Instruct, llama.cpp, seed {data['seed']}) answers each prompt twice: in one call of up "
         f"to {data['one_call_max_tokens']:,} tokens until it stops, and with "
-        "`autocontinue.generate(prompt, backend=\"local\", min_words=required)`. Score: LongBench-Write's "
+        '`autocontinue.generate(prompt, backend="local", min_words=required)`. Score: LongBench-Write\'s '
         "S_l (100 * max(0, 1 - (y/x - 1)/3) when y > x, else 100 * max(0, 1 - (x/y - 1)/2); x required, y "
-        "produced, words counted by whitespace).\n")
+        "produced, words counted by whitespace).\n"
+    )
     plt = _plt()
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
     xs = [i["required"] for i in items]
@@ -348,8 +401,11 @@ def _length_section(out: list[str]) -> None:
     a1.set_ylabel("produced words")
     a1.legend(fontsize=7)
     bins = [0, 0.25, 0.5, 0.75, 1, 1.25, 1.5, 2, 3, 4, 6]
-    a2.hist([[min(5.9, i[m]["words"] / i["required"]) for i in items] for m, _, _ in methods], bins=bins,
-            label=[label for _, label, _ in methods])
+    a2.hist(
+        [[min(5.9, i[m]["words"] / i["required"]) for i in items] for m, _, _ in methods],
+        bins=bins,
+        label=[label for _, label, _ in methods],
+    )
     a2.axvline(1.0, color="black", lw=0.8)
     a2.set_xlabel("produced / required words (last bin: 4 and more)")
     a2.set_ylabel("prompts")
@@ -358,12 +414,17 @@ def _length_section(out: list[str]) -> None:
     out.append(_cmd("length") + "\n")
     out.append("| method | mean S_l | prompts reaching the required length | total wall time |")
     out.append("|---|---:|---:|---:|")
-    for method, label in (("one_call", "one call, until it stops"), ("min_words", "autocontinue, min_words = required"),
-                          ("min_max_words", "autocontinue, min_words = max_words = required")):
+    for method, label in (
+        ("one_call", "one call, until it stops"),
+        ("min_words", "autocontinue, min_words = required"),
+        ("min_max_words", "autocontinue, min_words = max_words = required"),
+    ):
         if method not in s:
             continue
-        out.append(f"| {label} | **{s[method]['mean_s_l']:.1f}** | {s[method]['reached_required']} / {len(items)} | "
-                   f"{s[method]['wall_s']:.0f} s |")
+        out.append(
+            f"| {label} | **{s[method]['mean_s_l']:.1f}** | {s[method]['reached_required']} / {len(items)} | "
+            f"{s[method]['wall_s']:.0f} s |"
+        )
     out.append("")
     runaway = [i for i in items if i["min_words"]["words"] > 4 * i["required"]]
     over = [i for i in items if i["min_words"]["words"] > i["required"] * 1.5]
@@ -373,23 +434,37 @@ def _length_section(out: list[str]) -> None:
         "`min_words` is a floor: a round that ends at its 512-token cap is continued whatever the length, "
         "because the model has not finished its answer. "
         + (f"{len(over)} of {len(items)} answers ran past 1.5x the required length" if over else "")
-        + ("; " + "; ".join(
-            f"line {i['line']} ({i['required']} words required) never ended its turn and wrote "
-            f"{i['min_words']['words']:,} words in {i['min_words']['rounds']} rounds, until the run stopped "
-            f"with `{i['min_words']['stop']}`" for i in runaway)
-           if runaway else "")
-        + ". Without " + (f"line {runaway[0]['line']}" if len(runaway) == 1 else "the runaways")
-        + (f", the mean S_l with min_words would be "
-           f"{sum(i['min_words']['s_l'] for i in items if i not in runaway) / max(1, len(items) - len(runaway)):.1f}"
-           f" (one call: {sum(i['one_call']['s_l'] for i in items if i not in runaway) / max(1, len(items) - len(runaway)):.1f})."
-           if runaway else "") + "\n")
+        + (
+            "; "
+            + "; ".join(
+                f"line {i['line']} ({i['required']} words required) never ended its turn and wrote "
+                f"{i['min_words']['words']:,} words in {i['min_words']['rounds']} rounds, until the run stopped "
+                f"with `{i['min_words']['stop']}`"
+                for i in runaway
+            )
+            if runaway
+            else ""
+        )
+        + ". Without "
+        + (f"line {runaway[0]['line']}" if len(runaway) == 1 else "the runaways")
+        + (
+            f", the mean S_l with min_words would be "
+            f"{sum(i['min_words']['s_l'] for i in items if i not in runaway) / max(1, len(items) - len(runaway)):.1f}"
+            f" (one call: {sum(i['one_call']['s_l'] for i in items if i not in runaway) / max(1, len(items) - len(runaway)):.1f})."
+            if runaway
+            else ""
+        )
+        + "\n"
+    )
     out.append("<details><summary>Every prompt</summary>\n")
     out.append("| line | required | one call: words (S_l) | min_words: words (S_l, rounds) |")
     out.append("|---:|---:|---:|---:|")
     for i in items:
         o, m = i["one_call"], i["min_words"]
-        out.append(f"| {i['line']} | {i['required']} | {o['words']} ({o['s_l']:.0f}) | "
-                   f"{m['words']} ({m['s_l']:.0f}, {m['rounds']}) |")
+        out.append(
+            f"| {i['line']} | {i['required']} | {o['words']} ({o['s_l']:.0f}) | "
+            f"{m['words']} ({m['s_l']:.0f}, {m['rounds']}) |"
+        )
     out.append("\n</details>\n")
 
 
@@ -405,7 +480,8 @@ def _engine_section(out: list[str]) -> None:
     out.append(
         "The real engine (`autocontinue.generate`) over `ScriptedBackend`, an instant in-process model that "
         "streams a fixed answer in 64-character deltas. Overhead = wall time minus the time spent inside the "
-        "backend, per round (median of repeats).\n")
+        "backend, per round (median of repeats).\n"
+    )
     out.append(_cmd("engine") + "\n")
     out.append("| strategy | tokens a round | engine ms a round |")
     out.append("|---|---:|---:|")
@@ -414,10 +490,12 @@ def _engine_section(out: list[str]) -> None:
     out.append("")
     for strategy, fit in data.get("fit", {}).items():
         ok = fit["fixed_ms_per_round"] < 1.0
-        out.append(f"- Engine overhead, {strategy}: **{fit['fixed_ms_per_round']:.3f} ms a round** fixed (target < 1 ms: "
-                   f"{'met' if ok else 'missed by ' + format(fit['fixed_ms_per_round'] - 1, '.3f') + ' ms'}) "
-                   f"plus {fit['ms_per_1k_tokens']:.3f} ms per 1,000 tokens streamed (seam repair and "
-                   "tail-holding on every delta; a model needs seconds to write 1,000 tokens).")
+        out.append(
+            f"- Engine overhead, {strategy}: **{fit['fixed_ms_per_round']:.3f} ms a round** fixed (target < 1 ms: "
+            f"{'met' if ok else 'missed by ' + format(fit['fixed_ms_per_round'] - 1, '.3f') + ' ms'}) "
+            f"plus {fit['ms_per_1k_tokens']:.3f} ms per 1,000 tokens streamed (seam repair and "
+            "tail-holding on every delta; a model needs seconds to write 1,000 tokens)."
+        )
     out.append("")
     join = data["join"]
     plt = _plt()
@@ -437,22 +515,30 @@ def _engine_section(out: list[str]) -> None:
     a2.legend(fontsize=7)
     a2.set_title("memory", fontsize=9)
     out.append(f"![join]({_save(fig, 'join.png')})\n")
-    out.append(f"Answers of increasing length in rounds of {data.get('join_per_call', 8192):,} tokens, each in a fresh "
-               "subprocess (peak RSS from `VmHWM` in /proc/self/status, Python allocations from `tracemalloc` in a "
-               "second pass).\n")
-    out.append("| tokens | rounds | wall time | engine alone | engine µs per token | peak RSS | tracemalloc peak | answer size | exact |")
+    out.append(
+        f"Answers of increasing length in rounds of {data.get('join_per_call', 8192):,} tokens, each in a fresh "
+        "subprocess (peak RSS from `VmHWM` in /proc/self/status, Python allocations from `tracemalloc` in a "
+        "second pass).\n"
+    )
+    out.append(
+        "| tokens | rounds | wall time | engine alone | engine µs per token | peak RSS | tracemalloc peak | answer size | exact |"
+    )
     out.append("|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for r in join:
-        out.append(f"| {r['tokens']:,} | {r['rounds']} | {r['wall_s']:.3f} s | {r['engine_s']:.3f} s | "
-                   f"{r['engine_s'] / r['tokens'] * 1e6:.3f} | "
-                   f"{r['peak_rss_mb']} MB | {r['tracemalloc_peak_mb']} MB | {r['answer_mb']} MB | "
-                   f"{'yes' if r['exact'] else 'no'} |")
+        out.append(
+            f"| {r['tokens']:,} | {r['rounds']} | {r['wall_s']:.3f} s | {r['engine_s']:.3f} s | "
+            f"{r['engine_s'] / r['tokens'] * 1e6:.3f} | "
+            f"{r['peak_rss_mb']} MB | {r['tracemalloc_peak_mb']} MB | {r['answer_mb']} MB | "
+            f"{'yes' if r['exact'] else 'no'} |"
+        )
     big = max(join, key=lambda r: r["tokens"])
     per = [r["engine_s"] / r["tokens"] for r in join]
     out.append("")
-    out.append(f"- Joining the largest answer ({big['tokens']:,} tokens): peak RSS **{big['peak_rss_mb']} MB** (target < 150 MB: "
-               f"{'met' if big['peak_rss_mb'] < 150 else 'missed'}); the engine's time per token varies "
-               f"{max(per) / min(per):.2f}x from the smallest to the largest answer (1.0 = perfectly linear).\n")
+    out.append(
+        f"- Joining the largest answer ({big['tokens']:,} tokens): peak RSS **{big['peak_rss_mb']} MB** (target < 150 MB: "
+        f"{'met' if big['peak_rss_mb'] < 150 else 'missed'}); the engine's time per token varies "
+        f"{max(per) / min(per):.2f}x from the smallest to the largest answer (1.0 = perfectly linear).\n"
+    )
 
 
 # ----------------------------------------------------------------------------- folded in
@@ -467,33 +553,42 @@ def _local_kv_section(out: list[str]) -> None:
     out.append(
         f"`bench/local_kv.py` (local-backend helper): the embedded model writes {data.get('tokens')} tokens "
         f"greedily, in one call and in {data.get('rounds')} prefill rounds with and without KV reuse, "
-        f"{data.get('repeat')} interleaved repeats, median kept; {data.get('threads')} llama.cpp thread(s).\n")
+        f"{data.get('repeat')} interleaved repeats, median kept; {data.get('threads')} llama.cpp thread(s).\n"
+    )
     out.append(_cmd("local_kv") + "\n")
     out.append("| mode | wall time | ratio to uncapped | prompt tokens evaluated | reused | same text |")
     out.append("|---|---:|---:|---:|---:|---|")
     for mode in ("uncapped", "rounds_reuse", "rounds_no_reuse", "engine_reuse"):
         row = data.get(mode)
         if row:
-            out.append(f"| {mode} | {row['seconds']:.2f} s | {row['ratio_to_uncapped']:.3f}x | "
-                       f"{row['evaluated_prompt_tokens']} | {row['reused_prompt_tokens']} | "
-                       f"{'yes' if row['same_text_as_uncapped'] else 'no'} |")
+            out.append(
+                f"| {mode} | {row['seconds']:.2f} s | {row['ratio_to_uncapped']:.3f}x | "
+                f"{row['evaluated_prompt_tokens']} | {row['reused_prompt_tokens']} | "
+                f"{'yes' if row['same_text_as_uncapped'] else 'no'} |"
+            )
     if "rounds_reuse" in data:
         r = data["rounds_reuse"]["ratio_to_uncapped"]
         verdict = "met" if r <= 1.10 else f"missed by {r / 1.10 - 1:.1%}"
-        out.append(f"\n- Local model, {data.get('rounds')} rounds with KV reuse: **{r:.3f}x** the uncapped call (target <= 1.10x: {verdict}).\n")
+        out.append(
+            f"\n- Local model, {data.get('rounds')} rounds with KV reuse: **{r:.3f}x** the uncapped call (target <= 1.10x: {verdict}).\n"
+        )
 
 
 def _throughput_section(out: list[str]) -> None:
     data = load("emulator_throughput")
     out.append("## 6. Emulator throughput\n")
     if not data or not data.get("runs"):
-        out.append("Not measured in this run (no bench/out/emulator_throughput.json; "
-                   "`bench/emulator_throughput.py`).\n")
+        out.append(
+            "Not measured in this run (no bench/out/emulator_throughput.json; "
+            "`bench/emulator_throughput.py`).\n"
+        )
         return
-    out.append("`bench/emulator_throughput.py` (emulator helper): the emulator in its own process, no decode "
-               "rate, concurrent streaming clients on one event loop in another process. `raw` reads the "
-               "event stream with httpx2 (measures the server); `sdk` uses `anthropic.AsyncAnthropic` (server "
-               "and SDK parsing share the two cores).\n")
+    out.append(
+        "`bench/emulator_throughput.py` (emulator helper): the emulator in its own process, no decode "
+        "rate, concurrent streaming clients on one event loop in another process. `raw` reads the "
+        "event stream with httpx2 (measures the server); `sdk` uses `anthropic.AsyncAnthropic` (server "
+        "and SDK parsing share the two cores).\n"
+    )
     out.append(_cmd("emulator") + "\n")
     out.append("| client | concurrent clients | tokens each | output tokens/s |")
     out.append("|---|---:|---:|---:|")
@@ -501,13 +596,17 @@ def _throughput_section(out: list[str]) -> None:
         if "error" in row:
             out.append(f"| {name} | - | - | failed: {row['error']} |")
             continue
-        out.append(f"| {name} | {row.get('clients')} | {row.get('tokens_per_client', row.get('tokens'))} | "
-                   f"{row.get('tokens_per_s', 0):,} |")
+        out.append(
+            f"| {name} | {row.get('clients')} | {row.get('tokens_per_client', row.get('tokens'))} | "
+            f"{row.get('tokens_per_s', 0):,} |"
+        )
     raw = data["runs"].get("raw", {})
     if raw.get("tokens_per_s"):
         ok = raw["tokens_per_s"] >= 20_000
-        out.append(f"\n- Emulator, raw client: **{raw['tokens_per_s']:,} tokens/s** (target >= 20,000 with 50 clients: "
-                   f"{'met' if ok else 'missed by ' + format(1 - raw['tokens_per_s'] / 20000, '.1%')}).\n")
+        out.append(
+            f"\n- Emulator, raw client: **{raw['tokens_per_s']:,} tokens/s** (target >= 20,000 with 50 clients: "
+            f"{'met' if ok else 'missed by ' + format(1 - raw['tokens_per_s'] / 20000, '.1%')}).\n"
+        )
 
 
 def _seams_section(out: list[str]) -> None:
@@ -516,24 +615,33 @@ def _seams_section(out: list[str]) -> None:
     if not data:
         out.append("Not measured in this run (no bench/out/seams_join.json; `bench/seams_join.py`).\n")
         return
-    out.append(f"`bench/seams_join.py` (seams helper): the seam module alone joins a long answer written in "
-               f"rounds of {data.get('round_tokens')} tokens by a simulated model with quirks (repeated tails, "
-               "preambles, dropped spaces); the joined text must equal the answer.\n")
+    out.append(
+        f"`bench/seams_join.py` (seams helper): the seam module alone joins a long answer written in "
+        f"rounds of {data.get('round_tokens')} tokens by a simulated model with quirks (repeated tails, "
+        "preambles, dropped spaces); the joined text must equal the answer.\n"
+    )
     out.append(_cmd("seams") + "\n")
     out.append("| strategy | tokens | rounds | seconds | s per MB | exact |")
     out.append("|---|---:|---:|---:|---:|---|")
     for strategy in ("prefill", "user-turn"):
         for r in data.get(strategy, []):
-            out.append(f"| {strategy} | {r['tokens']:,} | {r['rounds']} | {r['seconds']:.3f} | {r['s_per_mb']:.4f} | "
-                       f"{'yes' if r['exact'] else 'no'} |")
+            out.append(
+                f"| {strategy} | {r['tokens']:,} | {r['rounds']} | {r['seconds']:.3f} | {r['s_per_mb']:.4f} | "
+                f"{'yes' if r['exact'] else 'no'} |"
+            )
     mem = data.get("memory")
     if mem:
-        out.append(f"\n- Peak Python allocations joining {mem['tokens']:,} tokens ({mem['answer_mb']} MB): "
-                   f"{mem['peak_python_mb']} MB.")
+        out.append(
+            f"\n- Peak Python allocations joining {mem['tokens']:,} tokens ({mem['answer_mb']} MB): "
+            f"{mem['peak_python_mb']} MB."
+        )
     spread = data.get("s_per_mb_spread")
     if spread:
-        out.append("- Time per MB, largest over smallest across sizes (1.0 = linear): "
-                   + ", ".join(f"{k} {v}x" for k, v in spread.items()) + ".")
+        out.append(
+            "- Time per MB, largest over smallest across sizes (1.0 = linear): "
+            + ", ".join(f"{k} {v}x" for k, v in spread.items())
+            + "."
+        )
     out.append("")
     from .seams_real import report_section
 
@@ -577,13 +685,27 @@ def write(page: Path = PAGE, *, command: str = "python -m bench") -> Path:
         "deliver the length asked for? Every figure on this page is produced by one command, on this machine, "
         f"side by side in one run:\n\n```sh\n{command}            # everything, from scratch (15-25 minutes)\n"
         "python -m bench --quick    # a smoke run in about a minute\n"
-        "python -m bench --only cost,speed    # some parts; --report-only rewrites this page from bench/out/\n```\n")
+        "python -m bench --only cost,speed    # some parts; --report-only rewrites this page from bench/out/\n```\n"
+    )
     if stamps:
-        out.append(_stamp(stamps[0]) + " Times on a shared 2-core machine move with its load; the ratios "
-                   "below compare runs made side by side and are the figures to quote.\n")
+        out.append(
+            _stamp(stamps[0]) + " Times on a shared 2-core machine move with its load; the ratios "
+            "below compare runs made side by side and are the figures to quote.\n"
+        )
     body: list[str] = []
-    for section in (_cost_section, _cost_today_section, _speed_section, _length_section, _engine_section, _local_kv_section,
-                    _throughput_section, _seams_section, _openai_section, _batch_section, _soak_section):
+    for section in (
+        _cost_section,
+        _cost_today_section,
+        _speed_section,
+        _length_section,
+        _engine_section,
+        _local_kv_section,
+        _throughput_section,
+        _seams_section,
+        _openai_section,
+        _batch_section,
+        _soak_section,
+    ):
         try:
             section(body)
         except Exception as exc:  # one broken section must not lose the page

@@ -58,7 +58,9 @@ def make_answer(tokens: int) -> str:
 
 
 def _echo(base_tail: str, words: int) -> str:
-    starts = [i for i in range(1, len(base_tail)) if base_tail[i - 1].isspace() and not base_tail[i].isspace()]
+    starts = [
+        i for i in range(1, len(base_tail)) if base_tail[i - 1].isspace() and not base_tail[i].isspace()
+    ]
     return base_tail[starts[-min(words, len(starts))] :] if starts else ""
 
 
@@ -84,7 +86,10 @@ def join(answer: str, strategy: str, seed: int = 7) -> tuple[str, int]:
     while True:
         rounds += 1
         if rounds == 1:  # the first call has no seam
-            piece, capped = answer[: ROUND_TOKENS * CHARS_PER_TOKEN], len(answer) > ROUND_TOKENS * CHARS_PER_TOKEN
+            piece, capped = (
+                answer[: ROUND_TOKENS * CHARS_PER_TOKEN],
+                len(answer) > ROUND_TOKENS * CHARS_PER_TOKEN,
+            )
             repairer = None
         else:
             piece, capped = _piece(answer, sent, tail, strategy, rng)
@@ -136,12 +141,20 @@ def peak_memory(tokens: int, strategy: str) -> dict[str, Any]:
     joined, _ = join(answer, strategy)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    return {"tokens": tokens, "answer_mb": round(len(answer.encode("utf-8")) / 1e6, 2), "peak_python_mb": round(peak / 1e6, 1),
-            "exact": joined == answer}
+    return {
+        "tokens": tokens,
+        "answer_mb": round(len(answer.encode("utf-8")) / 1e6, 2),
+        "peak_python_mb": round(peak / 1e6, 1),
+        "exact": joined == answer,
+    }
 
 
 def run(sizes: tuple[int, ...] = SIZES) -> dict[str, Any]:
-    result: dict[str, Any] = {"round_tokens": ROUND_TOKENS, "delta_chars": DELTA_CHARS, "echo_window": ECHO_WINDOW}
+    result: dict[str, Any] = {
+        "round_tokens": ROUND_TOKENS,
+        "delta_chars": DELTA_CHARS,
+        "echo_window": ECHO_WINDOW,
+    }
     for strategy in ("prefill", "user-turn"):
         result[strategy] = [measure(tokens, strategy) for tokens in sizes]
     result["memory"] = peak_memory(max(sizes), "user-turn")
@@ -150,7 +163,9 @@ def run(sizes: tuple[int, ...] = SIZES) -> dict[str, Any]:
         s: round(max(r["s_per_mb"] for r in result[s]) / min(r["s_per_mb"] for r in result[s]), 2)
         for s in ("prefill", "user-turn")
     }
-    result["exact"] = all(row["exact"] for s in ("prefill", "user-turn") for row in result[s]) and result["memory"]["exact"]
+    result["exact"] = (
+        all(row["exact"] for s in ("prefill", "user-turn") for row in result[s]) and result["memory"]["exact"]
+    )
     return result
 
 

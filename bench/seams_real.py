@@ -39,20 +39,30 @@ STALL = 3
 def _texts() -> dict[str, str]:
     rows = "".join(f'{{"id": {i % 3}, "name": "item", "tags": ["a", "b"], "ok": true}}\n' for i in range(40))
     refrain = "Oh la la, we sing all night long,\nla la la, the night is young.\n"
-    verses = [f"Verse {n}: the river runs, the river turns,\nand every night the lantern burns.\n" for n in range(1, 6)]
+    verses = [
+        f"Verse {n}: the river runs, the river turns,\nand every night the lantern burns.\n"
+        for n in range(1, 6)
+    ]
     song = "".join(v + refrain + refrain for v in verses)
     props = "".join(
-        f"    @property\n    def {name}(self) -> int:\n        \"\"\"The {name}.\"\"\"\n        return self._{name}\n\n"
+        f'    @property\n    def {name}(self) -> int:\n        """The {name}."""\n        return self._{name}\n\n'
         for name in ("width", "height", "depth", "width_px", "height_px", "depth_px")
     )
     klass = "class Box:\n    def __init__(self) -> None:\n        self._width = 0\n\n" + props
     block = "```python\nimport autocontinue\nresult = autocontinue.generate(prompt, max_tokens_per_call=4096)\nprint(result.text)\n```\n"
     guide = (
-        "# Quick start\n\nInstall the package, then run:\n\n" + block
-        + "\nThat is all. To continue a long answer, run the same thing again:\n\n" + block
+        "# Quick start\n\nInstall the package, then run:\n\n"
+        + block
+        + "\nThat is all. To continue a long answer, run the same thing again:\n\n"
+        + block
         + "\n## Notes\n\nThe same code works for every model; the same code works for every length.\n"
     )
-    return {"json_lines": rows.rstrip(), "song": song.rstrip(), "look_alike_class": klass.rstrip(), "guide": guide.rstrip()}
+    return {
+        "json_lines": rows.rstrip(),
+        "song": song.rstrip(),
+        "look_alike_class": klass.rstrip(),
+        "guide": guide.rstrip(),
+    }
 
 
 def _echo(base: str, words: int) -> str:
@@ -60,7 +70,9 @@ def _echo(base: str, words: int) -> str:
     return base[starts[-min(words, len(starts))] :] if starts else ""
 
 
-def _round(reference: str, base: str, held: str, echo: str, strategy: str, cap: int) -> tuple[str, SeamReport]:
+def _round(
+    reference: str, base: str, held: str, echo: str, strategy: str, cap: int
+) -> tuple[str, SeamReport]:
     """One call of the stand-in model: ``echo`` then the reference from ``base`` on, ``cap`` chars."""
     piece = reference[len(base) : len(base) + cap]
     capped = len(base) + len(piece) < len(reference)
@@ -79,9 +91,15 @@ def join_run(reference: str, strategy: str, cap: int, rng: random.Random) -> dic
     so_far, seams, repaired, redone, idle = reference[:cap], 0, 0, 0, 0
     while so_far != reference and idle < STALL and reference.startswith(so_far):
         base, held = split_for_continuation(so_far, strategy)
-        echo = _echo(base, rng.randint(1, 4)) if strategy == "user-turn" and held.strip() and rng.random() < 0.5 else ""
+        echo = (
+            _echo(base, rng.randint(1, 4))
+            if strategy == "user-turn" and held.strip() and rng.random() < 0.5
+            else ""
+        )
         out, report = _round(reference, base, held, echo, strategy, cap)
-        if getattr(report, "unresolved", False):  # what the engine does: redo the round once with a larger cap
+        if getattr(
+            report, "unresolved", False
+        ):  # what the engine does: redo the round once with a larger cap
             out, report = _round(reference, base, held, echo, strategy, 2 * cap)
             redone += 1
         seams += 1
@@ -151,13 +169,30 @@ def part_two() -> dict[str, Any]:
     import autocontinue
     from autocontinue.backends.local import LocalBackend
 
-    totals: dict[str, Any] = {"runs": 0, "rounds": 0, "seams": 0, "repaired": 0, "nothing_new": 0, "unresolved": 0,
-                              "restart": 0, "held_lost": 0, "most_idle_in_a_row": 0, "stalled_runs": 0, "stop_reasons": {}}
+    totals: dict[str, Any] = {
+        "runs": 0,
+        "rounds": 0,
+        "seams": 0,
+        "repaired": 0,
+        "nothing_new": 0,
+        "unresolved": 0,
+        "restart": 0,
+        "held_lost": 0,
+        "most_idle_in_a_row": 0,
+        "stalled_runs": 0,
+        "stop_reasons": {},
+    }
     for prompt in PROMPTS:
         backend = LocalBackend(seed=1)
         try:
             result = autocontinue.generate(
-                prompt, backend=backend, strategy="user-turn", max_tokens_per_call=64, max_rounds=8, temperature=0, seed=1
+                prompt,
+                backend=backend,
+                strategy="user-turn",
+                max_tokens_per_call=64,
+                max_rounds=8,
+                temperature=0,
+                seed=1,
             )
         finally:
             backend.close()
@@ -187,16 +222,22 @@ def _count(result: Any, totals: dict[str, Any]) -> None:
         held = before.seam.get("dropped_partial")
         totals["held_lost"] += bool(before.chars == 0 and held and after.seam.get("dropped_partial") != held)
     last = (rounds[-1].seam.get("dropped_partial") or "").strip() if rounds else ""
-    totals["held_lost"] += bool(rounds and rounds[-1].chars == 0 and last and not result.text.rstrip().endswith(last))
+    totals["held_lost"] += bool(
+        rounds and rounds[-1].chars == 0 and last and not result.text.rstrip().endswith(last)
+    )
 
 
 #: Part 1 on main before the rebuild (f7f1709, the old seams.py), same command with
 #: ``PYTHONPATH=<checkout of f7f1709>/src``: wrong runs / stalled runs, out of 44 caps each.
 BEFORE = {
-    ("json_lines", "prefill"): (43, 43), ("json_lines", "user-turn"): (43, 43),
-    ("song", "prefill"): (19, 18), ("song", "user-turn"): (9, 7),
-    ("look_alike_class", "prefill"): (0, 0), ("look_alike_class", "user-turn"): (0, 0),
-    ("guide", "prefill"): (0, 0), ("guide", "user-turn"): (0, 0),
+    ("json_lines", "prefill"): (43, 43),
+    ("json_lines", "user-turn"): (43, 43),
+    ("song", "prefill"): (19, 18),
+    ("song", "user-turn"): (9, 7),
+    ("look_alike_class", "prefill"): (0, 0),
+    ("look_alike_class", "user-turn"): (0, 0),
+    ("guide", "prefill"): (0, 0),
+    ("guide", "user-turn"): (0, 0),
 }
 
 
@@ -207,33 +248,46 @@ def report_section(out: list[str], data: dict[str, Any] | None) -> None:
         out.append("Not measured in this run (no bench/out/seams_real.json; `python -m bench.seams_real`).\n")
         return
     first, last, step = data["caps"]
-    out.append(f"`bench/seams_real.py`: a stand-in model continues each reference exactly in rounds of {first}-{last} "
-               f"characters (every {step}), in user-turn mode echoing the last 1-4 words half the time; the seam "
-               "module joins the pieces. A run is wrong when its text is not the reference; it stalls after 3 "
-               "rounds in a row that add nothing. Before: main at f7f1709, same runs.\n")
+    out.append(
+        f"`bench/seams_real.py`: a stand-in model continues each reference exactly in rounds of {first}-{last} "
+        f"characters (every {step}), in user-turn mode echoing the last 1-4 words half the time; the seam "
+        "module joins the pieces. A run is wrong when its text is not the reference; it stalls after 3 "
+        "rounds in a row that add nothing. Before: main at f7f1709, same runs.\n"
+    )
     out.append("Command: `python -m bench.seams_real`\n")
-    out.append("| text | strategy | runs | seams | repaired | redone | wrong runs | deleted chars | duplicated chars "
-               "| stalled runs | before: wrong / stalled |")
+    out.append(
+        "| text | strategy | runs | seams | repaired | redone | wrong runs | deleted chars | duplicated chars "
+        "| stalled runs | before: wrong / stalled |"
+    )
     out.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for r in data["part_one"]:
         wrong, stalled = BEFORE.get((r["text"], r["strategy"]), ("?", "?"))
-        out.append(f"| {r['text']} | {r['strategy']} | {r['runs']} | {r['seams']} | {r['repaired']} | {r['redone']} "
-                   f"| {r['wrong_runs']} | {r['deleted_chars']} | {r['duplicated_chars']} | {r['stalled_runs']} "
-                   f"| {wrong} / {stalled} |")
+        out.append(
+            f"| {r['text']} | {r['strategy']} | {r['runs']} | {r['seams']} | {r['repaired']} | {r['redone']} "
+            f"| {r['wrong_runs']} | {r['deleted_chars']} | {r['duplicated_chars']} | {r['stalled_runs']} "
+            f"| {wrong} / {stalled} |"
+        )
     if any(r["duplicated_chars"] for r in data["part_one"]):
-        out.append("\n- Duplicated characters: an echo in text that repeats itself together with the held word "
-                   "(\"la la\" echoed before \" la\" after \"... la la\"): a short and a long overlap both read "
-                   "exactly, and the shorter is trimmed, so a repeat may stay but nothing real is deleted.")
-        out.append("- Before, a piece that equalled earlier text was dropped as \"all repeat\" and the same call "
-                   "repeated: the wrong runs all stalled.")
+        out.append(
+            "\n- Duplicated characters: an echo in text that repeats itself together with the held word "
+            '("la la" echoed before " la" after "... la la"): a short and a long overlap both read '
+            "exactly, and the shorter is trimmed, so a repeat may stay but nothing real is deleted."
+        )
+        out.append(
+            '- Before, a piece that equalled earlier text was dropped as "all repeat" and the same call '
+            "repeated: the wrong runs all stalled."
+        )
     model = data.get("part_two")
     if model:
-        out.append(f"\nReal SmolLM2-135M (user-turn, 64 tokens a call, greedy, {model['runs']} prompts, "
-                   f"{model['rounds']} rounds): {model['seams']} seams, {model['repaired']} repaired (echo or preamble "
-                   f"trimmed), {model['nothing_new']} nothing-new, {model['unresolved']} unresolved, {model['restart']} "
-                   f"restart reports, **{model['held_lost']} held words lost**, at most {model['most_idle_in_a_row']} "
-                   f"rounds in a row without progress, {model['stalled_runs']} runs ended `stalled` (stop reasons: "
-                   + ", ".join(f"{k} {v}" for k, v in sorted(model["stop_reasons"].items())) + ").")
+        out.append(
+            f"\nReal SmolLM2-135M (user-turn, 64 tokens a call, greedy, {model['runs']} prompts, "
+            f"{model['rounds']} rounds): {model['seams']} seams, {model['repaired']} repaired (echo or preamble "
+            f"trimmed), {model['nothing_new']} nothing-new, {model['unresolved']} unresolved, {model['restart']} "
+            f"restart reports, **{model['held_lost']} held words lost**, at most {model['most_idle_in_a_row']} "
+            f"rounds in a row without progress, {model['stalled_runs']} runs ended `stalled` (stop reasons: "
+            + ", ".join(f"{k} {v}" for k, v in sorted(model["stop_reasons"].items()))
+            + ")."
+        )
     out.append("")
 
 

@@ -40,8 +40,9 @@ def timed_stream(client: Any, model: str, per_call: int) -> dict[str, Any]:
     inner_gaps: list[float] = []
     previous_text: float | None = None
     result = None
-    for event in autocontinue.stream(PROMPT, client=client, backend="anthropic", model=model,
-                                     max_tokens_per_call=per_call, max_rounds=1000):
+    for event in autocontinue.stream(
+        PROMPT, client=client, backend="anthropic", model=model, max_tokens_per_call=per_call, max_rounds=1000
+    ):
         now = time.perf_counter()
         if isinstance(event, TextDelta) and event.text:
             if waiting_since is not None:
@@ -107,19 +108,28 @@ def measure(model: str, *, tokens: int, rounds: int, decode_rate: float, repeats
     return rows
 
 
-def run(*, quick: bool = False, log: Any = print,
-        models: tuple[str, ...] = ("claude-haiku-4-5", "claude-sonnet-4-6")) -> dict[str, Any]:
+def run(
+    *,
+    quick: bool = False,
+    log: Any = print,
+    models: tuple[str, ...] = ("claude-haiku-4-5", "claude-sonnet-4-6"),
+) -> dict[str, Any]:
     """Both models; writes bench/out/speed.json."""
     from .common import save
 
-    config = ({"tokens": 4000, "rounds": 10, "decode_rate": 20_000.0, "repeats": 1} if quick
-              else {"tokens": 20_000, "rounds": 10, "decode_rate": 2000.0, "repeats": 3})
+    config: dict[str, Any] = (
+        {"tokens": 4000, "rounds": 10, "decode_rate": 20_000.0, "repeats": 1}
+        if quick
+        else {"tokens": 20_000, "rounds": 10, "decode_rate": 2000.0, "repeats": 3}
+    )
     results = {}
     for model in models:
         results[model] = rows = measure(model, **config)
         for name, row in rows.items():
-            log(f"  {model} {name}: {row['wall_s']:.2f} s ({row['ratio']:.3f}x), "
-                f"seam gap median {row['seam_gap_ms_median']} ms, exact={row['exact']}")
+            log(
+                f"  {model} {name}: {row['wall_s']:.2f} s ({row['ratio']:.3f}x), "
+                f"seam gap median {row['seam_gap_ms_median']} ms, exact={row['exact']}"
+            )
     data = {"config": config, "results": results}
     save("speed", data)
     return data

@@ -81,8 +81,14 @@ def _merge(samples: list[dict[str, Any]]) -> dict[str, Any]:
     """One command's single-run samples as medians and bests."""
     wall = [s["median_ms"] for s in samples]
     cpu = [s["cpu_median_ms"] for s in samples]
-    return {"argv": samples[0]["argv"], "median_ms": statistics.median(wall), "best_ms": min(wall),
-            "cpu_median_ms": statistics.median(cpu), "cpu_best_ms": min(cpu), "exit_code": samples[-1]["exit_code"]}
+    return {
+        "argv": samples[0]["argv"],
+        "median_ms": statistics.median(wall),
+        "best_ms": min(wall),
+        "cpu_median_ms": statistics.median(cpu),
+        "cpu_best_ms": min(cpu),
+        "exit_code": samples[-1]["exit_code"],
+    }
 
 
 def help_imports() -> list[str]:
@@ -104,7 +110,8 @@ def run(repeat: int = 15, baseline_src: str | None = None) -> dict[str, Any]:
     if baseline_src:
         commands["baseline_help"] = ([*module, "--help"], _env(PYTHONPATH=baseline_src))
         commands["baseline_missing_key"] = (
-            [*module, "hello there", "--backend", "anthropic"], {**no_key, "PYTHONPATH": baseline_src}
+            [*module, "hello there", "--backend", "anthropic"],
+            {**no_key, "PYTHONPATH": baseline_src},
         )
     rounds = [
         {name: time_command(argv, repeat=1, env=env) for name, (argv, env) in commands.items()}

@@ -36,8 +36,17 @@ LINEUP = {
 def test_every_model_of_the_reference_has_its_limits_and_prices(model):
     spec = find_model(model)
     p = spec.prices
-    got = (spec.context_window, spec.max_output, p.input, p.output, p.write_5m, p.write_1h, p.read,
-           spec.min_cacheable, spec.prefill)
+    got = (
+        spec.context_window,
+        spec.max_output,
+        p.input,
+        p.output,
+        p.write_5m,
+        p.write_1h,
+        p.read,
+        spec.min_cacheable,
+        spec.prefill,
+    )
     assert got == pytest.approx(LINEUP[model])
 
 
@@ -55,7 +64,9 @@ def test_haiku_5_5_bills_prompts_over_100k_tokens_at_its_higher_tier():
 
 def test_thinking_is_billed_as_output():
     sonnet = find_model("claude-sonnet-5-5")
-    assert price_usage(sonnet, Usage(output_tokens=1000, thinking_tokens=900)) == pytest.approx(1000 * 10 / 1e6)
+    assert price_usage(sonnet, Usage(output_tokens=1000, thinking_tokens=900)) == pytest.approx(
+        1000 * 10 / 1e6
+    )
 
 
 def test_thinking_modes_efforts_and_sampling_per_model():
@@ -63,14 +74,24 @@ def test_thinking_modes_efforts_and_sampling_per_model():
     assert find_model("claude-opus-5-5").default_effort == "medium"
     assert find_model("claude-sonnet-5-5").thinking_off() == {"type": "between_tools"}
     assert find_model("claude-haiku-4-5").thinking_off() is None  # off when omitted
-    assert "xhigh" not in find_model("claude-opus-4-6").efforts and "max" in find_model("claude-opus-4-6").efforts
+    assert (
+        "xhigh" not in find_model("claude-opus-4-6").efforts
+        and "max" in find_model("claude-opus-4-6").efforts
+    )
     assert find_model("claude-haiku-4-5").efforts == ()
     assert find_model("claude-haiku-5-5").thinking_refusal("disabled", "high") is None
     assert find_model("claude-haiku-5-5").thinking_refusal("disabled", "xhigh")
-    assert [m for m in LINEUP if find_model(m).sampling_2023] == ["claude-opus-4-6", "claude-sonnet-4-6",
-                                                                  "claude-haiku-4-5", "claude-opus-4-5"]
-    assert {m for m in LINEUP if find_model(m).batch_300k} == set(LINEUP) - {"claude-fable-5-1", "claude-haiku-4-5",
-                                                                              "claude-opus-4-5"}
+    assert [m for m in LINEUP if find_model(m).sampling_2023] == [
+        "claude-opus-4-6",
+        "claude-sonnet-4-6",
+        "claude-haiku-4-5",
+        "claude-opus-4-5",
+    ]
+    assert {m for m in LINEUP if find_model(m).batch_300k} == set(LINEUP) - {
+        "claude-fable-5-1",
+        "claude-haiku-4-5",
+        "claude-opus-4-5",
+    }
 
 
 def test_retirements_and_unconfirmed_figures_are_marked():
@@ -79,7 +100,10 @@ def test_retirements_and_unconfirmed_figures_are_marked():
     assert sonnet45.retired_on(datetime.date(2026, 11, 29)) is None
     assert sonnet45.successor == "claude-sonnet-5-5"
     assert find_model("claude-opus-4-5").retires == "2027-01-22"
-    assert not find_model("claude-fable-5-2").confirmed and "cache prices" in find_model("claude-fable-5-2").unconfirmed
+    assert (
+        not find_model("claude-fable-5-2").confirmed
+        and "cache prices" in find_model("claude-fable-5-2").unconfirmed
+    )
     assert not find_model("claude-opus-4-7").confirmed
     assert find_model("claude-sonnet-5-5").confirmed
 

@@ -75,13 +75,13 @@ def _uncapped(url: str, model: str = "claude-haiku-4-5") -> str:
     return message.content[0].text
 
 
-@pytest.mark.parametrize("model, strategy", [("claude-haiku-4-5", "prefill"), ("claude-sonnet-5-5", "user-turn")])
+@pytest.mark.parametrize(
+    "model, strategy", [("claude-haiku-4-5", "prefill"), ("claude-sonnet-5-5", "user-turn")]
+)
 def test_five_stories_join_into_one_seamless_text(emulators, model, strategy):
     url = emulators["clean"]
     reference = _uncapped(url, model)
-    result = autocontinue.generate(
-        STORIES, client=_client(url), model=model, max_tokens_per_call=4096
-    )
+    result = autocontinue.generate(STORIES, client=_client(url), model=model, max_tokens_per_call=4096)
     assert result.text == reference
     assert result.stop_reason == "end_turn"
     assert len(result.rounds) >= 3
@@ -178,16 +178,18 @@ def test_prefill_refusal_switches_remembers_per_endpoint_and_loses_nothing(tmp_p
     with run_emulator(seed=5, length=4000, model_specs=[spec]) as url:
         reference = _uncapped(url)
         events = list(
-            autocontinue.stream(STORIES, client=_client(url), model="claude-haiku-4-5",
-                                max_tokens_per_call=1200)
+            autocontinue.stream(
+                STORIES, client=_client(url), model="claude-haiku-4-5", max_tokens_per_call=1200
+            )
         )
         result = events[-1].result
         changed = [e for e in events if isinstance(e, StrategyChanged)]
         assert len(changed) == 1 and changed[0].new == "user-turn"
         assert result.text == reference
         errors_after_first = _stats(url)["errors"]
-        again = autocontinue.generate(STORIES, client=_client(url), model="claude-haiku-4-5",
-                                      max_tokens_per_call=1200)
+        again = autocontinue.generate(
+            STORIES, client=_client(url), model="claude-haiku-4-5", max_tokens_per_call=1200
+        )
         assert again.text == reference
         assert _stats(url)["errors"] == errors_after_first
     memory = json.loads((tmp_path / "prefill.json").read_text())
@@ -255,8 +257,11 @@ def test_default_backend_is_anthropic_when_a_base_url_is_set(monkeypatch, emulat
 
 def test_stop_sequence_ends_the_run(emulators):
     result = autocontinue.generate(
-        STORIES, client=_client(emulators["clean"]), model="claude-sonnet-5-5",
-        max_tokens_per_call=2000, stop_sequences=["</story_2>"],
+        STORIES,
+        client=_client(emulators["clean"]),
+        model="claude-sonnet-5-5",
+        max_tokens_per_call=2000,
+        stop_sequences=["</story_2>"],
     )
     assert result.stop_reason == "stop_sequence"
     assert "</story_1>" in result.text and "</story_2>" not in result.text
@@ -281,7 +286,11 @@ def test_temperature_reaches_the_api_through_the_sdk_under_the_old_api_version(e
     # 2026-10-21 (the SDK's default) removed temperature: see test_anthropic_today.py
     client = _client(emulators["clean"], default_headers={"anthropic-version": "2023-06-01"})
     result = autocontinue.generate(
-        "Say something long.", client=client, model="claude-haiku-4-5", temperature=0.3,
-        max_rounds=1, max_tokens_per_call=40,
+        "Say something long.",
+        client=client,
+        model="claude-haiku-4-5",
+        temperature=0.3,
+        max_rounds=1,
+        max_tokens_per_call=40,
     )
     assert result.rounds[0].usage.output_tokens == 40

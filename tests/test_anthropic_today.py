@@ -54,7 +54,9 @@ class Recorder:
 def backend(url: str, headers: dict | None = None) -> tuple[AnthropicBackend, Recorder]:
     recorder = Recorder()
     http = httpx2.Client(event_hooks={"request": [recorder]})
-    client = anthropic.Anthropic(base_url=url, api_key="test", max_retries=0, default_headers=headers or {}, http_client=http)
+    client = anthropic.Anthropic(
+        base_url=url, api_key="test", max_retries=0, default_headers=headers or {}, http_client=http
+    )
     return AnthropicBackend(client), recorder
 
 
@@ -71,7 +73,10 @@ def run_round(b: AnthropicBackend, **kw) -> tuple[str, RoundEnd]:
 # -- temperature ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("model", ["claude-sonnet-5-5", "claude-opus-5-5", "claude-haiku-5-5", "claude-opus-4-6", "claude-haiku-4-5"])
+@pytest.mark.parametrize(
+    "model",
+    ["claude-sonnet-5-5", "claude-opus-5-5", "claude-haiku-5-5", "claude-opus-4-6", "claude-haiku-4-5"],
+)
 def test_temperature_is_refused_under_2026_10_21_before_any_call(url, model):
     reset_emulator(url)
     b, _ = backend(url)
@@ -97,7 +102,9 @@ def test_temperature_reaches_older_models_under_2023_06_01_and_not_newer_ones(ur
     text, end = run_round(b, model="claude-haiku-4-5", max_tokens=40, temperature=0.3)
     assert recorder.bodies[-1]["temperature"] == 0.3 and end.stop_reason == "max_tokens" and text
     with pytest.raises(ConfigurationError) as caught:
-        b.check_request(RoundRequest(model="claude-sonnet-5-5", messages=PROMPT, max_tokens=10, temperature=0.3))
+        b.check_request(
+            RoundRequest(model="claude-sonnet-5-5", messages=PROMPT, max_tokens=10, temperature=0.3)
+        )
     assert "claude-sonnet-5-5" in caught.value.message
 
 
@@ -134,10 +141,13 @@ def test_thinking_off_uses_each_models_own_switch(url):
     assert recorder.bodies[-1]["thinking"] == {"type": "disabled"}
 
 
-@pytest.mark.parametrize("model, thinking, words", [
-    ("claude-opus-5-5", "off", '"thinking.type.disabled" is not supported for this model.'),
-    ("claude-haiku-4-5", "adaptive", "adaptive thinking is not supported on this model"),
-])
+@pytest.mark.parametrize(
+    "model, thinking, words",
+    [
+        ("claude-opus-5-5", "off", '"thinking.type.disabled" is not supported for this model.'),
+        ("claude-haiku-4-5", "adaptive", "adaptive thinking is not supported on this model"),
+    ],
+)
 def test_thinking_the_model_cannot_do_gets_the_apis_exact_400_with_a_hint(url, model, thinking, words):
     b, _ = backend(url)
     with pytest.raises(InvalidRequestError) as caught:
@@ -181,8 +191,12 @@ def test_a_round_that_is_only_thinking_yields_no_text_and_counts_all_as_thinking
 
 def test_a_run_never_sends_thinking_back_and_bills_it(url):
     recorder = Recorder()
-    client = anthropic.Anthropic(base_url=url, api_key="test", http_client=httpx2.Client(event_hooks={"request": [recorder]}))
-    result = autocontinue.generate("Tell me a long story.", client=client, model="claude-sonnet-5-5", max_tokens_per_call=2500)
+    client = anthropic.Anthropic(
+        base_url=url, api_key="test", http_client=httpx2.Client(event_hooks={"request": [recorder]})
+    )
+    result = autocontinue.generate(
+        "Tell me a long story.", client=client, model="claude-sonnet-5-5", max_tokens_per_call=2500
+    )
     reference = anthropic.Anthropic(base_url=url, api_key="t").messages.create(
         model="claude-sonnet-5-5", max_tokens=20000, messages=PROMPT, thinking={"type": "between_tools"}
     )
@@ -206,15 +220,45 @@ def test_a_retired_model_says_so_and_names_its_successor(url):
 
 
 GOOD_ROUND = [
-    ("message_start", {"type": "message_start", "message": {
-        "id": "msg_1", "type": "message", "role": "assistant", "model": "claude-sonnet-5-5", "content": [],
-        "stop_reason": None, "stop_sequence": None, "usage": {"input_tokens": 10, "output_tokens": 1}}}),
-    ("content_block_start", {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
-    ("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Once upon a time there"}}),
+    (
+        "message_start",
+        {
+            "type": "message_start",
+            "message": {
+                "id": "msg_1",
+                "type": "message",
+                "role": "assistant",
+                "model": "claude-sonnet-5-5",
+                "content": [],
+                "stop_reason": None,
+                "stop_sequence": None,
+                "usage": {"input_tokens": 10, "output_tokens": 1},
+            },
+        },
+    ),
+    (
+        "content_block_start",
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+    ),
+    (
+        "content_block_delta",
+        {
+            "type": "content_block_delta",
+            "index": 0,
+            "delta": {"type": "text_delta", "text": "Once upon a time there"},
+        },
+    ),
 ]
 GOOD_END = [
     ("content_block_stop", {"type": "content_block_stop", "index": 0}),
-    ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "max_tokens", "stop_sequence": None}, "usage": {"output_tokens": 5}}),
+    (
+        "message_delta",
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": "max_tokens", "stop_sequence": None},
+            "usage": {"output_tokens": 5},
+        },
+    ),
     ("message_stop", {"type": "message_stop"}),
 ]
 
@@ -231,7 +275,10 @@ def garbage_server():
 
     def start(text_first: bool = True):
         count = {"n": 0}
-        later = _sse(GOOD_ROUND if text_first else GOOD_ROUND[:1]) + b"event: content_block_delta\ndata: {garbage\n\n"
+        later = (
+            _sse(GOOD_ROUND if text_first else GOOD_ROUND[:1])
+            + b"event: content_block_delta\ndata: {garbage\n\n"
+        )
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_POST(self):
@@ -275,7 +322,10 @@ def test_generate_on_a_malformed_stream_keeps_the_text_in_partial(garbage_server
     client = anthropic.Anthropic(base_url=base, api_key="t", max_retries=0)
     try:
         result = autocontinue.generate(
-            "Go", client=client, model="claude-sonnet-5-5", max_rounds=3,
+            "Go",
+            client=client,
+            model="claude-sonnet-5-5",
+            max_rounds=3,
             retry=RetryPolicy(max_attempts=2, sleep=lambda _s: None),
         )
         text = result.text
@@ -289,12 +339,18 @@ def test_generate_on_a_malformed_stream_keeps_the_text_in_partial(garbage_server
 def _block(index: int, kind: str, text: str) -> list[tuple[str, dict]]:
     if kind == "thinking":
         start = {"type": "thinking", "thinking": "", "signature": ""}
-        deltas = [{"type": "thinking_delta", "thinking": text}, {"type": "signature_delta", "signature": "c2ln"}]
+        deltas = [
+            {"type": "thinking_delta", "thinking": text},
+            {"type": "signature_delta", "signature": "c2ln"},
+        ]
     else:
         start, deltas = {"type": "text", "text": ""}, [{"type": "text_delta", "text": text}]
     return [
         ("content_block_start", {"type": "content_block_start", "index": index, "content_block": start}),
-        *[("content_block_delta", {"type": "content_block_delta", "index": index, "delta": d}) for d in deltas],
+        *[
+            ("content_block_delta", {"type": "content_block_delta", "index": index, "delta": d})
+            for d in deltas
+        ],
         ("content_block_stop", {"type": "content_block_stop", "index": index}),
     ]
 
@@ -335,15 +391,33 @@ def scripted_server():
         server.server_close()
 
 
-@pytest.mark.parametrize("blocks, answer", [
-    ([("text", "\n\n"), ("thinking", "hmm"), ("text", "Once upon"), ("thinking", "more"), ("text", " a time")],
-     "Once upon a time"),
-    ([("text", "\n\n"), ("text", "Once")], "\n\nOnce"),  # no thinking after it: blank lines are the answer's
-    ([("thinking", "hmm"), ("text", "\n\n"), ("text", "Once")], "\n\nOnce"),  # after thinking: kept
-    ([("text", " "), ("text", "\n"), ("thinking", "x"), ("text", "Once")], "Once"),
-])
-def test_text_blocks_are_joined_in_order_and_only_a_blank_lead_before_thinking_is_dropped(scripted_server, blocks, answer):
-    b = AnthropicBackend(anthropic.Anthropic(base_url=scripted_server(_scripted(blocks)), api_key="t", max_retries=0))
+@pytest.mark.parametrize(
+    "blocks, answer",
+    [
+        (
+            [
+                ("text", "\n\n"),
+                ("thinking", "hmm"),
+                ("text", "Once upon"),
+                ("thinking", "more"),
+                ("text", " a time"),
+            ],
+            "Once upon a time",
+        ),
+        (
+            [("text", "\n\n"), ("text", "Once")],
+            "\n\nOnce",
+        ),  # no thinking after it: blank lines are the answer's
+        ([("thinking", "hmm"), ("text", "\n\n"), ("text", "Once")], "\n\nOnce"),  # after thinking: kept
+        ([("text", " "), ("text", "\n"), ("thinking", "x"), ("text", "Once")], "Once"),
+    ],
+)
+def test_text_blocks_are_joined_in_order_and_only_a_blank_lead_before_thinking_is_dropped(
+    scripted_server, blocks, answer
+):
+    b = AnthropicBackend(
+        anthropic.Anthropic(base_url=scripted_server(_scripted(blocks)), api_key="t", max_retries=0)
+    )
     text, end = run_round(b, model="claude-opus-4-6")
     assert text == answer
     assert (end.usage.thinking_tokens > 0) is any(kind == "thinking" for kind, _ in blocks)

@@ -29,12 +29,18 @@ def _cli(*args: str, url: str, home: Path) -> list[str]:
 
 
 def _env(url: str, home: Path) -> dict[str, str]:
-    return {**os.environ, "ANTHROPIC_BASE_URL": url, "ANTHROPIC_API_KEY": "test-key", "AUTOCONTINUE_HOME": str(home)}
+    return {
+        **os.environ,
+        "ANTHROPIC_BASE_URL": url,
+        "ANTHROPIC_API_KEY": "test-key",
+        "AUTOCONTINUE_HOME": str(home),
+    }
 
 
 def _run(args: list[str], url: str, home: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(_cli(*args, url=url, home=home), env=_env(url, home), capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run(
+        _cli(*args, url=url, home=home), env=_env(url, home), capture_output=True, text=True, timeout=300
+    )
 
 
 def _write_input(path: Path, n: int, bad: bool = False) -> Path:
@@ -46,7 +52,9 @@ def _write_input(path: Path, n: int, bad: bool = False) -> Path:
 
 
 def _lines(path: Path) -> list[dict]:
-    return sorted((json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()), key=lambda d: d["id"])
+    return sorted(
+        (json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()), key=lambda d: d["id"]
+    )
 
 
 def test_bad_lines_are_reported_and_skipped_and_strict_refuses_them(start_emulator, tmp_path):
@@ -57,7 +65,9 @@ def test_bad_lines_are_reported_and_skipped_and_strict_refuses_them(start_emulat
     assert "input line 2: not valid JSON" in done.stderr and "(skipped)" in done.stderr
     assert [d["id"] for d in _lines(tmp_path / "out.jsonl")] == ["r0", "r1", "r2"]
     assert "Traceback" not in done.stderr and "end_turn" in done.stderr  # the summary table
-    strict = _run([str(source), "-o", str(tmp_path / "strict.jsonl"), "--strict", "--model", MODEL], url, tmp_path)
+    strict = _run(
+        [str(source), "-o", str(tmp_path / "strict.jsonl"), "--strict", "--model", MODEL], url, tmp_path
+    )
     assert strict.returncode == 2
     assert strict.stderr.strip().count("\n") == 0 and "line 2" in strict.stderr and "hint" in strict.stderr
 
@@ -66,7 +76,9 @@ def test_a_plain_text_input_writes_one_file_per_item(start_emulator, tmp_path):
     url = start_emulator(length=150)
     source = tmp_path / "prompts.txt"
     source.write_text("Write about rivers\nWrite about hills\n", encoding="utf-8")
-    done = _run([str(source), "--output-dir", str(tmp_path / "answers"), "--model", MODEL, "-q"], url, tmp_path)
+    done = _run(
+        [str(source), "--output-dir", str(tmp_path / "answers"), "--model", MODEL, "-q"], url, tmp_path
+    )
     assert done.returncode == 0 and done.stderr == ""
     files = sorted(p.name for p in (tmp_path / "answers").iterdir())
     assert files == ["1.json", "2.json"]
@@ -77,10 +89,15 @@ def test_an_item_stopped_by_a_budget_exits_1_and_a_failed_item_exits_3(start_emu
     url = start_emulator(length=400)
     source = tmp_path / "in.jsonl"
     source.write_text(json.dumps({"id": "short", "prompt": "p", "max_rounds": 1}) + "\n", encoding="utf-8")
-    budget = _run([str(source), "-o", str(tmp_path / "o.jsonl"), "--model", MODEL, "--max-tokens-per-call", "100"],
-                  url, tmp_path)
+    budget = _run(
+        [str(source), "-o", str(tmp_path / "o.jsonl"), "--model", MODEL, "--max-tokens-per-call", "100"],
+        url,
+        tmp_path,
+    )
     assert budget.returncode == 1 and _lines(tmp_path / "o.jsonl")[0]["stop_reason"] == "max_rounds"
-    source.write_text(json.dumps({"id": "bad", "prompt": "p", "model": "gpt-nothing"}) + "\n", encoding="utf-8")
+    source.write_text(
+        json.dumps({"id": "bad", "prompt": "p", "model": "gpt-nothing"}) + "\n", encoding="utf-8"
+    )
     failed = _run([str(source), "-o", str(tmp_path / "f.jsonl"), "--model", MODEL], url, tmp_path)
     assert failed.returncode == 3
     assert "item bad failed" in failed.stderr and "--resume" in failed.stderr
@@ -111,7 +128,9 @@ def _landed(journal: Path) -> dict[tuple[str, int], str]:
 
 
 @pytest.mark.slow
-def test_kill_9_at_random_moments_then_rerun_gives_the_uninterrupted_output_billed_once(start_emulator, tmp_path):
+def test_kill_9_at_random_moments_then_rerun_gives_the_uninterrupted_output_billed_once(
+    start_emulator, tmp_path
+):
     """A landed round (journaled) is never sent again, and the output is the uninterrupted one.
 
     One thing no client can prevent: a kill in the instant after the service finished a call
@@ -125,8 +144,11 @@ def test_kill_9_at_random_moments_then_rerun_gives_the_uninterrupted_output_bill
     source = _write_input(tmp_path / "in.jsonl", 8)
     args = [str(source), "--model", MODEL, "--max-tokens-per-call", "200", "--concurrency", "4"]
     clean_url = start_emulator(**options)
-    clean = _run([*args, "-o", str(tmp_path / "clean.jsonl"), "--journal", str(tmp_path / "clean.sqlite3")],
-                 clean_url, tmp_path)
+    clean = _run(
+        [*args, "-o", str(tmp_path / "clean.jsonl"), "--journal", str(tmp_path / "clean.sqlite3")],
+        clean_url,
+        tmp_path,
+    )
     assert clean.returncode == 0, clean.stderr
 
     url = start_emulator(**options)
@@ -135,8 +157,12 @@ def test_kill_9_at_random_moments_then_rerun_gives_the_uninterrupted_output_bill
     rng = random.Random(12)
     kills, landed = 0, {}
     for _ in range(4):
-        process = subprocess.Popen(_cli(*command, url=url, home=tmp_path), env=_env(url, tmp_path),
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        process = subprocess.Popen(
+            _cli(*command, url=url, home=tmp_path),
+            env=_env(url, tmp_path),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         before = emulator_stats(url)["requests"]
         deadline = time.monotonic() + 120
         while emulator_stats(url)["requests"] == before and time.monotonic() < deadline:

@@ -13,11 +13,20 @@ from autocontinue.usage import Usage
 
 
 def test_jsonl_lines_become_items_with_their_options():
-    text = "\n".join([
-        json.dumps({"id": "a", "prompt": "Write a poem", "max_rounds": 3}),
-        "",
-        json.dumps({"id": 7, "messages": [{"role": "user", "content": "Hi"}], "system": "Be brief", "min_words": 10}),
-    ])
+    text = "\n".join(
+        [
+            json.dumps({"id": "a", "prompt": "Write a poem", "max_rounds": 3}),
+            "",
+            json.dumps(
+                {
+                    "id": 7,
+                    "messages": [{"role": "user", "content": "Hi"}],
+                    "system": "Be brief",
+                    "min_words": 10,
+                }
+            ),
+        ]
+    )
     items, bad = parse_lines(text)
     assert bad == []
     assert [(i.id, i.line) for i in items] == [("a", 1), ("7", 3)]
@@ -27,15 +36,17 @@ def test_jsonl_lines_become_items_with_their_options():
 
 
 def test_bad_lines_are_named_by_number_and_the_rest_kept():
-    text = "\n".join([
-        json.dumps({"id": "a", "prompt": "one"}),
-        "{not json",
-        json.dumps({"id": "b", "prompt": "two", "colour": "red"}),
-        json.dumps({"id": "a", "prompt": "again"}),
-        json.dumps({"id": "c"}),
-        json.dumps(["a", "list"]),
-        json.dumps({"id": "d", "prompt": "four"}),
-    ])
+    text = "\n".join(
+        [
+            json.dumps({"id": "a", "prompt": "one"}),
+            "{not json",
+            json.dumps({"id": "b", "prompt": "two", "colour": "red"}),
+            json.dumps({"id": "a", "prompt": "again"}),
+            json.dumps({"id": "c"}),
+            json.dumps(["a", "list"]),
+            json.dumps({"id": "d", "prompt": "four"}),
+        ]
+    )
     items, bad = parse_lines(text)
     assert [i.id for i in items] == ["a", "d"]
     assert [b.line for b in bad] == [2, 3, 4, 5, 6]
@@ -55,7 +66,9 @@ def test_a_plain_text_file_is_one_prompt_a_line():
 
 
 def test_custom_id_stems_are_safe_and_stable():
-    items, _ = parse_lines(json.dumps({"id": "a b/ü", "prompt": "x"}) + "\n" + json.dumps({"id": "ok-1_x", "prompt": "y"}))
+    items, _ = parse_lines(
+        json.dumps({"id": "a b/ü", "prompt": "x"}) + "\n" + json.dumps({"id": "ok-1_x", "prompt": "y"})
+    )
     assert items[1].key == "ok-1_x"
     assert items[0].key.startswith("i") and items[0].key.isalnum()
     again, _ = parse_lines(json.dumps({"id": "a b/ü", "prompt": "x"}))
@@ -78,7 +91,9 @@ def test_same_input_and_options_give_the_same_batch_key():
 
 
 def _result(ident: str) -> ItemResult:
-    return ItemResult(id=ident, text="é" * 3, stop_reason="end_turn", rounds=2, usage=Usage(output_tokens=5), cost_usd=0.1)
+    return ItemResult(
+        id=ident, text="é" * 3, stop_reason="end_turn", rounds=2, usage=Usage(output_tokens=5), cost_usd=0.1
+    )
 
 
 def test_output_lines_are_whole_json_objects(tmp_path):
@@ -122,11 +137,14 @@ def test_strict_refuses_an_input_with_a_bad_line(tmp_path):
 
 
 def test_an_item_option_with_a_wrong_value_is_a_bad_line_saying_why():
-    text = "\n".join(json.dumps(line) for line in [
-        {"id": "a", "prompt": "x", "max_rounds": 0},
-        {"id": "b", "prompt": "x", "temperature": 5},
-        {"id": "c", "prompt": "x", "max_rounds": 2},
-    ])
+    text = "\n".join(
+        json.dumps(line)
+        for line in [
+            {"id": "a", "prompt": "x", "max_rounds": 0},
+            {"id": "b", "prompt": "x", "temperature": 5},
+            {"id": "c", "prompt": "x", "max_rounds": 2},
+        ]
+    )
     items, bad = parse_lines(text)
     assert [i.id for i in items] == ["c"]
     assert [b.line for b in bad] == [1, 2]

@@ -37,8 +37,14 @@ def test_every_item_is_answered_to_its_end_and_written_as_one_line(start_emulato
     url = start_emulator(length=600)
     env(url)
     out = tmp_path / "out.jsonl"
-    result = autocontinue.batch(_items(5), output=str(out), journal=str(tmp_path / "j.sqlite3"), model=MODEL,
-                                max_tokens_per_call=250, concurrency=3)
+    result = autocontinue.batch(
+        _items(5),
+        output=str(out),
+        journal=str(tmp_path / "j.sqlite3"),
+        model=MODEL,
+        max_tokens_per_call=250,
+        concurrency=3,
+    )
     lines = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert sorted(line["id"] for line in lines) == [f"item-{i}" for i in range(5)]
     client = anthropic.Anthropic(base_url=url, api_key="test-key")
@@ -65,7 +71,9 @@ def test_a_plain_rerun_skips_finished_items_and_pays_nothing(start_emulator, env
     assert again.batch_id == first.batch_id
     assert emulator_stats(url) == billed
     assert (tmp_path / "a.jsonl").read_text() != ""
-    assert sorted((tmp_path / "a.jsonl").read_text().splitlines()) == sorted((tmp_path / "b.jsonl").read_text().splitlines())
+    assert sorted((tmp_path / "a.jsonl").read_text().splitlines()) == sorted(
+        (tmp_path / "b.jsonl").read_text().splitlines()
+    )
     fresh = autocontinue.batch(_items(4), output=str(tmp_path / "c.jsonl"), fresh=True, **args)
     assert fresh.batch_id != first.batch_id and emulator_stats(url)["requests"] > billed["requests"]
 
@@ -73,7 +81,9 @@ def test_a_plain_rerun_skips_finished_items_and_pays_nothing(start_emulator, env
 def test_a_failing_item_reports_its_error_and_the_others_finish(start_emulator, env, tmp_path):
     env(start_emulator(length=200))
     items = _items(2) + [{"id": "bad", "prompt": "x", "max_tokens_per_call": 10**6}]
-    result = autocontinue.batch(items, journal=str(tmp_path / "j.sqlite3"), model=MODEL, output=str(tmp_path / "o.jsonl"))
+    result = autocontinue.batch(
+        items, journal=str(tmp_path / "j.sqlite3"), model=MODEL, output=str(tmp_path / "o.jsonl")
+    )
     by_id = {r.id: r for r in result.results}
     assert by_id["bad"].error and "max_tokens_per_call" in by_id["bad"].error and "hint" in by_id["bad"].error
     assert by_id["item-0"].stop_reason == "end_turn" and by_id["item-1"].error is None
@@ -83,7 +93,9 @@ def test_a_failing_item_reports_its_error_and_the_others_finish(start_emulator, 
 def _drain(url: str, tokens: int) -> None:
     """Spend the emulator's output allowance with one long call."""
     client = anthropic.Anthropic(base_url=url, api_key="test-key", max_retries=8)
-    with client.messages.stream(model=MODEL, max_tokens=tokens, messages=[{"role": "user", "content": "drain"}]) as s:
+    with client.messages.stream(
+        model=MODEL, max_tokens=tokens, messages=[{"role": "user", "content": "drain"}]
+    ) as s:
         s.get_final_message()
 
 
@@ -98,8 +110,14 @@ def test_pacing_keeps_calls_inside_the_output_rate_limit(start_emulator, env, tm
     async def unpaced(url: str) -> int:
         client = anthropic.AsyncAnthropic(base_url=url, api_key="test-key", max_retries=0)
         fast = autocontinue.RetryPolicy(base_delay=0.05, max_delay=0.2, max_attempts=100)
-        await asyncio.gather(*(autocontinue.agenerate(i["prompt"], client=client, model=MODEL, max_rounds=1,
-                                                      max_tokens_per_call=25, retry=fast) for i in items))
+        await asyncio.gather(
+            *(
+                autocontinue.agenerate(
+                    i["prompt"], client=client, model=MODEL, max_rounds=1, max_tokens_per_call=25, retry=fast
+                )
+                for i in items
+            )
+        )
         await client.close()
         return emulator_stats(url)["errors"]
 
@@ -109,7 +127,9 @@ def test_pacing_keeps_calls_inside_the_output_rate_limit(start_emulator, env, tm
     url = start_emulator(length=3_600, otpm=3_000)
     env(url)
     _drain(url, 3_600)
-    result = autocontinue.batch(items, journal=str(tmp_path / "j.sqlite3"), model=MODEL, output=str(tmp_path / "o.jsonl"))
+    result = autocontinue.batch(
+        items, journal=str(tmp_path / "j.sqlite3"), model=MODEL, output=str(tmp_path / "o.jsonl")
+    )
     throttled = emulator_stats(url)["errors"]
     assert all(r.error is None and r.usage.output_tokens == 25 for r in result.results)
     assert throttled == result.throttled
@@ -118,7 +138,9 @@ def test_pacing_keeps_calls_inside_the_output_rate_limit(start_emulator, env, tm
 
 def test_the_journal_holds_the_batch_and_its_items(start_emulator, env, tmp_path):
     env(start_emulator(length=200))
-    result = autocontinue.batch(_items(3), journal=str(tmp_path / "j.sqlite3"), model=MODEL, output=str(tmp_path / "o.jsonl"))
+    result = autocontinue.batch(
+        _items(3), journal=str(tmp_path / "j.sqlite3"), model=MODEL, output=str(tmp_path / "o.jsonl")
+    )
     store = BatchStore(tmp_path / "j.sqlite3")
     try:
         record = store.get(result.batch_id)

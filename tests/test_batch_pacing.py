@@ -24,8 +24,12 @@ def _headers(requests=(60, 60), output=(6000, 6000)) -> dict[str, str]:
 
 def test_headers_of_both_families_are_read():
     assert limits_from_headers(_headers()) == {"requests": (60.0, 60.0), "output": (6000.0, 6000.0)}
-    openai = {"x-ratelimit-limit-requests": "500", "x-ratelimit-remaining-requests": "499",
-              "x-ratelimit-limit-tokens": "30000", "x-ratelimit-remaining-tokens": "29000"}
+    openai = {
+        "x-ratelimit-limit-requests": "500",
+        "x-ratelimit-remaining-requests": "499",
+        "x-ratelimit-limit-tokens": "30000",
+        "x-ratelimit-remaining-tokens": "29000",
+    }
     assert limits_from_headers(openai) == {"requests": (500.0, 499.0), "input": (30000.0, 29000.0)}
     assert parse_duration("6m0s") == 360.0 and parse_duration("20ms") == 0.02
 

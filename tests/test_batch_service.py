@@ -18,8 +18,12 @@ MODEL = "claude-haiku-4-5"
 
 
 def _configure(url: str, **settings) -> None:
-    request = urllib.request.Request(f"{url}/emulator/batches", data=json.dumps(settings).encode(), method="POST",
-                                     headers={"content-type": "application/json"})
+    request = urllib.request.Request(
+        f"{url}/emulator/batches",
+        data=json.dumps(settings).encode(),
+        method="POST",
+        headers={"content-type": "application/json"},
+    )
     urllib.request.urlopen(request).read()
 
 
@@ -41,14 +45,18 @@ def client(start_emulator):
 def test_a_batch_is_processed_after_its_delay_and_its_results_are_jsonl(client):
     url = str(client.base_url).rstrip("/")
     _configure(url, processing_delay=60)
-    batch = client.messages.batches.create(requests=[
-        {"custom_id": "a-r0", "params": _params("one")},
-        {"custom_id": "b-r0", "params": _params("two", model="no-such-model")},
-    ])
+    batch = client.messages.batches.create(
+        requests=[
+            {"custom_id": "a-r0", "params": _params("one")},
+            {"custom_id": "b-r0", "params": _params("two", model="no-such-model")},
+        ]
+    )
     assert batch.id.startswith("msgbatch_") and batch.processing_status == "in_progress"
     assert batch.request_counts.processing == 2 and batch.results_url is None
     assert client.messages.batches.retrieve(batch.id).processing_status == "in_progress"
-    urllib.request.urlopen(urllib.request.Request(f"{url}/emulator/clock", data=b'{"advance": 61}', method="POST")).read()
+    urllib.request.urlopen(
+        urllib.request.Request(f"{url}/emulator/clock", data=b'{"advance": 61}', method="POST")
+    ).read()
     ended = client.messages.batches.retrieve(batch.id)
     assert ended.processing_status == "ended" and ended.ended_at is not None
     assert ended.request_counts.succeeded == 1 and ended.request_counts.errored == 1
@@ -71,7 +79,10 @@ def test_batches_bill_half_the_live_price(client):
     ("requests", "message"),
     [
         ([], "at least 1 item"),
-        ([{"custom_id": "a", "params": _params()}, {"custom_id": "a", "params": _params()}], "Duplicate custom_id"),
+        (
+            [{"custom_id": "a", "params": _params()}, {"custom_id": "a", "params": _params()}],
+            "Duplicate custom_id",
+        ),
         ([{"custom_id": "has space", "params": _params()}], "String should match pattern"),
         ([{"custom_id": "a"}], "requests.0.params: Field required"),
         ([{"custom_id": "a", "params": {**_params(), "stream": True}}], "Streaming is not supported"),
@@ -87,7 +98,10 @@ def test_retrieve_list_cancel_and_delete(client):
     _configure(url, processing_delay=3600)
     with pytest.raises(anthropic.NotFoundError):
         client.messages.batches.retrieve("msgbatch_nope")
-    ids = [client.messages.batches.create(requests=[{"custom_id": f"c{i}", "params": _params()}]).id for i in range(3)]
+    ids = [
+        client.messages.batches.create(requests=[{"custom_id": f"c{i}", "params": _params()}]).id
+        for i in range(3)
+    ]
     listed = [b.id for b in client.messages.batches.list(limit=2)]
     assert listed == ids[::-1]  # newest first, across pages
     with pytest.raises(anthropic.BadRequestError, match="cannot be deleted"):
@@ -103,9 +117,12 @@ def test_the_300k_beta_allows_longer_calls_on_models_that_have_it(client):
     long = _params(max_tokens=300_000, model="claude-sonnet-4-6")
     headers = {"anthropic-beta": "output-300k-2026-03-24"}
     plain = client.messages.batches.create(requests=[{"custom_id": "p", "params": long}])
-    beta = client.messages.batches.create(requests=[{"custom_id": "b", "params": long}], extra_headers=headers)
-    old = client.messages.batches.create(requests=[{"custom_id": "o", "params": {**long, "model": MODEL}}],
-                                         extra_headers=headers)
+    beta = client.messages.batches.create(
+        requests=[{"custom_id": "b", "params": long}], extra_headers=headers
+    )
+    old = client.messages.batches.create(
+        requests=[{"custom_id": "o", "params": {**long, "model": MODEL}}], extra_headers=headers
+    )
     outcome = {}
     for job in (plain, beta, old):
         client.messages.batches.retrieve(job.id)
@@ -134,11 +151,18 @@ def test_via_batches_gives_the_live_answers_at_half_the_cost_or_less(start_emula
     args = dict(model=MODEL, max_tokens_per_call=250, poll_interval=0.01)
     live_url = start_emulator(length=700)
     env(live_url)
-    live = autocontinue.batch(_items(4), journal=str(tmp_path / "live.sqlite3"), output=str(tmp_path / "l.jsonl"), **args)
+    live = autocontinue.batch(
+        _items(4), journal=str(tmp_path / "live.sqlite3"), output=str(tmp_path / "l.jsonl"), **args
+    )
     url = start_emulator(length=700)
     env(url)
-    via = autocontinue.batch(_items(4), journal=str(tmp_path / "b.sqlite3"), output=str(tmp_path / "b.jsonl"),
-                             via="batches", **args)
+    via = autocontinue.batch(
+        _items(4),
+        journal=str(tmp_path / "b.sqlite3"),
+        output=str(tmp_path / "b.jsonl"),
+        via="batches",
+        **args,
+    )
     assert [(r.id, r.text, r.stop_reason, r.rounds) for r in via.results] == [
         (r.id, r.text, r.stop_reason, r.rounds) for r in live.results
     ]
@@ -160,14 +184,22 @@ def test_errored_and_expired_results_are_retried_in_the_next_job(start_emulator,
     url = start_emulator(length=200)
     env(url)
     _configure(url, outcomes=["expired", "errored"])
-    result = autocontinue.batch(_items(3), journal=str(tmp_path / "j.sqlite3"), via="batches", model=MODEL,
-                                poll_interval=0.01, output=str(tmp_path / "o.jsonl"))
+    result = autocontinue.batch(
+        _items(3),
+        journal=str(tmp_path / "j.sqlite3"),
+        via="batches",
+        model=MODEL,
+        poll_interval=0.01,
+        output=str(tmp_path / "o.jsonl"),
+    )
     assert all(r.error is None and r.stop_reason == "end_turn" for r in result.results)
     assert len(result.service_jobs) == 2
     assert set(_billed(url).values()) == {1}
 
 
-def test_a_resumed_batch_collects_the_job_still_running_instead_of_paying_again(start_emulator, env, tmp_path):
+def test_a_resumed_batch_collects_the_job_still_running_instead_of_paying_again(
+    start_emulator, env, tmp_path
+):
     clock = ManualClock()
     url = start_emulator(length=200, clock=clock)
     env(url)
@@ -202,7 +234,9 @@ def test_a_resumed_batch_collects_the_job_still_running_instead_of_paying_again(
         assert json.load(response)["batches"] == 1
 
 
-@pytest.mark.parametrize("model", ["claude-sonnet-4-6", "claude-haiku-5-5", "claude-opus-5-5", "claude-haiku-4-5"])
+@pytest.mark.parametrize(
+    "model", ["claude-sonnet-4-6", "claude-haiku-5-5", "claude-opus-5-5", "claude-haiku-4-5"]
+)
 @pytest.mark.parametrize("prompt_tokens", [1_000, 150_000])
 def test_every_price_of_a_model_is_halved_in_batches(model, prompt_tokens):
     from autocontinue.batch.models import batch_spec
@@ -210,7 +244,12 @@ def test_every_price_of_a_model_is_halved_in_batches(model, prompt_tokens):
     from autocontinue.usage import Usage
 
     spec = lookup_model(model)
-    usage = Usage(input_tokens=prompt_tokens, output_tokens=5_000, cache_creation_input_tokens=3_000,
-                  cache_creation_1h_input_tokens=1_000, cache_read_input_tokens=7_000)
+    usage = Usage(
+        input_tokens=prompt_tokens,
+        output_tokens=5_000,
+        cache_creation_input_tokens=3_000,
+        cache_creation_1h_input_tokens=1_000,
+        cache_read_input_tokens=7_000,
+    )
     assert batch_spec(spec, beta_300k=True).cost(usage) == pytest.approx(spec.cost(usage) / 2)
     assert batch_spec(spec, beta_300k=True).max_output == (300_000 if spec.batch_300k else spec.max_output)

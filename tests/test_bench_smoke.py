@@ -65,8 +65,14 @@ def test_engine_overhead_and_join_run_the_real_engine_exactly(out_dir):
 
 
 def test_report_writes_page_and_plots_from_saved_results(out_dir, tmp_path):
-    data = {"sizes": [3000], "models": ["claude-haiku-4-5"], "per_call": 4096,
-            "results": {"claude-haiku-4-5": {"3000": cost.measure("claude-haiku-4-5", 3000, log=lambda *_: None)}}}
+    data = {
+        "sizes": [3000],
+        "models": ["claude-haiku-4-5"],
+        "per_call": 4096,
+        "results": {
+            "claude-haiku-4-5": {"3000": cost.measure("claude-haiku-4-5", 3000, log=lambda *_: None)}
+        },
+    }
     common.save("cost", data)
     page = report.write(tmp_path / "docs" / "benchmarks.md")
     text = page.read_text()

@@ -126,7 +126,9 @@ def test_missing_api_key_says_how_to_set_it():
 
 
 def test_missing_model_file_is_refused(tmp_path):
-    assert_one_line_error(invoke("hi", "--model-path", str(tmp_path / "nope.gguf")), "--model-path", "does not exist")
+    assert_one_line_error(
+        invoke("hi", "--model-path", str(tmp_path / "nope.gguf")), "--model-path", "does not exist"
+    )
 
 
 def test_output_into_a_missing_directory_is_refused_before_any_call(tmp_path):
@@ -178,4 +180,3 @@ def test_resume_with_no_journal_is_refused():
 def test_missing_emulator_module_gives_a_hint_not_a_traceback(monkeypatch):
     monkeypatch.setitem(sys.modules, "autocontinue.emulator.command", None)  # as if not installed
     assert_one_line_error(invoke("emulate", "--port", "0"), "emulator", "pip install")
-

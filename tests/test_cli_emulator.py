@@ -185,7 +185,9 @@ def _cli(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.Com
     )
 
 
-def _start_and_wait_for_text(args: list[str], env: dict[str, str], min_bytes: int) -> tuple[subprocess.Popen, bytes]:
+def _start_and_wait_for_text(
+    args: list[str], env: dict[str, str], min_bytes: int
+) -> tuple[subprocess.Popen, bytes]:
     """Start the CLI and return once ``min_bytes`` of answer arrived on its stdout."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "autocontinue", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE

@@ -17,17 +17,42 @@ pytest.importorskip("llama_cpp")
 pytestmark = [pytest.mark.local_model, pytest.mark.slow]
 
 PROMPT = "Write a short poem about the sea."
-SEEDED = ["--backend", "local", "--max-tokens-per-call", "30", "--max-rounds", "4", "--seed", "5", "--temperature", "0"]
+SEEDED = [
+    "--backend",
+    "local",
+    "--max-tokens-per-call",
+    "30",
+    "--max-rounds",
+    "4",
+    "--seed",
+    "5",
+    "--temperature",
+    "0",
+]
 
 
 def _cli(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "autocontinue", *args], capture_output=True, timeout=timeout, env=dict(os.environ)
+        [sys.executable, "-m", "autocontinue", *args],
+        capture_output=True,
+        timeout=timeout,
+        env=dict(os.environ),
     )
 
 
 def test_local_run_streams_text_and_reports_json():
-    done = _cli(PROMPT, "--backend", "local", "--max-tokens-per-call", "24", "--max-rounds", "2", "--seed", "1", "--json")
+    done = _cli(
+        PROMPT,
+        "--backend",
+        "local",
+        "--max-tokens-per-call",
+        "24",
+        "--max-rounds",
+        "2",
+        "--seed",
+        "1",
+        "--json",
+    )
     assert done.returncode in (0, 1), done.stderr
     data = json.loads(done.stdout)
     assert data["backend"] == "local" and data["text"].strip()
@@ -58,7 +83,9 @@ def test_seeded_local_run_killed_after_a_round_resumes_to_the_same_text():
     assert reference.returncode in (0, 1)
     proc = subprocess.Popen(
         [sys.executable, "-m", "autocontinue", PROMPT, *SEEDED],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=dict(os.environ),
     )
     deadline = time.monotonic() + 120
     record = None

@@ -99,7 +99,15 @@ def test_section_tags_follow_the_tag_the_prompt_asks_for():
 
 
 def test_answer_depends_on_seed_system_and_first_user_text_only(clean_url, full_answer, start_emulator):
-    as_blocks = [{"role": "user", "content": [{"type": "text", "text": "Write five stories ", "cache_control": {"type": "ephemeral"}}, {"type": "text", "text": "in <story_N> tags."}]}]
+    as_blocks = [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "Write five stories ", "cache_control": {"type": "ephemeral"}},
+                {"type": "text", "text": "in <story_N> tags."},
+            ],
+        }
+    ]
     assert text_of(ask(clean_url, as_blocks)) == full_answer
     assert text_of(ask(clean_url, PROMPT, system="Be kind.")) != full_answer
     assert text_of(ask(clean_url, [{"role": "user", "content": "Another prompt"}])) != full_answer
@@ -113,7 +121,9 @@ def test_corpus_source_serves_the_file_text(tmp_path, start_emulator):
     url = start_emulator(source=f"corpus:{corpus}", length=60)
     text = text_of(ask(url, PROMPT))
     assert count_tokens(text) == 60
-    assert "gamma delta" in text and set(re.findall(r"[A-Za-z]+", text)) <= set(re.findall(r"[A-Za-z]+", corpus.read_text()))
+    assert "gamma delta" in text and set(re.findall(r"[A-Za-z]+", text)) <= set(
+        re.findall(r"[A-Za-z]+", corpus.read_text())
+    )
 
 
 # -- continuation ------------------------------------------------------------------------------
@@ -130,21 +140,31 @@ def test_prefill_cut_mid_word_continues_mid_word(clean_url, full_answer):
 
 def test_prefill_in_several_blocks_is_concatenated(clean_url, full_answer):
     a, b = full_answer[:100], full_answer[100:251].rstrip()
-    message = ask(clean_url, PROMPT + [{"role": "assistant", "content": [{"type": "text", "text": a}, {"type": "text", "text": b}]}])
+    message = ask(
+        clean_url,
+        PROMPT
+        + [{"role": "assistant", "content": [{"type": "text", "text": a}, {"type": "text", "text": b}]}],
+    )
     assert a + b + text_of(message) == full_answer
 
 
 def test_user_turn_continuation_cut_back_to_whitespace_goes_on_with_the_whitespace(clean_url, full_answer):
     cut = full_answer.index(" ", 500)
     given = full_answer[:cut]
-    messages = PROMPT + [{"role": "assistant", "content": given}, {"role": "user", "content": "Continue exactly where you stopped."}]
+    messages = PROMPT + [
+        {"role": "assistant", "content": given},
+        {"role": "user", "content": "Continue exactly where you stopped."},
+    ]
     message = ask(clean_url, messages)
     assert text_of(message).startswith(" ")
     assert given + text_of(message) == full_answer
 
 
 def test_consecutive_assistant_turns_merge_into_one_prefill(clean_url, full_answer):
-    messages = PROMPT + [{"role": "assistant", "content": full_answer[:80]}, {"role": "assistant", "content": full_answer[80:200].rstrip()}]
+    messages = PROMPT + [
+        {"role": "assistant", "content": full_answer[:80]},
+        {"role": "assistant", "content": full_answer[80:200].rstrip()},
+    ]
     message = ask(clean_url, messages)
     assert full_answer[:200].rstrip() + text_of(message) == full_answer
 
@@ -197,11 +217,13 @@ def test_echo_quirk_repeats_the_last_words_then_goes_on(start_emulator, full_ans
     url = start_emulator(seed=7, length=LENGTH, quirks="echo:1")
     cut = full_answer.index(" ", full_answer.index("·40"))
     given = full_answer[:cut]  # a user-turn base ends at a word end
-    message = ask(url, PROMPT + [{"role": "assistant", "content": given}, {"role": "user", "content": "Continue."}])
+    message = ask(
+        url, PROMPT + [{"role": "assistant", "content": given}, {"role": "user", "content": "Continue."}]
+    )
     piece = text_of(message)
     echoed = piece[: len(piece) - len(full_answer) + cut]
     assert given.endswith(echoed) and echoed
-    assert (given + piece[len(echoed):]) == full_answer
+    assert (given + piece[len(echoed) :]) == full_answer
     words = echoed.split()
     assert 1 <= len(words) <= 4 and given[: len(given) - len(echoed)][-1:].isspace()
     assert abs(message.usage.output_tokens - count_tokens(piece)) <= 1  # a mid-word seam may split a token
@@ -214,7 +236,10 @@ def test_preamble_quirk_opens_a_user_turn_continuation_only(start_emulator, full
     given = full_answer[: full_answer.index(" ", 300)]
     seen = set()
     for n in range(6):
-        messages = PROMPT + [{"role": "assistant", "content": given}, {"role": "user", "content": f"Continue ({n})."}]
+        messages = PROMPT + [
+            {"role": "assistant", "content": given},
+            {"role": "user", "content": f"Continue ({n})."},
+        ]
         piece = text_of(ask(url, messages))
         opening, sep, rest = piece.partition("\n\n")
         assert opening in PREAMBLES and sep
@@ -230,7 +255,9 @@ def test_drop_space_quirk_omits_the_opening_whitespace(start_emulator, full_answ
     url = start_emulator(seed=7, length=LENGTH, quirks="drop-space:1")
     cut = full_answer.index(" ", 300)
     given = full_answer[:cut]
-    piece = text_of(ask(url, PROMPT + [{"role": "assistant", "content": given}, {"role": "user", "content": "Continue."}]))
+    piece = text_of(
+        ask(url, PROMPT + [{"role": "assistant", "content": given}, {"role": "user", "content": "Continue."}])
+    )
     assert not piece[0].isspace()
     assert given + " " + piece == full_answer
 
@@ -246,7 +273,11 @@ def test_early_stop_quirk_ends_well_short_and_continues_when_asked(start_emulato
         if text == full_answer:
             break
         given = text.rstrip()
-        text = given + text_of(ask(url, PROMPT + [{"role": "assistant", "content": given}, {"role": "user", "content": "Go on."}]))
+        text = given + text_of(
+            ask(
+                url, PROMPT + [{"role": "assistant", "content": given}, {"role": "user", "content": "Go on."}]
+            )
+        )
         assert full_answer.startswith(text)
     assert text == full_answer
 
@@ -256,7 +287,10 @@ def test_quirks_are_decided_per_request_content(start_emulator, full_answer):
     pieces = set()
     for n in range(12):
         given = full_answer[: full_answer.index(" ", 100 + 10 * n)]
-        turn = [{"role": "assistant", "content": given}, {"role": "user", "content": "Continue."}]  # echo: user-turn only
+        turn = [
+            {"role": "assistant", "content": given},
+            {"role": "user", "content": "Continue."},
+        ]  # echo: user-turn only
         piece = text_of(ask(url, PROMPT + turn, max_tokens=3))
         again = text_of(ask(url, PROMPT + turn, max_tokens=3))
         assert piece == again
@@ -289,7 +323,9 @@ def test_early_stops_always_make_progress_to_the_end(seed, fraction):
     answer = answer_for("numbered", seed, 300, "", "go")
     text = ""
     for _ in range(200):
-        plan = plan_output(answer, "user-turn" if text else "fresh", text, QuirkChoice(early_stop=fraction), 10_000)
+        plan = plan_output(
+            answer, "user-turn" if text else "fresh", text, QuirkChoice(early_stop=fraction), 10_000
+        )
         assert plan.text.strip() or not plan.text
         text = (text + plan.text).rstrip()
         if not plan.text:

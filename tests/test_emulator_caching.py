@@ -189,7 +189,9 @@ def test_stream_start_reports_cache_usage(cached):
     url, _ = cached
     call(url, cached_system())
     client = anthropic.Anthropic(base_url=url, api_key="test")
-    with client.messages.stream(model="cachey", max_tokens=5, system=cached_system(), messages=USER) as stream:
+    with client.messages.stream(
+        model="cachey", max_tokens=5, system=cached_system(), messages=USER
+    ) as stream:
         start = next(event for event in stream if event.type == "message_start")
     assert start.message.usage.cache_read_input_tokens == SYSTEM_TOKENS
     assert start.message.usage.output_tokens == 1
@@ -212,7 +214,11 @@ def _blocks(sizes_and_marks):
 
 
 @given(
-    st.lists(st.lists(st.tuples(st.integers(1, 400), st.booleans()), min_size=1, max_size=30), min_size=1, max_size=4),
+    st.lists(
+        st.lists(st.tuples(st.integers(1, 400), st.booleans()), min_size=1, max_size=30),
+        min_size=1,
+        max_size=4,
+    ),
     st.integers(0, 1000),
 )
 @settings(max_examples=150, deadline=None)

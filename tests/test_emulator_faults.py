@@ -96,7 +96,9 @@ def test_stream_error_fault_sends_an_overloaded_error_event_after_some_text(star
     assert pieces
     assert isinstance(error, anthropic.APIStatusError)
     assert "overloaded_error" in str(error)
-    raw = httpx2.post(f"{url}/v1/messages", json={"model": MODEL, "max_tokens": 300, "stream": True, "messages": USER})
+    raw = httpx2.post(
+        f"{url}/v1/messages", json={"model": MODEL, "max_tokens": 300, "stream": True, "messages": USER}
+    )
     assert raw.status_code == 200 and "event: error" not in raw.text  # request 2 is clean
     stats = emulator_stats(url)
     assert stats["errors"] == 1 and stats["output_tokens"] == 300
@@ -130,7 +132,9 @@ def test_requests_per_minute_limit_gives_429_with_headers_until_refilled(start_e
     first = client_for(url).messages.with_raw_response.create(model=MODEL, max_tokens=5, messages=USER)
     assert first.headers["anthropic-ratelimit-requests-limit"] == "2"
     assert first.headers["anthropic-ratelimit-requests-remaining"] == "1"
-    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", first.headers["anthropic-ratelimit-requests-reset"])
+    assert re.fullmatch(
+        r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", first.headers["anthropic-ratelimit-requests-reset"]
+    )
     create(url, max_tokens=5)
     with pytest.raises(anthropic.RateLimitError) as caught:
         create(url, max_tokens=5)
@@ -156,7 +160,9 @@ def test_output_tokens_per_minute_limit_blocks_after_a_long_answer(start_emulato
 
 def test_decode_rate_batches_several_tokens_per_delta(start_emulator):
     url = start_emulator(length=100, decode_rate=1000)
-    raw = httpx2.post(f"{url}/v1/messages", json={"model": MODEL, "max_tokens": 100, "stream": True, "messages": USER})
+    raw = httpx2.post(
+        f"{url}/v1/messages", json={"model": MODEL, "max_tokens": 100, "stream": True, "messages": USER}
+    )
     deltas = raw.text.count("event: content_block_delta")
     assert 1 < deltas <= 100 // (1000 // 40) + 1
     message = create(url)

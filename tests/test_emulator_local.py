@@ -28,7 +28,9 @@ def test_local_source_answers_through_the_messages_api(local_url):
     from autocontinue.emulator.tokenizer import count_tokens
 
     client = anthropic.Anthropic(base_url=local_url, api_key="test")
-    message = client.messages.create(model="claude-haiku-4-5", max_tokens=12, messages=[{"role": "user", "content": "Describe the sea."}])
+    message = client.messages.create(
+        model="claude-haiku-4-5", max_tokens=12, messages=[{"role": "user", "content": "Describe the sea."}]
+    )
     text = message.content[0].text
     assert text.strip()
     assert message.usage.output_tokens == count_tokens(text) <= 12
@@ -36,7 +38,10 @@ def test_local_source_answers_through_the_messages_api(local_url):
 
 def test_local_source_streams_a_prefill_continuation(local_url):
     client = anthropic.Anthropic(base_url=local_url, api_key="test")
-    messages = [{"role": "user", "content": "Describe the sea."}, {"role": "assistant", "content": "The sea is"}]
+    messages = [
+        {"role": "user", "content": "Describe the sea."},
+        {"role": "assistant", "content": "The sea is"},
+    ]
     with client.messages.stream(model="claude-haiku-4-5", max_tokens=10, messages=messages) as stream:
         text = "".join(stream.text_stream)
         final = stream.get_final_message()

@@ -10,7 +10,10 @@ import pytest
 
 from autocontinue.catalogue import find_model
 
-SPECS = ("tiny-noprefill:context=400,max_output=100,prefill=no", "tiny-prefill:context=400,max_output=100,prefill=yes")
+SPECS = (
+    "tiny-noprefill:context=400,max_output=100,prefill=no",
+    "tiny-prefill:context=400,max_output=100,prefill=yes",
+)
 USER = [{"role": "user", "content": "Tell me a long story."}]
 
 
@@ -43,19 +46,28 @@ def message_of(error) -> str:
 
 
 def test_trailing_whitespace_in_final_assistant_message_is_refused(rules_url):
-    error = refused(rules_url, anthropic.BadRequestError, messages=USER + [{"role": "assistant", "content": "Once upon "}])
+    error = refused(
+        rules_url, anthropic.BadRequestError, messages=USER + [{"role": "assistant", "content": "Once upon "}]
+    )
     assert message_of(error) == "messages: final assistant content cannot end with trailing whitespace"
     assert error.body["error"]["type"] == "invalid_request_error"
 
 
 def test_trailing_newline_in_last_assistant_text_block_is_refused(rules_url):
     blocks = [{"type": "text", "text": "Once"}, {"type": "text", "text": " upon\n"}]
-    error = refused(rules_url, anthropic.BadRequestError, messages=USER + [{"role": "assistant", "content": blocks}])
+    error = refused(
+        rules_url, anthropic.BadRequestError, messages=USER + [{"role": "assistant", "content": blocks}]
+    )
     assert message_of(error) == "messages: final assistant content cannot end with trailing whitespace"
 
 
 def test_prefill_to_a_model_without_prefill_is_refused(rules_url):
-    error = refused(rules_url, anthropic.BadRequestError, model="tiny-noprefill", messages=USER + [{"role": "assistant", "content": "Once"}])
+    error = refused(
+        rules_url,
+        anthropic.BadRequestError,
+        model="tiny-noprefill",
+        messages=USER + [{"role": "assistant", "content": "Once"}],
+    )
     assert message_of(error) == (
         "This model does not support assistant message prefill. The conversation must end with a user message."
     )
@@ -63,7 +75,12 @@ def test_prefill_to_a_model_without_prefill_is_refused(rules_url):
 
 def test_catalogue_model_without_prefill_refuses_prefill(emulator_url):
     assert find_model("claude-opus-4-6").prefill is False
-    error = refused(emulator_url, anthropic.BadRequestError, model="claude-opus-4-6", messages=USER + [{"role": "assistant", "content": "Once"}])
+    error = refused(
+        emulator_url,
+        anthropic.BadRequestError,
+        model="claude-opus-4-6",
+        messages=USER + [{"role": "assistant", "content": "Once"}],
+    )
     assert message_of(error).startswith("This model does not support assistant message prefill.")
 
 
@@ -75,8 +92,13 @@ def test_user_turn_continuation_is_accepted_by_a_model_without_prefill(rules_url
 
 def test_max_tokens_above_the_model_maximum_is_refused(rules_url, emulator_url):
     error = refused(rules_url, anthropic.BadRequestError, max_tokens=101)
-    assert message_of(error) == "max_tokens: 101 > 100, which is the maximum allowed number of output tokens for tiny-prefill"
-    error = refused(emulator_url, anthropic.BadRequestError, model="claude-haiku-4-5", max_tokens=100000, stream=True)
+    assert (
+        message_of(error)
+        == "max_tokens: 101 > 100, which is the maximum allowed number of output tokens for tiny-prefill"
+    )
+    error = refused(
+        emulator_url, anthropic.BadRequestError, model="claude-haiku-4-5", max_tokens=100000, stream=True
+    )
     assert message_of(error) == (
         "max_tokens: 100000 > 64000, which is the maximum allowed number of output tokens for claude-haiku-4-5"
     )
@@ -102,13 +124,26 @@ def test_prompt_plus_max_tokens_over_the_context_window_is_refused(rules_url):
 @pytest.mark.parametrize(
     "messages, text",
     [
-        ([{"role": "user", "content": ""}], "messages.0: all messages must have non-empty content except for the optional final assistant message"),
-        ([{"role": "user", "content": []}], "messages.0: all messages must have non-empty content except for the optional final assistant message"),
         (
-            [{"role": "user", "content": "hi"}, {"role": "assistant", "content": ""}, {"role": "user", "content": "go"}],
+            [{"role": "user", "content": ""}],
+            "messages.0: all messages must have non-empty content except for the optional final assistant message",
+        ),
+        (
+            [{"role": "user", "content": []}],
+            "messages.0: all messages must have non-empty content except for the optional final assistant message",
+        ),
+        (
+            [
+                {"role": "user", "content": "hi"},
+                {"role": "assistant", "content": ""},
+                {"role": "user", "content": "go"},
+            ],
             "messages.1: all messages must have non-empty content except for the optional final assistant message",
         ),
-        ([{"role": "user", "content": [{"type": "text", "text": ""}]}], "messages: text content blocks must be non-empty"),
+        (
+            [{"role": "user", "content": [{"type": "text", "text": ""}]}],
+            "messages: text content blocks must be non-empty",
+        ),
     ],
 )
 def test_empty_content_is_refused(rules_url, messages, text):
@@ -119,7 +154,9 @@ def test_empty_content_is_refused(rules_url, messages, text):
 def test_empty_final_assistant_message_is_allowed_and_answers_fresh(rules_url):
     client = client_for(rules_url)
     fresh = client.messages.create(model="tiny-prefill", max_tokens=20, messages=USER)
-    empty = client.messages.create(model="tiny-prefill", max_tokens=20, messages=USER + [{"role": "assistant", "content": ""}])
+    empty = client.messages.create(
+        model="tiny-prefill", max_tokens=20, messages=USER + [{"role": "assistant", "content": ""}]
+    )
     assert empty.content[0].text == fresh.content[0].text
 
 
@@ -167,13 +204,19 @@ def test_temperature_at_the_bounds_is_accepted_under_the_old_api_version(rules_u
 def test_bad_api_key_is_401_only_when_the_emulator_has_one(start_emulator, emulator_url):
     url = start_emulator(api_key="sekret")
     with pytest.raises(anthropic.AuthenticationError) as caught:
-        anthropic.Anthropic(base_url=url, api_key="wrong").messages.create(model="claude-haiku-4-5", max_tokens=5, messages=USER)
+        anthropic.Anthropic(base_url=url, api_key="wrong").messages.create(
+            model="claude-haiku-4-5", max_tokens=5, messages=USER
+        )
     assert caught.value.status_code == 401
     assert caught.value.body["error"] == {"type": "authentication_error", "message": "invalid x-api-key"}
     assert caught.value.response.headers["x-should-retry"] == "false"
-    good = anthropic.Anthropic(base_url=url, api_key="sekret").messages.create(model="claude-haiku-4-5", max_tokens=5, messages=USER)
+    good = anthropic.Anthropic(base_url=url, api_key="sekret").messages.create(
+        model="claude-haiku-4-5", max_tokens=5, messages=USER
+    )
     assert good.stop_reason == "max_tokens"
-    anyone = anthropic.Anthropic(base_url=emulator_url, api_key="whatever").messages.create(model="claude-haiku-4-5", max_tokens=5, messages=USER)
+    anyone = anthropic.Anthropic(base_url=emulator_url, api_key="whatever").messages.create(
+        model="claude-haiku-4-5", max_tokens=5, messages=USER
+    )
     assert anyone.stop_reason == "max_tokens"
 
 
@@ -182,7 +225,9 @@ def test_bad_api_key_is_401_only_when_the_emulator_has_one(start_emulator, emula
     [b"{not json", b"", b"\xff\xfe", b"[1, 2]", b'"text"', b'{"model": 5}', b'{"model": "claude-haiku-4-5"}'],
 )
 def test_unparseable_bodies_get_a_400_in_the_api_shape(rules_url, raw):
-    response = httpx2.post(f"{rules_url}/v1/messages", content=raw, headers={"content-type": "application/json"})
+    response = httpx2.post(
+        f"{rules_url}/v1/messages", content=raw, headers={"content-type": "application/json"}
+    )
     assert response.status_code == 400
     body = response.json()
     assert body["type"] == "error" and body["error"]["type"] == "invalid_request_error"
@@ -195,11 +240,30 @@ def test_unparseable_bodies_get_a_400_in_the_api_shape(rules_url, raw):
         ({"messages": USER, "max_tokens": 5}, "model: Field required"),
         ({"model": "tiny-prefill", "max_tokens": 5}, "messages: Field required"),
         ({"model": "tiny-prefill", "messages": USER}, "max_tokens: Field required"),
-        ({"model": "tiny-prefill", "messages": USER, "max_tokens": "5"}, "max_tokens: Input should be a valid integer"),
-        ({"model": "tiny-prefill", "messages": USER, "max_tokens": 0}, "max_tokens: Input should be greater than or equal to 1"),
-        ({"model": "tiny-prefill", "messages": [], "max_tokens": 5}, "messages: at least one message is required"),
-        ({"model": "tiny-prefill", "messages": [{"role": "bot", "content": "x"}], "max_tokens": 5}, "messages.0.role: Input should be 'user' or 'assistant'"),
-        ({"model": "tiny-prefill", "messages": [{"role": "user", "content": [{"type": "text"}]}], "max_tokens": 5}, "messages.0.content.0.text: Field required"),
+        (
+            {"model": "tiny-prefill", "messages": USER, "max_tokens": "5"},
+            "max_tokens: Input should be a valid integer",
+        ),
+        (
+            {"model": "tiny-prefill", "messages": USER, "max_tokens": 0},
+            "max_tokens: Input should be greater than or equal to 1",
+        ),
+        (
+            {"model": "tiny-prefill", "messages": [], "max_tokens": 5},
+            "messages: at least one message is required",
+        ),
+        (
+            {"model": "tiny-prefill", "messages": [{"role": "bot", "content": "x"}], "max_tokens": 5},
+            "messages.0.role: Input should be 'user' or 'assistant'",
+        ),
+        (
+            {
+                "model": "tiny-prefill",
+                "messages": [{"role": "user", "content": [{"type": "text"}]}],
+                "max_tokens": 5,
+            },
+            "messages.0.content.0.text: Field required",
+        ),
     ],
 )
 def test_malformed_fields_are_named_in_the_error(rules_url, body, text):
@@ -235,25 +299,41 @@ def test_prefill_with_extended_thinking_is_refused(rules_url):
         messages=USER + [{"role": "assistant", "content": "Once"}],
         extra_body=thinking,
     )
-    assert message_of(error).startswith("messages.1.content.0.type: Expected `thinking` or `redacted_thinking`, but found `text`.")
-    ok = client_for(rules_url).messages.create(model="claude-haiku-4-5", max_tokens=2000, messages=USER, extra_body=thinking)
+    assert message_of(error).startswith(
+        "messages.1.content.0.type: Expected `thinking` or `redacted_thinking`, but found `text`."
+    )
+    ok = client_for(rules_url).messages.create(
+        model="claude-haiku-4-5", max_tokens=2000, messages=USER, extra_body=thinking
+    )
     assert ok.stop_reason == "end_turn"
 
 
 def test_malformed_json_names_the_place_like_the_api(rules_url):
-    response = httpx2.post(f"{rules_url}/v1/messages", content=b'{"model": ', headers={"content-type": "application/json"})
-    assert response.json()["error"]["message"] == "The request body is not valid JSON: Expecting value: line 1 column 11 (char 10)"
+    response = httpx2.post(
+        f"{rules_url}/v1/messages", content=b'{"model": ', headers={"content-type": "application/json"}
+    )
+    assert (
+        response.json()["error"]["message"]
+        == "The request body is not valid JSON: Expecting value: line 1 column 11 (char 10)"
+    )
 
 
 def test_one_hour_breakpoint_after_a_five_minute_one_is_refused(rules_url):
     system = [{"type": "text", "text": "rules", "cache_control": {"type": "ephemeral"}}]
-    messages = [{"role": "user", "content": [{"type": "text", "text": "hi", "cache_control": {"type": "ephemeral", "ttl": "1h"}}]}]
+    messages = [
+        {
+            "role": "user",
+            "content": [{"type": "text", "text": "hi", "cache_control": {"type": "ephemeral", "ttl": "1h"}}],
+        }
+    ]
     error = refused(rules_url, anthropic.BadRequestError, system=system, messages=messages)
     assert message_of(error).startswith(
         "messages.0.content.0.cache_control.ttl: a ttl='1h' cache_control block must not come after a ttl='5m' cache_control block."
     )
     system[0]["cache_control"]["ttl"] = "1h"
-    client_for(rules_url).messages.create(model="tiny-prefill", max_tokens=5, system=system, messages=messages)
+    client_for(rules_url).messages.create(
+        model="tiny-prefill", max_tokens=5, system=system, messages=messages
+    )
 
 
 # -- anything unreadable is an API error, never a crash -------------------------------------------
@@ -276,7 +356,10 @@ _block = st.fixed_dictionaries(
     optional={"cache_control": _json | st.just({"type": "ephemeral", "ttl": "1h"})},
 )
 _message = st.fixed_dictionaries(
-    {"role": st.sampled_from(["user", "assistant", "system", None]), "content": st.text(max_size=5) | st.lists(_block, max_size=3) | _json}
+    {
+        "role": st.sampled_from(["user", "assistant", "system", None]),
+        "content": st.text(max_size=5) | st.lists(_block, max_size=3) | _json,
+    }
 )
 _body = st.fixed_dictionaries(
     {},

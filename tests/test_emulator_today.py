@@ -61,7 +61,10 @@ def test_sampling_parameters_are_removed_under_2026_10_21_even_at_their_default(
 
 @pytest.mark.parametrize("model", ["claude-sonnet-5-5", "claude-opus-5-5", "claude-haiku-5-5"])
 def test_sampling_is_deprecated_on_newer_models_under_2023_06_01(url, model):
-    assert refusal(url, OLD, model=model, extra_body={"temperature": 0.5}) == "`temperature` is deprecated for this model."
+    assert (
+        refusal(url, OLD, model=model, extra_body={"temperature": 0.5})
+        == "`temperature` is deprecated for this model."
+    )
 
 
 @pytest.mark.parametrize("model", ["claude-opus-4-6", "claude-haiku-4-5"])
@@ -75,16 +78,31 @@ def test_sampling_is_accepted_on_older_models_under_2023_06_01(url, model):
 
 ENABLED = {"type": "enabled", "budget_tokens": 1024}
 THINKING_400 = [
-    ("claude-opus-5-5", {"type": "disabled"},
-     ('"thinking.type.disabled" is not supported for this model. Use "thinking.type.adaptive" and '
-      '"output_config.effort" to control thinking behavior.')),
-    ("claude-fable-5-1", {"type": "disabled"},
-     ('"thinking.type.disabled" is not supported for this model. Thinking defaults to adaptive mode when not '
-      'specified; use "thinking.type.enabled" with "budget_tokens" for extended thinking.')),
-    ("claude-sonnet-5-5", {"type": "disabled"},
-     ('To turn thinking off on this model, send "thinking": {"type": "between_tools"} instead of {"type": "disabled"}. '
-      "The model does not think before responding. The short updates it writes between tool calls come back as "
-      "thinking blocks.")),
+    (
+        "claude-opus-5-5",
+        {"type": "disabled"},
+        (
+            '"thinking.type.disabled" is not supported for this model. Use "thinking.type.adaptive" and '
+            '"output_config.effort" to control thinking behavior.'
+        ),
+    ),
+    (
+        "claude-fable-5-1",
+        {"type": "disabled"},
+        (
+            '"thinking.type.disabled" is not supported for this model. Thinking defaults to adaptive mode when not '
+            'specified; use "thinking.type.enabled" with "budget_tokens" for extended thinking.'
+        ),
+    ),
+    (
+        "claude-sonnet-5-5",
+        {"type": "disabled"},
+        (
+            'To turn thinking off on this model, send "thinking": {"type": "between_tools"} instead of {"type": "disabled"}. '
+            "The model does not think before responding. The short updates it writes between tool calls come back as "
+            "thinking blocks."
+        ),
+    ),
 ]
 ENABLED_400 = (
     '"thinking.type.enabled" is not supported for this model. Use "thinking.type.adaptive" and '
@@ -98,19 +116,26 @@ def test_thinking_off_where_the_model_cannot_is_the_exact_400(url, headers, mode
     assert refusal(url, headers, model=model, thinking=thinking) == message
 
 
-@pytest.mark.parametrize("model", ["claude-opus-5-5", "claude-sonnet-5-5", "claude-haiku-5-5", "claude-opus-4-8"])
+@pytest.mark.parametrize(
+    "model", ["claude-opus-5-5", "claude-sonnet-5-5", "claude-haiku-5-5", "claude-opus-4-8"]
+)
 def test_enabled_thinking_is_refused_from_4_7_on(url, model):
     assert refusal(url, model=model, max_tokens=2000, thinking=ENABLED) == ENABLED_400
 
 
 def test_adaptive_thinking_is_refused_on_haiku_4_5(url):
-    assert refusal(url, model="claude-haiku-4-5", thinking={"type": "adaptive"}) == "adaptive thinking is not supported on this model"
+    assert (
+        refusal(url, model="claude-haiku-4-5", thinking={"type": "adaptive"})
+        == "adaptive thinking is not supported on this model"
+    )
 
 
 def test_haiku_5_5_turns_thinking_off_only_up_to_high_effort(url):
     off = call(url, model="claude-haiku-5-5", thinking={"type": "disabled"}, output_config={"effort": "high"})
     assert [block.type for block in off.content] == ["text"]
-    message = refusal(url, model="claude-haiku-5-5", thinking={"type": "disabled"}, output_config={"effort": "max"})
+    message = refusal(
+        url, model="claude-haiku-5-5", thinking={"type": "disabled"}, output_config={"effort": "max"}
+    )
     assert message.startswith('"thinking.type.disabled" is not supported at effort "max"')
 
 
@@ -119,10 +144,16 @@ def test_sonnet_5_5_turns_thinking_off_with_between_tools(url):
     assert [block.type for block in message.content] == ["text"]
 
 
-@pytest.mark.parametrize("model, thinks", [
-    ("claude-sonnet-5-5", True), ("claude-opus-5-5", True), ("claude-haiku-5-5", True),
-    ("claude-opus-4-6", False), ("claude-haiku-4-5", False),
-])
+@pytest.mark.parametrize(
+    "model, thinks",
+    [
+        ("claude-sonnet-5-5", True),
+        ("claude-opus-5-5", True),
+        ("claude-haiku-5-5", True),
+        ("claude-opus-4-6", False),
+        ("claude-haiku-4-5", False),
+    ],
+)
 def test_thinking_when_omitted_follows_the_model(url, model, thinks):
     message = call(url, model=model)
     assert (message.content[0].type == "thinking") is thinks
@@ -134,16 +165,27 @@ def test_thinking_when_omitted_follows_the_model(url, model, thinks):
 def test_xhigh_effort_is_refused_on_4_6_and_effort_on_haiku_4_5(url):
     assert "xhigh" in refusal(url, model="claude-opus-4-6", output_config={"effort": "xhigh"})
     assert "effort" in refusal(url, model="claude-haiku-4-5", output_config={"effort": "low"})
-    assert call(url, model="claude-opus-4-6", output_config={"effort": "max"}, max_tokens=20).stop_reason == "max_tokens"
+    assert (
+        call(url, model="claude-opus-4-6", output_config={"effort": "max"}, max_tokens=20).stop_reason
+        == "max_tokens"
+    )
 
 
-@pytest.mark.parametrize("model", ["claude-sonnet-5-5", "claude-opus-5-5", "claude-haiku-5-5", "claude-opus-4-6"])
+@pytest.mark.parametrize(
+    "model", ["claude-sonnet-5-5", "claude-opus-5-5", "claude-haiku-5-5", "claude-opus-4-6"]
+)
 def test_thinking_grows_with_effort_and_is_billed_as_output(url, model):
     reset_emulator(url)
     spent = []
     for effort in ("low", "medium", "high", "max"):
         before = emulator_stats(url)
-        message = call(url, model=model, max_tokens=12000, output_config={"effort": effort}, thinking={"type": "adaptive"})
+        message = call(
+            url,
+            model=model,
+            max_tokens=12000,
+            output_config={"effort": effort},
+            thinking={"type": "adaptive"},
+        )
         after = emulator_stats(url)
         thinking = after["thinking_tokens"] - before["thinking_tokens"]
         text_tokens = message.usage.output_tokens - thinking
@@ -151,7 +193,10 @@ def test_thinking_grows_with_effort_and_is_billed_as_output(url, model):
         assert text_tokens >= 3000  # the whole answer, after the thinking
         assert after["output_tokens"] - before["output_tokens"] == message.usage.output_tokens
         assert after["cost_usd"] - before["cost_usd"] == pytest.approx(
-            price_usage(find_model(model), Usage(input_tokens=message.usage.input_tokens, output_tokens=message.usage.output_tokens))
+            price_usage(
+                find_model(model),
+                Usage(input_tokens=message.usage.input_tokens, output_tokens=message.usage.output_tokens),
+            )
         )
     assert spent == sorted(spent) and spent[0] < spent[-1] / 10
 
@@ -184,12 +229,17 @@ def test_stream_has_a_thinking_block_with_thinking_and_signature_deltas_before_t
 
 def test_display_omitted_sends_a_signature_and_no_thinking_text(url):
     with client(url).messages.stream(
-        model="claude-opus-5-5", max_tokens=4000, messages=USER, thinking={"type": "adaptive", "display": "omitted"}
+        model="claude-opus-5-5",
+        max_tokens=4000,
+        messages=USER,
+        thinking={"type": "adaptive", "display": "omitted"},
     ) as stream:
         deltas = [e.delta.type for e in stream if e.type == "content_block_delta"]
         final = stream.get_final_message()
     assert "thinking_delta" not in deltas and "signature_delta" in deltas
-    assert final.content[0].type == "thinking" and final.content[0].thinking == "" and final.content[0].signature
+    assert (
+        final.content[0].type == "thinking" and final.content[0].thinking == "" and final.content[0].signature
+    )
 
 
 def test_opus_4_6_opens_with_a_blank_text_block_before_its_thinking(url):
@@ -209,22 +259,40 @@ def test_max_tokens_reached_inside_thinking_gives_a_response_that_is_only_thinki
 
 
 def test_enabled_thinking_is_capped_by_its_budget_on_haiku_4_5(url):
-    message = call(url, OLD, model="claude-haiku-4-5", max_tokens=5000,
-                   thinking={"type": "enabled", "budget_tokens": 1024}, output_config=None)
+    message = call(
+        url,
+        OLD,
+        model="claude-haiku-4-5",
+        max_tokens=5000,
+        thinking={"type": "enabled", "budget_tokens": 1024},
+        output_config=None,
+    )
     assert [b.type for b in message.content] == ["thinking", "text"]
 
 
-@pytest.mark.parametrize("model", ["claude-sonnet-5-5", "claude-opus-5-5", "claude-haiku-5-5", "claude-opus-4-6"])
+@pytest.mark.parametrize(
+    "model", ["claude-sonnet-5-5", "claude-opus-5-5", "claude-haiku-5-5", "claude-opus-4-6"]
+)
 def test_prefill_is_refused_under_both_versions(url, model):
     for headers in ({}, OLD):
-        message = refusal(url, headers, model=model, messages=USER + [{"role": "assistant", "content": "Once"}])
-        assert message == "This model does not support assistant message prefill. The conversation must end with a user message."
+        message = refusal(
+            url, headers, model=model, messages=USER + [{"role": "assistant", "content": "Once"}]
+        )
+        assert (
+            message
+            == "This model does not support assistant message prefill. The conversation must end with a user message."
+        )
 
 
 def test_haiku_4_5_still_takes_a_prefill_under_both_versions(url):
     for headers in ({}, OLD):
-        message = call(url, headers, model="claude-haiku-4-5", max_tokens=10,
-                       messages=USER + [{"role": "assistant", "content": "<story_1>"}])
+        message = call(
+            url,
+            headers,
+            model="claude-haiku-4-5",
+            max_tokens=10,
+            messages=USER + [{"role": "assistant", "content": "<story_1>"}],
+        )
         assert message.content[0].text.startswith("\n")
 
 
@@ -247,7 +315,9 @@ def test_stats_bill_5x_prices_and_the_haiku_5_5_tier_by_prompt_length(url):
     reset_emulator(url)
     long = call(url, model="claude-haiku-5-5", max_tokens=100, thinking=thinking_off, messages=long_prompt)
     assert long.usage.input_tokens > 100_000
-    assert emulator_stats(url)["cost_usd"] == pytest.approx((long.usage.input_tokens * 0.50 + 100 * 2.50) / 1e6)
+    assert emulator_stats(url)["cost_usd"] == pytest.approx(
+        (long.usage.input_tokens * 0.50 + 100 * 2.50) / 1e6
+    )
     reset_emulator(url)
     opus = call(url, model="claude-opus-5-5", max_tokens=100)
     assert emulator_stats(url)["cost_usd"] == pytest.approx((opus.usage.input_tokens * 4 + 100 * 20) / 1e6)

@@ -79,15 +79,23 @@ def sdk_final_message(sse_text: str, request: dict) -> anthropic.types.Message:
     """What the SDK builds from a recorded stream (served by a mock transport, see the module doc)."""
 
     def handler(_request):
-        return httpx2.Response(200, text=sse_text, headers={"content-type": "text/event-stream; charset=utf-8"})
+        return httpx2.Response(
+            200, text=sse_text, headers={"content-type": "text/event-stream; charset=utf-8"}
+        )
 
-    client = anthropic.Anthropic(api_key="test", base_url="http://recorded.invalid", http_client=httpx2.Client(transport=httpx2.MockTransport(handler)))
+    client = anthropic.Anthropic(
+        api_key="test",
+        base_url="http://recorded.invalid",
+        http_client=httpx2.Client(transport=httpx2.MockTransport(handler)),
+    )
     params = {k: v for k, v in request.items() if k in ("model", "max_tokens", "messages", "stop_sequences")}
     with client.messages.stream(**params) as stream:
         return stream.get_final_message()
 
 
-@pytest.mark.parametrize("fixture", ["llm_anthropic_prompt.yaml", "llm_anthropic_prefill_stop_sequences.yaml"])
+@pytest.mark.parametrize(
+    "fixture", ["llm_anthropic_prompt.yaml", "llm_anthropic_prefill_stop_sequences.yaml"]
+)
 def test_stream_has_the_recorded_event_order_and_fields(emulator_url, fixture):
     request, recorded = cassette(fixture)
     recorded_events = parse_sse(recorded["text"])
@@ -120,7 +128,9 @@ def test_stop_sequence_stream_reports_the_match_like_the_recording(emulator_url)
     request, recorded = cassette("llm_anthropic_prefill_stop_sequences.yaml")
     recorded_final = sdk_final_message(recorded["text"], request)
     client = anthropic.Anthropic(base_url=emulator_url, api_key="test")
-    with client.messages.stream(model=MODEL, max_tokens=300, messages=[{"role": "user", "content": "go"}], stop_sequences=["·5 "]) as stream:
+    with client.messages.stream(
+        model=MODEL, max_tokens=300, messages=[{"role": "user", "content": "go"}], stop_sequences=["·5 "]
+    ) as stream:
         ours = stream.get_final_message()
     assert (ours.stop_reason, recorded_final.stop_reason) == ("stop_sequence", "stop_sequence")
     assert ours.stop_sequence == "·5 " and recorded_final.stop_sequence == "```"
@@ -135,12 +145,16 @@ def test_sdk_reads_emulator_stream_into_the_same_kind_of_message_as_the_recordin
     request, recorded = cassette("llm_anthropic_prompt.yaml")
     recorded_final = sdk_final_message(recorded["text"], request)
     client = anthropic.Anthropic(base_url=emulator_url, api_key="test")
-    with client.messages.stream(model="claude-sonnet-4-6", max_tokens=50, messages=request["messages"]) as stream:
+    with client.messages.stream(
+        model="claude-sonnet-4-6", max_tokens=50, messages=request["messages"]
+    ) as stream:
         text = "".join(stream.text_stream)
         ours = stream.get_final_message()
     assert ours.type == recorded_final.type == "message"
     assert ours.role == recorded_final.role == "assistant"
-    assert [block.type for block in ours.content] == [block.type for block in recorded_final.content] == ["text"]
+    assert (
+        [block.type for block in ours.content] == [block.type for block in recorded_final.content] == ["text"]
+    )
     assert ours.content[0].text == text
     assert ours.stop_reason == "max_tokens"
     assert ours.usage.output_tokens == 50
@@ -148,14 +162,20 @@ def test_sdk_reads_emulator_stream_into_the_same_kind_of_message_as_the_recordin
 
 def test_basic_sdk_fixture_events_are_a_subset_of_what_the_emulator_sends(emulator_url):
     recorded = parse_sse((FIXTURES / "sdk_basic_response.sse").read_text())
-    response = raw_stream(emulator_url, {"model": MODEL, "max_tokens": 20, "stream": True, "messages": [{"role": "user", "content": "hi"}]})
+    response = raw_stream(
+        emulator_url,
+        {"model": MODEL, "max_tokens": 20, "stream": True, "messages": [{"role": "user", "content": "hi"}]},
+    )
     ours = parse_sse(response.text)
     assert event_kinds(ours) == event_kinds(recorded)
     assert ours[2] == ("ping", {"type": "ping"})
 
 
 def test_stream_framing_and_headers_match_the_real_api(emulator_url):
-    response = raw_stream(emulator_url, {"model": MODEL, "max_tokens": 20, "stream": True, "messages": [{"role": "user", "content": "hi"}]})
+    response = raw_stream(
+        emulator_url,
+        {"model": MODEL, "max_tokens": 20, "stream": True, "messages": [{"role": "user", "content": "hi"}]},
+    )
     assert response.headers["request-id"].startswith("req_")
     assert response.text.startswith("event: message_start\ndata: {")
     assert response.text.endswith('event: message_stop\ndata: {"type":"message_stop"}\n\n')
@@ -174,7 +194,10 @@ def test_stream_framing_and_headers_match_the_real_api(emulator_url):
 def test_message_deltas_carry_cumulative_output_equal_to_the_text_tokens(emulator_url):
     from autocontinue.emulator.tokenizer import count_tokens
 
-    response = raw_stream(emulator_url, {"model": MODEL, "max_tokens": 77, "stream": True, "messages": [{"role": "user", "content": "hi"}]})
+    response = raw_stream(
+        emulator_url,
+        {"model": MODEL, "max_tokens": 77, "stream": True, "messages": [{"role": "user", "content": "hi"}]},
+    )
     events = parse_sse(response.text)
     text = "".join(data["delta"]["text"] for name, data in events if name == "content_block_delta")
     assert count_tokens(text) == 77 == events[-2][1]["usage"]["output_tokens"]
@@ -183,7 +206,11 @@ def test_message_deltas_carry_cumulative_output_equal_to_the_text_tokens(emulato
 def test_non_streaming_response_has_the_message_shape(emulator_url):
     response = httpx2.post(
         f"{emulator_url}/v1/messages",
-        json={"model": "claude-haiku-4-5-20251001", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]},
+        json={
+            "model": "claude-haiku-4-5-20251001",
+            "max_tokens": 10,
+            "messages": [{"role": "user", "content": "hi"}],
+        },
     )
     data = response.json()
     assert response.headers["request-id"].startswith("req_")
@@ -191,13 +218,21 @@ def test_non_streaming_response_has_the_message_shape(emulator_url):
     assert data["model"] == "claude-haiku-4-5-20251001"
     assert data["content"][0]["type"] == "text"
     usage = data["usage"]
-    assert set(usage) >= {"input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "cache_creation"}
+    assert set(usage) >= {
+        "input_tokens",
+        "output_tokens",
+        "cache_creation_input_tokens",
+        "cache_read_input_tokens",
+        "cache_creation",
+    }
     assert usage["cache_creation"] == {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0}
 
 
 async def test_async_client_streams_the_same_text_as_the_sync_client(emulator_url):
     messages = [{"role": "user", "content": "async please"}]
-    sync = anthropic.Anthropic(base_url=emulator_url, api_key="test").messages.create(model=MODEL, max_tokens=60, messages=messages)
+    sync = anthropic.Anthropic(base_url=emulator_url, api_key="test").messages.create(
+        model=MODEL, max_tokens=60, messages=messages
+    )
     client = anthropic.AsyncAnthropic(base_url=emulator_url, api_key="test")
     async with client.messages.stream(model=MODEL, max_tokens=60, messages=messages) as stream:
         pieces = [piece async for piece in stream.text_stream]
@@ -208,7 +243,11 @@ async def test_async_client_streams_the_same_text_as_the_sync_client(emulator_ur
 
 def test_count_tokens_equals_the_input_tokens_of_a_call(emulator_url):
     client = anthropic.Anthropic(base_url=emulator_url, api_key="test")
-    params = {"model": MODEL, "system": "Be terse.", "messages": [{"role": "user", "content": "Count my tokens, café 日本"}]}
+    params = {
+        "model": MODEL,
+        "system": "Be terse.",
+        "messages": [{"role": "user", "content": "Count my tokens, café 日本"}],
+    }
     counted = client.messages.count_tokens(**params)
     message = client.messages.create(max_tokens=5, **params)
     assert counted.input_tokens == message.usage.input_tokens > 0
@@ -225,7 +264,9 @@ def _collapsed(events: list[tuple[str, dict]]) -> list[tuple[str, str | None]]:
     return out
 
 
-@pytest.mark.parametrize("fixture", ["llm_anthropic_stream_events_thinking.yaml", "llm_anthropic_thinking_prompt.yaml"])
+@pytest.mark.parametrize(
+    "fixture", ["llm_anthropic_stream_events_thinking.yaml", "llm_anthropic_thinking_prompt.yaml"]
+)
 def test_thinking_stream_has_the_recorded_block_order(emulator_url, fixture):
     """A thinking block (thinking_delta..., one signature_delta) then the text, as recorded."""
     request, recorded = cassette(fixture)
@@ -244,8 +285,12 @@ def test_thinking_stream_has_the_recorded_block_order(emulator_url, fixture):
 def test_sdk_reads_a_thinking_stream_into_the_same_blocks_as_the_recording(emulator_url):
     request, recorded = cassette("llm_anthropic_stream_events_thinking.yaml")
     recorded_final = sdk_final_message(recorded["text"], request)
-    client = anthropic.Anthropic(base_url=emulator_url, api_key="test", default_headers={"anthropic-version": "2023-06-01"})
-    with client.messages.stream(model=MODEL, max_tokens=4000, messages=request["messages"], thinking=request["thinking"]) as stream:
+    client = anthropic.Anthropic(
+        base_url=emulator_url, api_key="test", default_headers={"anthropic-version": "2023-06-01"}
+    )
+    with client.messages.stream(
+        model=MODEL, max_tokens=4000, messages=request["messages"], thinking=request["thinking"]
+    ) as stream:
         ours = stream.get_final_message()
     assert [b.type for b in ours.content] == [b.type for b in recorded_final.content] == ["thinking", "text"]
     assert ours.content[0].signature and recorded_final.content[0].signature
@@ -259,5 +304,11 @@ def test_effort_stream_of_sonnet_4_6_has_the_recorded_shape(emulator_url):
     assert event_kinds(parse_sse(response.text)) == event_kinds(parse_sse(recorded["text"]))
     with_temperature = raw_stream(emulator_url, dict(request, max_tokens=300), "2026-10-21")
     assert with_temperature.json()["error"]["message"] == "temperature: Extra inputs are not permitted"
-    assert raw_stream(emulator_url, dict(request, max_tokens=300), interaction_version(
-        "llm_anthropic_sonnet_46_effort_without_thinking.yaml")).status_code == 200
+    assert (
+        raw_stream(
+            emulator_url,
+            dict(request, max_tokens=300),
+            interaction_version("llm_anthropic_sonnet_46_effort_without_thinking.yaml"),
+        ).status_code
+        == 200
+    )

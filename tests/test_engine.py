@@ -76,8 +76,9 @@ def test_context_window_shrinks_the_last_call_then_stops():
 
 def test_prefill_starts_the_answer_and_is_part_of_the_text():
     answer = "<story_1>\nOnce upon a time " + ANSWER
-    _, result, deltas = _run(ScriptedBackend(answer), prefill="<story_1>\n", max_tokens_per_call=400,
-                              max_rounds=50)
+    _, result, deltas = _run(
+        ScriptedBackend(answer), prefill="<story_1>\n", max_tokens_per_call=400, max_rounds=50
+    )
     assert result.text == answer and deltas == answer
 
 
@@ -131,7 +132,10 @@ def test_a_broken_stream_keeps_its_text_and_continues_without_doubling():
     sleeps = []
     retry = autocontinue.RetryPolicy(sleep=sleeps.append)
     _, result, deltas = _run(
-        _Flaky(ANSWER, {0, 2, 3}), max_tokens_per_call=500, retry=retry, strategy="user-turn",
+        _Flaky(ANSWER, {0, 2, 3}),
+        max_tokens_per_call=500,
+        retry=retry,
+        strategy="user-turn",
         max_rounds=50,
     )
     assert result.text == ANSWER and deltas == ANSWER
@@ -171,8 +175,13 @@ def test_resume_from_a_checkpoint_yields_only_new_text_and_the_whole_answer():
     _, first, _ = _run(ScriptedBackend(ANSWER), max_tokens_per_call=300, max_rounds=2)
     checkpoint = autocontinue.Checkpoint(text=first.text[:-7], held="", rounds=first.rounds)
     events = list(
-        autocontinue.stream("write", backend=ScriptedBackend(ANSWER), max_tokens_per_call=300,
-                            resume=checkpoint, max_rounds=50)
+        autocontinue.stream(
+            "write",
+            backend=ScriptedBackend(ANSWER),
+            max_tokens_per_call=300,
+            resume=checkpoint,
+            max_rounds=50,
+        )
     )
     result = events[-1].result
     new = "".join(e.text for e in events if isinstance(e, TextDelta))

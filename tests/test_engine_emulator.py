@@ -52,8 +52,12 @@ def test_faults_on_top_of_seam_quirks_change_nothing_in_the_text(seed):
     sleeps: list[float] = []
     with run_emulator(seed=seed, length=3000, quirks=QUIRKS, faults=FAULTS) as url:
         result = autocontinue.generate(
-            PROMPT, client=_client(url), model="claude-sonnet-4-6", max_tokens_per_call=150,
-            max_rounds=60, retry=autocontinue.RetryPolicy(max_attempts=12, sleep=sleeps.append),
+            PROMPT,
+            client=_client(url),
+            model="claude-sonnet-4-6",
+            max_tokens_per_call=150,
+            max_rounds=60,
+            retry=autocontinue.RetryPolicy(max_attempts=12, sleep=sleeps.append),
         )
         requests = _stats(url)["requests"]
     assert result.text == reference
@@ -68,8 +72,9 @@ def test_every_stream_cut_ends_the_run_after_a_bounded_number_of_requests(fault)
     policy = autocontinue.RetryPolicy(max_attempts=6, max_failures=12, sleep=sleeps.append)
     with run_emulator(seed=2, length=20_000, faults=fault) as url:
         with pytest.raises(autocontinue.TransientBackendError) as caught:
-            autocontinue.generate(PROMPT, client=_client(url), model="claude-sonnet-4-6",
-                                  max_tokens_per_call=400, retry=policy)
+            autocontinue.generate(
+                PROMPT, client=_client(url), model="claude-sonnet-4-6", max_tokens_per_call=400, retry=policy
+            )
         requests = _stats(url)["requests"]
     assert requests <= 13
     assert caught.value.partial is not None and caught.value.hint
@@ -82,8 +87,9 @@ def test_after_a_round_that_added_nothing_the_next_request_is_never_the_same():
     # Every continuation opens with an echo of the text's last words; at 2 tokens a call an
     # echo fills the whole call, so the round adds nothing.
     with run_emulator(seed=4, length=600, quirks="echo:1") as url:
-        result = autocontinue.generate(PROMPT, client=_client(url, sent), model="claude-sonnet-4-6",
-                                       max_tokens_per_call=2, max_rounds=12)
+        result = autocontinue.generate(
+            PROMPT, client=_client(url, sent), model="claude-sonnet-4-6", max_tokens_per_call=2, max_rounds=12
+        )
     stalled = [i for i, r in enumerate(result.rounds) if r.chars == 0]
     assert stalled, "the echo should have filled at least one call"
     for i in stalled:

@@ -21,9 +21,16 @@ def _engine(tmp_path, strategy="prefill", **kw):
     spec = lookup_model("claude-haiku-4-5")
     state = ContinuationState(spec=spec, budgets=Budgets(max_tokens_per_call=100), strategy=strategy)
     ticks = iter(range(0, 1000, 5))
-    return Engine(ScriptedBackend("unused", model=spec.id), state, model=spec.id,
-                  prompt=[{"role": "user", "content": "hi"}], memory=PrefillMemory(tmp_path / "p.json"),
-                  retry=RetryPolicy(jitter=lambda: 0.0), clock=lambda: float(next(ticks)), **kw)
+    return Engine(
+        ScriptedBackend("unused", model=spec.id),
+        state,
+        model=spec.id,
+        prompt=[{"role": "user", "content": "hi"}],
+        memory=PrefillMemory(tmp_path / "p.json"),
+        retry=RetryPolicy(jitter=lambda: 0.0),
+        clock=lambda: float(next(ticks)),
+        **kw,
+    )
 
 
 def test_a_run_is_a_sequence_of_actions_with_no_io(tmp_path):
@@ -34,7 +41,10 @@ def test_a_run_is_a_sequence_of_actions_with_no_io(tmp_path):
     assert action is None and "".join(e.text for e in events if isinstance(e, TextDelta)) == "Hello there,"
     events, action = engine.step(RoundEnd("max_tokens", Usage(output_tokens=100)))
     assert isinstance(action, Call)
-    assert action.request.messages[-1] == {"role": "assistant", "content": [{"type": "text", "text": "Hello there,"}]}
+    assert action.request.messages[-1] == {
+        "role": "assistant",
+        "content": [{"type": "text", "text": "Hello there,"}],
+    }
     # A stream that ended without a stop reason, before any text: backoff, then the same call.
     first = action.request
     events, action = engine.step(StreamEnded())

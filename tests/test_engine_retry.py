@@ -98,8 +98,16 @@ class BreaksOnce(ScriptedBackend):
 def test_a_stream_broken_before_its_seam_was_decided_leaves_the_seam_as_it_was(strategy, lead):
     sleeps: list[float] = []
     backend = BreaksOnce(ANSWER, on=2, lead=lead)
-    events = list(autocontinue.stream("w", backend=backend, max_tokens_per_call=300, strategy=strategy,
-                                      retry=autocontinue.RetryPolicy(sleep=sleeps.append), max_rounds=60))
+    events = list(
+        autocontinue.stream(
+            "w",
+            backend=backend,
+            max_tokens_per_call=300,
+            strategy=strategy,
+            retry=autocontinue.RetryPolicy(sleep=sleeps.append),
+            max_rounds=60,
+        )
+    )
     result = events[-1].result
     assert result.text == ANSWER == "".join(e.text for e in events if isinstance(e, TextDelta))
     assert backend.sent[2] == backend.sent[3]  # the retry is the call that broke, unchanged
@@ -125,8 +133,13 @@ class BreaksFirst(AlwaysBreaks):
 def test_a_broken_stream_that_added_text_is_retried_at_once_and_continues_exactly():
     sleeps: list[float] = []
     backend = BreaksFirst(ANSWER[:4000], keep=700, breaks=3, delta_chars=16)
-    result = autocontinue.generate("w", backend=backend, max_tokens_per_call=400, strategy="user-turn",
-                                   retry=autocontinue.RetryPolicy(sleep=sleeps.append))
+    result = autocontinue.generate(
+        "w",
+        backend=backend,
+        max_tokens_per_call=400,
+        strategy="user-turn",
+        retry=autocontinue.RetryPolicy(sleep=sleeps.append),
+    )
     assert result.text == ANSWER[:4000]
     assert sleeps == []
     assert [r.stop_reason for r in result.rounds].count("interrupted") == 3

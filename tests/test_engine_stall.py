@@ -103,8 +103,10 @@ def test_no_two_identical_calls_follow_a_round_that_added_nothing_even_at_the_ce
 
 
 def test_a_held_word_survives_a_round_that_added_nothing():
-    backend = Script(["alpha beta gamma delta epsil", _echo, "epsilon zeta eta."],
-                     stops=["max_tokens", "max_tokens", "end_turn"])
+    backend = Script(
+        ["alpha beta gamma delta epsil", _echo, "epsilon zeta eta."],
+        stops=["max_tokens", "max_tokens", "end_turn"],
+    )
     result = _run(backend, strategy="user-turn")
     assert result.text == "alpha beta gamma delta epsilon zeta eta."
     assert result.stalled_rounds == 1
@@ -119,8 +121,10 @@ def test_a_run_that_stalls_right_after_a_cut_ends_on_the_held_word_not_without_i
 
 
 def test_min_words_after_a_finished_answer_sends_its_last_word_and_holds_nothing():
-    backend = Script(["The essay ends here.", "\n\nA second part follows, with more words in it."],
-                     stops=["end_turn", "end_turn"])
+    backend = Script(
+        ["The essay ends here.", "\n\nA second part follows, with more words in it."],
+        stops=["end_turn", "end_turn"],
+    )
     result = _run(backend, min_words=10)
     sent = assistant_text(backend.requests[1])
     assert sent == "The essay ends here."
@@ -194,7 +198,9 @@ class ThinksFirst(ScriptedBackend):
         self.requests.append(request)
         if len(self.requests) == 1:
             self.calls += 1
-            usage = Usage(input_tokens=20, output_tokens=request.max_tokens, thinking_tokens=request.max_tokens)
+            usage = Usage(
+                input_tokens=20, output_tokens=request.max_tokens, thinking_tokens=request.max_tokens
+            )
             yield RoundEnd("max_tokens", usage)
             return
         yield from super().stream_round(request)

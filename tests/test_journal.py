@@ -81,10 +81,17 @@ def test_checkpoints_rounds_and_finish_round_trip(journal):
     assert record.rounds[0].seam == {"trimmed": " x"}
     assert record.checkpoint().rounds[0].usage.output_tokens == 10
 
-    result = Result("Hello world.", "end_turn", [_round(0), _round(1, 7)], Usage(), 0.002, "claude-haiku-4-5", "anthropic")
+    result = Result(
+        "Hello world.", "end_turn", [_round(0), _round(1, 7)], Usage(), 0.002, "claude-haiku-4-5", "anthropic"
+    )
     journal.finish_run(run_id, result)
     record = journal.get(run_id)
-    assert (record.state, record.stop_reason, record.text, record.held) == ("finished", "end_turn", "Hello world.", "")
+    assert (record.state, record.stop_reason, record.text, record.held) == (
+        "finished",
+        "end_turn",
+        "Hello world.",
+        "",
+    )
     assert record.usage.output_tokens == 17
     assert record.cost_usd == pytest.approx(0.002)
 
@@ -209,7 +216,9 @@ def test_recorder_resumes_an_existing_run_appending_new_text(journal):
     run_id = journal.start_run(backend="local", model="m", request={})
     journal.save_checkpoint(run_id, "first ", "")
     journal.set_state(run_id, "interrupted")
-    recorder = RunRecorder(journal, backend="local", model="m", request={}, run_id=run_id, text="first ", interval=60)
+    recorder = RunRecorder(
+        journal, backend="local", model="m", request={}, run_id=run_id, text="first ", interval=60
+    )
     recorder.start()
     assert journal.get(run_id).state == "running"
     recorder.on_event(TextDelta("second"))

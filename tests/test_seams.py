@@ -32,7 +32,12 @@ FAST = settings(
 
 
 def _stream(
-    base_tail: str, held: str, pieces: list[str], strategy: str, cut: CutState | None = None, capped: bool = False
+    base_tail: str,
+    held: str,
+    pieces: list[str],
+    strategy: str,
+    cut: CutState | None = None,
+    capped: bool = False,
 ) -> tuple[str, list[str], SeamReport]:
     repairer = SeamRepairer(base_tail, held, strategy, cut=cut)
     outputs = [repairer.feed(piece) for piece in pieces]
@@ -91,7 +96,27 @@ def test_unknown_strategy_is_refused_with_a_hint():
 
 
 TRICKY = st.sampled_from(
-    ["a", "b", "Z", "é", "e\u0301", "\u0301", "\u200d", "👩", "💻", "\ufe0f", "🏽", "🇫", "🇷", " ", "\n", "\t", "\r\n", ".", "日"]
+    [
+        "a",
+        "b",
+        "Z",
+        "é",
+        "e\u0301",
+        "\u0301",
+        "\u200d",
+        "👩",
+        "💻",
+        "\ufe0f",
+        "🏽",
+        "🇫",
+        "🇷",
+        " ",
+        "\n",
+        "\t",
+        "\r\n",
+        ".",
+        "日",
+    ]
 )
 
 
@@ -139,7 +164,9 @@ def test_user_turn_one_word_echo_is_trimmed():
 
 def test_user_turn_whole_sentence_echo_is_trimmed():
     base = "It was late. The fox slept under the old oak tree."
-    out, report = join_piece(base, "\n\nThe", "The fox slept under the old oak tree.\n\nThe morning came.", "user-turn")
+    out, report = join_piece(
+        base, "\n\nThe", "The fox slept under the old oak tree.\n\nThe morning came.", "user-turn"
+    )
     assert out == "\n\nThe morning came."
     assert report.trimmed_echo == "The fox slept under the old oak tree."
     assert "repeated the last 8 words" in report.notes[-1]
@@ -232,7 +259,9 @@ def test_echo_of_a_text_cut_inside_an_emoji_sequence_joins_back_exactly():
 def test_piece_that_ends_inside_a_possible_repeat_is_kept_and_unresolved():
     # "ran over the old sto" may be the start of an echo of "ran over the old stone bridge",
     # or the answer going on: no evidence either way, so the text is kept and the engine told.
-    out, report = join_piece("the fox ran over the old stone bridge", " the", "ran over the old sto", "user-turn", capped=True)
+    out, report = join_piece(
+        "the fox ran over the old stone bridge", " the", "ran over the old sto", "user-turn", capped=True
+    )
     assert out == " ran over the old sto"
     assert (report.unresolved, report.verdict, report.trimmed_echo) == (True, "unresolved", "")
 
@@ -375,7 +404,10 @@ def test_reopened_tag_is_removed():
 
 
 def test_fence_and_tag_lines_are_kept_without_a_cut_state():
-    assert join_piece("x = 1", "\n    re", "```python\n    return x", "user-turn")[0] == "\n    ```python\n    return x"
+    assert (
+        join_piece("x = 1", "\n    re", "```python\n    return x", "user-turn")[0]
+        == "\n    ```python\n    return x"
+    )
 
 
 def test_preamble_is_not_removed_in_prefill():
@@ -430,7 +462,21 @@ def test_feed_after_finish_is_refused():
 
 # ----------------------------------------------------------------------------- properties
 
-ATOMS = ["river", "stone", "a", "I", "café", "naïve", "日本", "🌊", "e\u0301clair", "👩\u200d💻", "🇫🇷", "Ωmega", "über"]
+ATOMS = [
+    "river",
+    "stone",
+    "a",
+    "I",
+    "café",
+    "naïve",
+    "日本",
+    "🌊",
+    "e\u0301clair",
+    "👩\u200d💻",
+    "🇫🇷",
+    "Ωmega",
+    "über",
+]
 SEPARATORS = [" ", " ", " ", " ", "\n", "\n\n", "  ", "\t"]
 PUNCT = ["", "", "", ",", ".", "!", ":", ";", "?"]
 
@@ -544,7 +590,13 @@ def test_streaming_gives_the_same_text_as_a_one_shot_join(case, splits):
 
 
 CUTS = st.sampled_from(
-    [None, CutState(None, (), False), CutState("py", (), True), CutState("", ("s",), False), CutState("", ("s", "t"), True)]
+    [
+        None,
+        CutState(None, (), False),
+        CutState("py", (), True),
+        CutState("", ("s",), False),
+        CutState("", ("s", "t"), True),
+    ]
 )
 
 
@@ -554,7 +606,12 @@ CUTS = st.sampled_from(
     st.sampled_from(["", " ", "\n\n", " ab", "\n  `"]),
     st.one_of(
         st.text(st.sampled_from("ab c.:\n\u0301SureContinuing!…"), max_size=40),
-        st.lists(st.sampled_from(["```", "```py", "\n", " ", "<s>", "<t>", "a", "b c", "...", "Continuing:", "`", "<"]), max_size=12).map("".join),
+        st.lists(
+            st.sampled_from(
+                ["```", "```py", "\n", " ", "<s>", "<t>", "a", "b c", "...", "Continuing:", "`", "<"]
+            ),
+            max_size=12,
+        ).map("".join),
     ),
     st.sampled_from(STRATEGIES),
     st.lists(st.integers(0, 60), max_size=6),
@@ -620,7 +677,9 @@ def test_join_reads_only_the_window_of_a_long_text(text, extra):
     # Cost does not grow with the text: the result depends only on base[-ECHO_WINDOW:].
     long_base = ("filler " * (ECHO_WINDOW // 7 + extra)) + text.rstrip()
     piece = _last_words(text.rstrip(), 2) + " next"
-    assert join_piece(long_base, "", piece, "prefill") == join_piece(long_base[-ECHO_WINDOW:], "", piece, "prefill")
+    assert join_piece(long_base, "", piece, "prefill") == join_piece(
+        long_base[-ECHO_WINDOW:], "", piece, "prefill"
+    )
 
 
 # ----------------------------------------------------------------------------- cut state
@@ -660,13 +719,18 @@ def test_cut_state_tells_whether_the_text_ends_inside_a_word():
 
 
 def test_cut_state_goes_into_the_seam_report():
-    report = SeamReport(strategy="prefill", cut=CutState(open_fence="py", open_tags=("story_1",), in_word=False))
+    report = SeamReport(
+        strategy="prefill", cut=CutState(open_fence="py", open_tags=("story_1",), in_word=False)
+    )
     assert report.to_dict()["cut"] == {"open_fence": "py", "open_tags": ["story_1"], "in_word": False}
 
 
 @FAST
 @given(
-    st.lists(st.sampled_from(["<a>", "</a>", "<b>", "</b>", "```", "```py", "~~~", "\n", "x", " ", "`", "é"]), max_size=30).map("".join),
+    st.lists(
+        st.sampled_from(["<a>", "</a>", "<b>", "</b>", "```", "```py", "~~~", "\n", "x", " ", "`", "é"]),
+        max_size=30,
+    ).map("".join),
     st.lists(st.integers(0, 200), max_size=6),
 )
 def test_cut_scanner_fed_in_pieces_agrees_with_one_pass(text, splits):

@@ -48,7 +48,13 @@ def test_real_model_user_turn_rounds_lose_no_held_word_and_never_spin(prompt):
     backend = RecordingBackend(seed=1)
     try:
         result = autocontinue.generate(
-            prompt, backend=backend, strategy="user-turn", max_tokens_per_call=48, max_rounds=8, temperature=0, seed=1
+            prompt,
+            backend=backend,
+            strategy="user-turn",
+            max_tokens_per_call=48,
+            max_rounds=8,
+            temperature=0,
+            seed=1,
         )
     finally:
         backend.close()

@@ -36,7 +36,22 @@ FIXTURES = Path(__file__).parent / "fixtures" / "seams"
 AUTO = CutState(None, (), False)  # marker: compute the cut state from the base
 
 #: A tiny vocabulary: every text repeats itself.
-ATOMS = ["la", "la", "oh", "1.", "2.", '{"id": 1}', '{"id": 2}', "| a |", "| b |", "def f(x):", "return x", "self.x = x", "the", "end."]
+ATOMS = [
+    "la",
+    "la",
+    "oh",
+    "1.",
+    "2.",
+    '{"id": 1}',
+    '{"id": 2}',
+    "| a |",
+    "| b |",
+    "def f(x):",
+    "return x",
+    "self.x = x",
+    "the",
+    "end.",
+]
 SEPARATORS = [" ", " ", " ", "\n", "\n\n", ", ", "\n    "]
 
 
@@ -48,7 +63,13 @@ def repetitive(draw, max_atoms=30):
 
 
 def _stream(
-    base: str, held: str, piece: str, strategy: str, splits: list[int], capped: bool, cut: CutState | None = AUTO
+    base: str,
+    held: str,
+    piece: str,
+    strategy: str,
+    splits: list[int],
+    capped: bool,
+    cut: CutState | None = AUTO,
 ) -> tuple[str, SeamReport]:
     repairer = SeamRepairer(base, held, strategy, cut=cut_state(base) if cut is AUTO else cut)
     bounds = sorted({0, len(piece), *(s % (len(piece) + 1) for s in splits)})
@@ -157,13 +178,17 @@ def test_prefill_is_trusted_even_when_the_piece_repeats_the_end():
 def test_real_model_seam_regressions(path):
     case = json.loads(path.read_text())
     cut = cut_state(case["before"]) if case.get("cut") else None
-    out, report = join_piece(case["before"], case["held"], case["piece"], case["strategy"], capped=case["capped"], cut=cut)
+    out, report = join_piece(
+        case["before"], case["held"], case["piece"], case["strategy"], capped=case["capped"], cut=cut
+    )
     assert out == case["expected"], case["why"]
     assert report.verdict == case["verdict"]
     assert report.unresolved == case.get("unresolved", False)
     assert report.restart == case.get("restart", False)
     splits = list(range(0, 400, 3))
-    streamed, streamed_report = _stream(case["before"], case["held"], case["piece"], case["strategy"], splits, case["capped"], cut)
+    streamed, streamed_report = _stream(
+        case["before"], case["held"], case["piece"], case["strategy"], splits, case["capped"], cut
+    )
     assert (streamed, streamed_report) == (out, report)
 
 

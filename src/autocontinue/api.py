@@ -192,7 +192,9 @@ def _engine(messages: list[dict[str, Any]], options: Options, backend: Backend) 
     model = options.model or backend.default_model
     spec = backend.model_spec(model)
     memory = PrefillMemory()
-    state = _state(options, backend, model, spec, _per_call(backend, spec, options.max_tokens_per_call), memory)
+    state = _state(
+        options, backend, model, spec, _per_call(backend, spec, options.max_tokens_per_call), memory
+    )
     state.prompt_tokens = estimate_tokens(_system_text(options.system) + str(messages))
     return Engine(
         backend,
@@ -241,7 +243,9 @@ def _state(
         max_words=options.max_words,
         context_window=spec.context_window,
     )
-    return ContinuationState(spec=spec, budgets=budgets, strategy=choose_strategy(options.strategy, can_prefill))
+    return ContinuationState(
+        spec=spec, budgets=budgets, strategy=choose_strategy(options.strategy, can_prefill)
+    )
 
 
 def _system_text(system: str | list[dict[str, Any]] | None) -> str:
@@ -254,8 +258,7 @@ def _per_call(backend: Backend, spec: ModelSpec, requested: int | None) -> int:
         return min(default or spec.max_output, spec.max_output)
     if requested > spec.max_output:
         raise ConfigurationError(
-            f"max_tokens_per_call {requested} is above the maximum output of {spec.id} "
-            f"({spec.max_output})",
+            f"max_tokens_per_call {requested} is above the maximum output of {spec.id} ({spec.max_output})",
             hint=f"use at most {spec.max_output}, or leave it unset for the model's maximum",
         )
     return requested

@@ -86,13 +86,16 @@ class Options:
     min_words: int | None = _opt(None, "keep asking for more until the answer has this many words")
     max_words: int | None = _opt(None, "stop at a sentence end once the answer has passed this many words")
     temperature: float | None = _opt(
-        None, "sampling temperature, 0 to 1 (local and OpenAI-compatible backends; refused by the Claude 5 API)"
+        None,
+        "sampling temperature, 0 to 1 (local and OpenAI-compatible backends; refused by the Claude 5 API)",
     )
     cache: bool = _opt(True, "prompt caching where the backend has it")
     seed: int | None = _opt(None, "sampling seed, any whole number (local backend: deterministic output)")
     model_path: str | None = _opt(None, "a GGUF file for the local backend")
     thinking: Thinking | None = _opt(None, '"adaptive" | "off": thinking where the model allows a choice')
-    effort: Effort | None = _opt(None, '"low" | "medium" | "high" | "xhigh" | "max": effort of the first round')
+    effort: Effort | None = _opt(
+        None, '"low" | "medium" | "high" | "xhigh" | "max": effort of the first round'
+    )
     base_url: str | None = _opt(None, "the endpoint of an OpenAI-compatible (or Anthropic) server")
     server: ServerKind | None = _opt(
         None, "how an OpenAI-compatible server continues a final assistant message; None: probe it"
@@ -168,9 +171,13 @@ def _check_type(name: str, value: Any, hint: Any) -> None:
     choices = _choices(hint)
     if choices and isinstance(value, str):
         names = [repr(c) for c in choices]
-        raise ConfigurationError(f"unknown {name} {value!r}", hint=f"use {', '.join(names[:-1])} or {names[-1]}")
+        raise ConfigurationError(
+            f"unknown {name} {value!r}", hint=f"use {', '.join(names[:-1])} or {names[-1]}"
+        )
     shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
-    raise ConfigurationError(f"{name} must be {_describe(hint)}, got {shown}", hint=f"{name}: {option_doc(name)}")
+    raise ConfigurationError(
+        f"{name} must be {_describe(hint)}, got {shown}", hint=f"{name}: {option_doc(name)}"
+    )
 
 
 def _choices(hint: Any) -> tuple[str, ...]:

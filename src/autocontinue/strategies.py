@@ -84,9 +84,7 @@ def normalise_prompt(prompt: str | list[dict[str, Any]]) -> list[dict[str, Any]]
         _check_content(prompt, "the prompt")
         return [{"role": "user", "content": prompt}]
     if not isinstance(prompt, list) or not prompt:
-        raise ConfigurationError(
-            "the prompt is empty", hint="pass a string or a non-empty list of messages"
-        )
+        raise ConfigurationError("the prompt is empty", hint="pass a string or a non-empty list of messages")
     messages = []
     for i, message in enumerate(prompt):
         if not isinstance(message, dict) or message.get("role") not in ("user", "assistant"):
@@ -141,9 +139,7 @@ def build_messages(
 def choose_strategy(requested: str, prefill_supported: bool) -> str:
     """``auto`` becomes prefill where the model accepts it, else user-turn."""
     if requested not in STRATEGIES:
-        raise ConfigurationError(
-            f"unknown strategy {requested!r}", hint="use auto, prefill or user-turn"
-        )
+        raise ConfigurationError(f"unknown strategy {requested!r}", hint="use auto, prefill or user-turn")
     if requested == "auto":
         return "prefill" if prefill_supported else "user-turn"
     return requested

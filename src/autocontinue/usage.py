@@ -31,7 +31,7 @@ class Usage:
     #: Local backend: prompt tokens reused from the KV cache.
     reused_prompt_tokens: int = 0
 
-    def __add__(self, other: "Usage") -> "Usage":
+    def __add__(self, other: Usage) -> Usage:
         if not isinstance(other, Usage):
             return NotImplemented
         return Usage(**{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)})
@@ -44,6 +44,6 @@ class Usage:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Usage":
+    def from_dict(cls, data: dict) -> Usage:
         names = {f.name for f in fields(cls)}
         return cls(**{k: int(v or 0) for k, v in data.items() if k in names})

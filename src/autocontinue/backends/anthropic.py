@@ -396,8 +396,7 @@ class _Accumulator:
             or self.usage.cache_creation_input_tokens,
             cache_creation_1h_input_tokens=final.cache_creation_1h_input_tokens
             or self.usage.cache_creation_1h_input_tokens,
-            cache_read_input_tokens=final.cache_read_input_tokens
-            or self.usage.cache_read_input_tokens,
+            cache_read_input_tokens=final.cache_read_input_tokens or self.usage.cache_read_input_tokens,
         )
 
 
@@ -420,9 +419,9 @@ class AnthropicBackend(Backend):
             client = anthropic.Anthropic()
             self._owns_client = True
         self.client = client
-        self.is_async = isinstance(client, anthropic.AsyncAnthropic) or type(
-            client
-        ).__name__.startswith("Async")
+        self.is_async = isinstance(client, anthropic.AsyncAnthropic) or type(client).__name__.startswith(
+            "Async"
+        )
 
     def model_spec(self, model: str) -> ModelSpec:
         return lookup_model(model)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import abc
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 from ..catalogue import ModelSpec
 from ..usage import Usage
@@ -60,7 +60,7 @@ class RoundEnd:
     request_id: str | None = None
 
 
-BackendEvent = Union[BackendDelta, RoundEnd]
+BackendEvent = BackendDelta | RoundEnd
 
 
 class Backend(abc.ABC):
@@ -91,10 +91,9 @@ class Backend(abc.ABC):
         import asyncio
 
         iterator = self.stream_round(request)
-        sentinel = object()
         while True:
-            item = await asyncio.to_thread(next, iterator, sentinel)
-            if item is sentinel:
+            item = await asyncio.to_thread(next, iterator, None)  # events are never None
+            if item is None:
                 return
             yield item
 

@@ -34,7 +34,9 @@ def assistant_text(request: RoundRequest) -> str:
 def _chars(content: object) -> int:
     if isinstance(content, str):
         return len(content)
-    return sum(len(block.get("text", "")) for block in content)  # type: ignore[union-attr]
+    if not isinstance(content, list):
+        return 0
+    return sum(len(block.get("text", "")) for block in content if isinstance(block, dict))
 
 
 class ScriptedBackend(Backend):
@@ -42,8 +44,14 @@ class ScriptedBackend(Backend):
 
     name = "scripted"
 
-    def __init__(self, answer: str, *, model: str = "claude-sonnet-4-5", delta_chars: int = 64,
-                 spec: ModelSpec | None = None) -> None:
+    def __init__(
+        self,
+        answer: str,
+        *,
+        model: str = "claude-sonnet-4-5",
+        delta_chars: int = 64,
+        spec: ModelSpec | None = None,
+    ) -> None:
         self.answer = answer
         self.default_model = model
         self.delta_chars = delta_chars

@@ -144,6 +144,10 @@ def _prompt(obj: dict[str, Any]) -> Any:
     if not isinstance(messages, list) or not messages:
         raise ValueError("messages must be a non-empty list of {role, content} objects")
     for i, message in enumerate(messages):
-        if not isinstance(message, dict) or message.get("role") not in ("user", "assistant") or "content" not in message:
+        if (
+            not isinstance(message, dict)
+            or message.get("role") not in ("user", "assistant")
+            or "content" not in message
+        ):
             raise ValueError(f"messages[{i}] must be an object with role user or assistant and content")
     return messages

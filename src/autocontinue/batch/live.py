@@ -63,7 +63,9 @@ class PacedBackend(Backend):
         return self.inner.stream_round(request)
 
     async def astream_round(self, request: RoundRequest) -> AsyncIterator[BackendEvent]:
-        need = self.pacer.estimate(estimate_tokens(str(request.system or "") + str(request.messages)), request.max_tokens)
+        need = self.pacer.estimate(
+            estimate_tokens(str(request.system or "") + str(request.messages)), request.max_tokens
+        )
         for _ in range(MAX_THROTTLED):
             await self._acquire(need)
             produced, settled = False, False
@@ -112,12 +114,19 @@ def resume_point(record: RunRecord) -> Checkpoint | None:
 
 def result_of(item: BatchItem, result: Result, run_id: str | None) -> ItemResult:
     return ItemResult(
-        id=item.id, text=result.text, stop_reason=result.stop_reason, rounds=len(result.rounds),
-        usage=result.usage, cost_usd=result.cost_usd, run_id=run_id,
+        id=item.id,
+        text=result.text,
+        stop_reason=result.stop_reason,
+        rounds=len(result.rounds),
+        usage=result.usage,
+        cost_usd=result.cost_usd,
+        run_id=run_id,
     )
 
 
-def failed_result(item: BatchItem, error: AutocontinueError, fallback: Checkpoint | None, run_id: str | None) -> ItemResult:
+def failed_result(
+    item: BatchItem, error: AutocontinueError, fallback: Checkpoint | None, run_id: str | None
+) -> ItemResult:
     """The item's line when it failed: the text so far is kept, the error is one line."""
     partial = error.partial
     if partial is not None:
@@ -144,8 +153,14 @@ class ItemRunner:
 
     def request_for(self, item: BatchItem) -> dict[str, Any]:
         options = {**self.defaults, **item.options}
-        return {"prompt": item.prompt, "system": item.system, **options, "backend": self.backend.name,
-                "batch": self.batch_id, "item": item.id}
+        return {
+            "prompt": item.prompt,
+            "system": item.system,
+            **options,
+            "backend": self.backend.name,
+            "batch": self.batch_id,
+            "item": item.id,
+        }
 
     def options_for(self, item: BatchItem) -> dict[str, Any]:
         options = {k: v for k, v in {**self.defaults, **item.options}.items() if v is not None}
@@ -182,11 +197,24 @@ class ItemRunner:
         assert result is not None, "the engine ended without a Finished event"
         return result
 
-    def _recorder(self, item: BatchItem, record: RunRecord | None, checkpoint: Checkpoint | None) -> RunRecorder:
-        model = item.options.get("model") or self.defaults.get("model") or self.backend.default_model or "default"
+    def _recorder(
+        self, item: BatchItem, record: RunRecord | None, checkpoint: Checkpoint | None
+    ) -> RunRecorder:
+        model = (
+            item.options.get("model") or self.defaults.get("model") or self.backend.default_model or "default"
+        )
         start = checkpoint or Checkpoint(text="")
         if record is not None:
-            return RunRecorder(self.journal, backend=record.backend, model=record.model, request=record.request,
-                               run_id=record.id, text=start.text, held=start.held, interval=2.0)
-        return RunRecorder(self.journal, backend=self.backend.name, model=model, request=self.request_for(item),
-                           interval=2.0)
+            return RunRecorder(
+                self.journal,
+                backend=record.backend,
+                model=record.model,
+                request=record.request,
+                run_id=record.id,
+                text=start.text,
+                held=start.held,
+                interval=2.0,
+            )
+        return RunRecorder(
+            self.journal, backend=self.backend.name, model=model, request=self.request_for(item), interval=2.0
+        )

@@ -22,8 +22,15 @@ BATCH_DISCOUNT = 0.5
 
 _300K_MODELS = frozenset(
     {
-        "claude-opus-5-5", "claude-opus-5", "claude-sonnet-5-5", "claude-sonnet-5", "claude-haiku-5-5",
-        "claude-opus-4-8", "claude-opus-4-7", "claude-opus-4-6", "claude-sonnet-4-6",
+        "claude-opus-5-5",
+        "claude-opus-5",
+        "claude-sonnet-5-5",
+        "claude-sonnet-5",
+        "claude-haiku-5-5",
+        "claude-opus-4-8",
+        "claude-opus-4-7",
+        "claude-opus-4-6",
+        "claude-sonnet-4-6",
     }
 )
 
@@ -51,5 +58,7 @@ def _half(value: Any) -> Any:
     if isinstance(value, tuple):
         return tuple(_half(v) for v in value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.replace(value, **{f.name: _half(getattr(value, f.name)) for f in dataclasses.fields(value)})
+        return dataclasses.replace(
+            value, **{f.name: _half(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        )
     return value

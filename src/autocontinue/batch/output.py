@@ -57,7 +57,9 @@ class ItemResult:
 class OutputWriter:
     """Writes item results to a JSONL file, stdout, or one file per item in a directory."""
 
-    def __init__(self, path: Path | None = None, *, output_dir: Path | None = None, stream: IO[str] | None = None):
+    def __init__(
+        self, path: Path | None = None, *, output_dir: Path | None = None, stream: IO[str] | None = None
+    ):
         self.path = path
         self.output_dir = output_dir
         self._stream = stream
@@ -103,7 +105,9 @@ class OutputWriter:
             name += "-" + hashlib.sha1(result.id.encode()).hexdigest()[:8]
         target = self.output_dir / f"{name}.json"
         partial = target.with_name(target.name + ".partial")
-        partial.write_text(json.dumps(result.to_dict(), ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+        partial.write_text(
+            json.dumps(result.to_dict(), ensure_ascii=False, indent=1) + "\n", encoding="utf-8"
+        )
         os.replace(partial, target)
 
     def close(self) -> None:

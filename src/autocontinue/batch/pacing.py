@@ -75,7 +75,9 @@ def limits_from_headers(headers: Mapping[str, str]) -> dict[str, tuple[float, fl
             if kind in found:
                 continue
             limit = _number(headers.get(f"{prefix}{name}-limit") or headers.get(f"{prefix}limit-{name}"))
-            remaining = _number(headers.get(f"{prefix}{name}-remaining") or headers.get(f"{prefix}remaining-{name}"))
+            remaining = _number(
+                headers.get(f"{prefix}{name}-remaining") or headers.get(f"{prefix}remaining-{name}")
+            )
             if limit and remaining is not None:
                 found[kind] = (limit, remaining)
     return found
@@ -174,13 +176,19 @@ class Pacer:
         self.in_flight = max(0, self.in_flight - 1)
         for kind in KINDS:
             self.reserved[kind] = max(0.0, self.reserved[kind] - need.get(kind))
-        actual = {"requests": 1.0 if output_tokens is not None else 0.0,
-                  "input": float(input_tokens if input_tokens is not None else need.input if output_tokens is not None else 0),
-                  "output": float(output_tokens or 0)}
+        actual = {
+            "requests": 1.0 if output_tokens is not None else 0.0,
+            "input": float(
+                input_tokens if input_tokens is not None else need.input if output_tokens is not None else 0
+            ),
+            "output": float(output_tokens or 0),
+        }
         for kind, bucket in self.buckets.items():
             bucket.level += need.get(kind) - actual[kind]
         if output_tokens is not None:
-            self.mean_output = output_tokens if self.mean_output is None else 0.8 * self.mean_output + 0.2 * output_tokens
+            self.mean_output = (
+                output_tokens if self.mean_output is None else 0.8 * self.mean_output + 0.2 * output_tokens
+            )
             self.rate = min(1.0, self.rate + RAMP)
 
     def on_throttled(self, retry_after: float | None) -> None:

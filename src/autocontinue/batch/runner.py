@@ -67,11 +67,15 @@ def load_items(source: Any) -> tuple[list[BatchItem], list[BadLine]]:
         try:
             text = Path(source).read_text(encoding="utf-8").removeprefix("\ufeff")
         except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigurationError(f"cannot read the input {source}: {exc}", hint="give a UTF-8 JSONL or text file") from None
+            raise ConfigurationError(
+                f"cannot read the input {source}: {exc}", hint="give a UTF-8 JSONL or text file"
+            ) from None
         return parse_lines(text)
     if isinstance(source, Iterable):
         return items_from_objects(list(enumerate(source, start=1)))
-    raise ConfigurationError("the batch input must be a path or a list of items", hint="e.g. [{'id': 'a', 'prompt': '...'}]")
+    raise ConfigurationError(
+        "the batch input must be a path or a list of items", hint="e.g. [{'id': 'a', 'prompt': '...'}]"
+    )
 
 
 def _check_defaults(options: dict[str, Any]) -> None:
@@ -84,8 +88,12 @@ def _check_defaults(options: dict[str, Any]) -> None:
 
 def batch_key(items: list[BatchItem], defaults: dict[str, Any], via: str) -> str:
     """Same input, options and mode: same key (a plain rerun finds its batch by it)."""
-    blob = json.dumps({"items": [i.to_record() for i in items], "defaults": defaults, "via": via},
-                      sort_keys=True, ensure_ascii=False, default=str)
+    blob = json.dumps(
+        {"items": [i.to_record() for i in items], "defaults": defaults, "via": via},
+        sort_keys=True,
+        ensure_ascii=False,
+        default=str,
+    )
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -134,10 +142,22 @@ async def abatch(
         try:
             batch_id = _find_or_create(store, items, options, via, resume, fresh)
             return await _run(
-                store, runs, batch_id, bad,
-                writer=OutputWriter(Path(output) if output else None, output_dir=Path(output_dir) if output_dir else None),
-                via=via, concurrency=concurrency, client=client, backend=backend, limits=limits,
-                poll_interval=poll_interval, beta_300k=beta_300k, on_event=on_event, on_item=on_item,
+                store,
+                runs,
+                batch_id,
+                bad,
+                writer=OutputWriter(
+                    Path(output) if output else None, output_dir=Path(output_dir) if output_dir else None
+                ),
+                via=via,
+                concurrency=concurrency,
+                client=client,
+                backend=backend,
+                limits=limits,
+                poll_interval=poll_interval,
+                beta_300k=beta_300k,
+                on_event=on_event,
+                on_item=on_item,
                 on_batch=on_batch,
             )
         finally:
@@ -159,12 +179,20 @@ def batch(inputs: Any = None, **options: Any) -> BatchResult:
     return asyncio.run(abatch(inputs, **options))
 
 
-def _find_or_create(store: BatchStore, items: list[BatchItem], options: dict[str, Any], via: str,
-                    resume: str | None, fresh: bool) -> str:
+def _find_or_create(
+    store: BatchStore,
+    items: list[BatchItem],
+    options: dict[str, Any],
+    via: str,
+    resume: str | None,
+    fresh: bool,
+) -> str:
     if resume:
         record = store.get(resume)
         if record is None:
-            raise ConfigurationError(f"no batch {resume!r} in the journal", hint="rerun the same command without --resume")
+            raise ConfigurationError(
+                f"no batch {resume!r} in the journal", hint="rerun the same command without --resume"
+            )
         return record.id
     key = batch_key(items, options, via)
     earlier = None if fresh else store.latest_with_key(key)
@@ -173,9 +201,24 @@ def _find_or_create(store: BatchStore, items: list[BatchItem], options: dict[str
     return store.create(key=key, via=via, settings={"options": options, "via": via}, items=items)
 
 
-async def _run(store: BatchStore, runs: Journal, batch_id: str, bad: list[BadLine], *, writer: OutputWriter,
-               via: str, concurrency: int, client: Any, backend: Any, limits: dict[str, float] | None,
-               poll_interval: float, beta_300k: bool, on_event: Any, on_item: Any, on_batch: Any) -> BatchResult:
+async def _run(
+    store: BatchStore,
+    runs: Journal,
+    batch_id: str,
+    bad: list[BadLine],
+    *,
+    writer: OutputWriter,
+    via: str,
+    concurrency: int,
+    client: Any,
+    backend: Any,
+    limits: dict[str, float] | None,
+    poll_interval: float,
+    beta_300k: bool,
+    on_event: Any,
+    on_item: Any,
+    on_batch: Any,
+) -> BatchResult:
     record = store.get(batch_id)
     assert record is not None
     defaults: dict[str, Any] = record.settings.get("options", {})
@@ -210,11 +253,13 @@ async def _run(store: BatchStore, runs: Journal, batch_id: str, bad: list[BadLin
     store.set_state(batch_id, "running")
     try:
         if via == "batches":
-            outcome.service_jobs = await _run_service(store, runs, batch_id, todo, defaults, client, poll_interval,
-                                                      beta_300k, event, done)
+            outcome.service_jobs = await _run_service(
+                store, runs, batch_id, todo, defaults, client, poll_interval, beta_300k, event, done
+            )
         else:
-            outcome.calls, outcome.throttled = await _run_live(runs, batch_id, todo, defaults, concurrency, client,
-                                                               backend, limits, store, event, done)
+            outcome.calls, outcome.throttled = await _run_live(
+                runs, batch_id, todo, defaults, concurrency, client, backend, limits, store, event, done
+            )
     except BaseException:
         store.set_state(batch_id, "interrupted")
         raise
@@ -227,15 +272,29 @@ async def _run(store: BatchStore, runs: Journal, batch_id: str, bad: list[BadLin
     return outcome
 
 
-async def _run_live(runs: Journal, batch_id: str, todo: list[ItemRecord], defaults: dict[str, Any], concurrency: int,
-                    client: Any, backend: Any, limits: dict[str, float] | None, store: BatchStore,
-                    event: Any, done: Any) -> tuple[int, int]:
+async def _run_live(
+    runs: Journal,
+    batch_id: str,
+    todo: list[ItemRecord],
+    defaults: dict[str, Any],
+    concurrency: int,
+    client: Any,
+    backend: Any,
+    limits: dict[str, float] | None,
+    store: BatchStore,
+    event: Any,
+    done: Any,
+) -> tuple[int, int]:
     pacer = Pacer(given=dict(limits or {}))
     shared, owned = _live_backend(backend, client, defaults, pacer)
     if shared.name == "local":
         concurrency = 1  # one model in memory: items in turn
     runner = ItemRunner(
-        PacedBackend(shared, pacer), runs, defaults, batch_id, on_event=event,
+        PacedBackend(shared, pacer),
+        runs,
+        defaults,
+        batch_id,
+        on_event=event,
         on_run=lambda item_id, run_id: store.set_run(batch_id, item_id, run_id),
     )
     gate = asyncio.Semaphore(concurrency)
@@ -267,7 +326,9 @@ def _live_backend(backend: Any, client: Any, defaults: dict[str, Any], pacer: Pa
         made = AnthropicBackend(paced_client(pacer))
         made._owns_client = True
         return made, True
-    return resolve_backend(name, client=client, model_path=defaults.get("model_path"), seed=defaults.get("seed")), client is None
+    return resolve_backend(
+        name, client=client, model_path=defaults.get("model_path"), seed=defaults.get("seed")
+    ), client is None
 
 
 def paced_client(pacer: Pacer, **kwargs: Any) -> Any:
@@ -281,9 +342,15 @@ def paced_client(pacer: Pacer, **kwargs: Any) -> Any:
     except ImportError:
         from ..errors import BackendUnavailableError
 
-        raise BackendUnavailableError("the anthropic SDK is not installed", hint="pip install 'autocontinue[anthropic]'") from None
-    if not (os.environ.get("ANTHROPIC_API_KEY") or os.environ.get("ANTHROPIC_AUTH_TOKEN") or kwargs.get("api_key")):
-        raise MissingCredentialsError("no Anthropic API key", hint="export ANTHROPIC_API_KEY=sk-ant-... (or use --backend local)")
+        raise BackendUnavailableError(
+            "the anthropic SDK is not installed", hint="pip install 'autocontinue[anthropic]'"
+        ) from None
+    if not (
+        os.environ.get("ANTHROPIC_API_KEY") or os.environ.get("ANTHROPIC_AUTH_TOKEN") or kwargs.get("api_key")
+    ):
+        raise MissingCredentialsError(
+            "no Anthropic API key", hint="export ANTHROPIC_API_KEY=sk-ant-... (or use --backend local)"
+        )
 
     async def observe(response: Any) -> None:
         pacer.observe(response.headers)
@@ -303,9 +370,18 @@ async def _aclose(backend: Backend) -> None:
         await outcome
 
 
-async def _run_service(store: BatchStore, runs: Journal, batch_id: str, todo: list[ItemRecord],
-                       defaults: dict[str, Any], client: Any, poll_interval: float, beta_300k: bool,
-                       event: Any, done: Any) -> list[str]:
+async def _run_service(
+    store: BatchStore,
+    runs: Journal,
+    batch_id: str,
+    todo: list[ItemRecord],
+    defaults: dict[str, Any],
+    client: Any,
+    poll_interval: float,
+    beta_300k: bool,
+    event: Any,
+    done: Any,
+) -> list[str]:
     owned = client is None
     if owned:
         try:
@@ -313,12 +389,25 @@ async def _run_service(store: BatchStore, runs: Journal, batch_id: str, todo: li
         except ImportError:
             from ..errors import BackendUnavailableError
 
-            raise BackendUnavailableError("the anthropic SDK is not installed", hint="pip install 'autocontinue[anthropic]'") from None
+            raise BackendUnavailableError(
+                "the anthropic SDK is not installed", hint="pip install 'autocontinue[anthropic]'"
+            ) from None
         if not (os.environ.get("ANTHROPIC_API_KEY") or os.environ.get("ANTHROPIC_AUTH_TOKEN")):
-            raise MissingCredentialsError("no Anthropic API key", hint="Message Batches need ANTHROPIC_API_KEY")
+            raise MissingCredentialsError(
+                "no Anthropic API key", hint="Message Batches need ANTHROPIC_API_KEY"
+            )
         client = anthropic.AsyncAnthropic()
-    driver = ServiceDriver(client, runs, store, batch_id, defaults, on_event=event, on_done=done,
-                           poll_interval=poll_interval, beta_300k=beta_300k)
+    driver = ServiceDriver(
+        client,
+        runs,
+        store,
+        batch_id,
+        defaults,
+        on_event=event,
+        on_done=done,
+        poll_interval=poll_interval,
+        beta_300k=beta_300k,
+    )
     try:
         await driver.run(todo)
     finally:

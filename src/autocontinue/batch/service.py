@@ -70,10 +70,14 @@ class BatchesBackend(Backend):
         return f"batches:{getattr(self.client, 'base_url', '')}"
 
     def stream_round(self, request: RoundRequest) -> Iterator[BackendEvent]:
-        raise BackendUnavailableError("Message Batches do not stream", hint="drive the engine with ServiceDriver")
+        raise BackendUnavailableError(
+            "Message Batches do not stream", hint="drive the engine with ServiceDriver"
+        )
 
     async def astream_round(self, request: RoundRequest) -> AsyncIterator[BackendEvent]:
-        raise BackendUnavailableError("Message Batches do not stream", hint="drive the engine with ServiceDriver")
+        raise BackendUnavailableError(
+            "Message Batches do not stream", hint="drive the engine with ServiceDriver"
+        )
         yield  # pragma: no cover
 
 
@@ -153,8 +157,15 @@ class ServiceDriver:
             self.on_done(failed_result(item, error, checkpoint, run.id if run else None), "failed")
             return None
         if run is None:
-            request = {"prompt": item.prompt, "system": item.system, **options, "backend": "anthropic",
-                       "via": "batches", "batch": self.batch_id, "item": item.id}
+            request = {
+                "prompt": item.prompt,
+                "system": item.system,
+                **options,
+                "backend": "anthropic",
+                "via": "batches",
+                "batch": self.batch_id,
+                "item": item.id,
+            }
             run_id = self.journal.start_run(backend="anthropic", model=engine.model, request=request)
             self.store.set_run(self.batch_id, item.id, run_id)
         else:
@@ -216,13 +227,19 @@ class ServiceDriver:
             text = "".join(block.text for block in message.content if getattr(block, "type", "") == "text")
             self._emit(a.item, a.engine.on_delta(text) if text else [])
             stop = "until" if a.engine.round_cut_short else (message.stop_reason or "end_turn")
-            end = RoundEnd(stop_reason=stop, usage=_usage(message.usage), stop_sequence=message.stop_sequence,
-                           request_id=message.id)
+            end = RoundEnd(
+                stop_reason=stop,
+                usage=_usage(message.usage),
+                stop_sequence=message.stop_sequence,
+                request_id=message.id,
+            )
             events = a.engine.end_round(end)
             self._emit(a.item, events)
             for event in events:
                 if isinstance(event, RoundFinished):
-                    self.journal.record_round(a.run_id, event.report, a.engine.state.text, a.engine.state.held)
+                    self.journal.record_round(
+                        a.run_id, event.report, a.engine.state.text, a.engine.state.held
+                    )
             return
         error = _error_of(result)
         if isinstance(error, PrefillNotSupportedError):
@@ -263,7 +280,9 @@ def _usage(raw: Any) -> Usage:
         input_tokens=raw.input_tokens or 0,
         output_tokens=raw.output_tokens or 0,
         cache_creation_input_tokens=getattr(raw, "cache_creation_input_tokens", 0) or 0,
-        cache_creation_1h_input_tokens=(getattr(created, "ephemeral_1h_input_tokens", 0) or 0) if created else 0,
+        cache_creation_1h_input_tokens=(getattr(created, "ephemeral_1h_input_tokens", 0) or 0)
+        if created
+        else 0,
         cache_read_input_tokens=getattr(raw, "cache_read_input_tokens", 0) or 0,
     )
 

@@ -99,7 +99,9 @@ class BatchStore:
                 for statement in filter(str.strip, _SCHEMA.split(";")):
                     conn.execute(statement)
         except sqlite3.DatabaseError as exc:
-            raise JournalError(f"the journal {path} cannot hold batches ({exc})", hint="pass --journal PATH") from None
+            raise JournalError(
+                f"the journal {path} cannot hold batches ({exc})", hint="pass --journal PATH"
+            ) from None
 
     def close(self) -> None:
         self._conn.close()
@@ -131,7 +133,10 @@ class BatchStore:
             )
             conn.executemany(
                 "INSERT INTO batch_items (batch_id, item_id, position, item, status) VALUES (?, ?, ?, ?, 'pending')",
-                [(batch_id, it.id, i, json.dumps(_item_record(it), ensure_ascii=False)) for i, it in enumerate(items)],
+                [
+                    (batch_id, it.id, i, json.dumps(_item_record(it), ensure_ascii=False))
+                    for i, it in enumerate(items)
+                ],
             )
         return batch_id
 
@@ -145,7 +150,9 @@ class BatchStore:
 
     def set_state(self, batch_id: str, state: str) -> None:
         with self._write() as conn:
-            conn.execute("UPDATE batches SET state = ?, updated = ? WHERE id = ?", (state, time.time(), batch_id))
+            conn.execute(
+                "UPDATE batches SET state = ?, updated = ? WHERE id = ?", (state, time.time(), batch_id)
+            )
 
     # -- items ------------------------------------------------------------------------------
 
@@ -200,7 +207,10 @@ def _batch(row: sqlite3.Row) -> BatchRecord:
 def _item_row(row: sqlite3.Row) -> ItemRecord:
     data = json.loads(row["item"])
     item = BatchItem(
-        id=data["id"], prompt=data["prompt"], system=data.get("system"), options=data.get("options") or {},
+        id=data["id"],
+        prompt=data["prompt"],
+        system=data.get("system"),
+        options=data.get("options") or {},
         line=data.get("line", 0),
     )
     result = None
@@ -209,7 +219,13 @@ def _item_row(row: sqlite3.Row) -> ItemRecord:
         from ..usage import Usage
 
         result = ItemResult(
-            id=raw["id"], text=raw["text"], stop_reason=raw["stop_reason"], rounds=raw["rounds"],
-            usage=Usage.from_dict(raw["usage"]), cost_usd=raw["cost_usd"], error=raw["error"], run_id=row["run_id"],
+            id=raw["id"],
+            text=raw["text"],
+            stop_reason=raw["stop_reason"],
+            rounds=raw["rounds"],
+            usage=Usage.from_dict(raw["usage"]),
+            cost_usd=raw["cost_usd"],
+            error=raw["error"],
+            run_id=row["run_id"],
         )
     return ItemRecord(item, row["position"], row["run_id"], row["status"], result)

@@ -28,41 +28,126 @@ from .inputs import check_output_path
 
 __all__ = ["batch"]
 
-_RUN_OPTIONS = ("model", "max_rounds", "max_tokens_per_call", "max_output_tokens", "min_words", "max_words",
-                "strategy", "seed", "model_path", "system")
+_RUN_OPTIONS = (
+    "model",
+    "max_rounds",
+    "max_tokens_per_call",
+    "max_output_tokens",
+    "min_words",
+    "max_words",
+    "strategy",
+    "seed",
+    "model_path",
+    "system",
+)
 
 
 @click.command("batch")
 @click.argument("input_path", metavar="INPUT", required=False, type=click.Path(dir_okay=False))
-@click.option("-o", "--output", metavar="FILE", help="Write one JSON line per item to FILE (default: stdout).")
-@click.option("--output-dir", metavar="DIR", type=click.Path(file_okay=False), help="Write each item to DIR/<id>.json instead.")
-@click.option("--via", type=click.Choice(["live", "batches"]), default="live", show_default=True,
-              help="live calls, paced by the rate limits; or Anthropic Message Batches (half price, slower).")
-@click.option("--resume", "resume_id", metavar="BATCH_ID", help="Continue this batch (INPUT may then be left out).")
+@click.option(
+    "-o", "--output", metavar="FILE", help="Write one JSON line per item to FILE (default: stdout)."
+)
+@click.option(
+    "--output-dir",
+    metavar="DIR",
+    type=click.Path(file_okay=False),
+    help="Write each item to DIR/<id>.json instead.",
+)
+@click.option(
+    "--via",
+    type=click.Choice(["live", "batches"]),
+    default="live",
+    show_default=True,
+    help="live calls, paced by the rate limits; or Anthropic Message Batches (half price, slower).",
+)
+@click.option(
+    "--resume", "resume_id", metavar="BATCH_ID", help="Continue this batch (INPUT may then be left out)."
+)
 @click.option("--fresh", is_flag=True, help="Start a new batch even if the same input ran before.")
-@click.option("--strict", is_flag=True, help="Refuse the whole input if any line is bad (default: skip bad lines).")
-@click.option("--concurrency", type=click.IntRange(1, 4096), default=32, show_default=True, metavar="N", help="Most items at once (live).")
-@click.option("--rpm", type=click.IntRange(1), metavar="N", help="Requests a minute, if the service does not say.")
-@click.option("--itpm", type=click.IntRange(1), metavar="N", help="Input tokens a minute, if the service does not say.")
-@click.option("--otpm", type=click.IntRange(1), metavar="N", help="Output tokens a minute, if the service does not say.")
-@click.option("--poll-interval", type=click.FloatRange(0.01), default=10.0, show_default=True, metavar="S", help="Seconds between polls of a Message Batch.")
+@click.option(
+    "--strict", is_flag=True, help="Refuse the whole input if any line is bad (default: skip bad lines)."
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 4096),
+    default=32,
+    show_default=True,
+    metavar="N",
+    help="Most items at once (live).",
+)
+@click.option(
+    "--rpm", type=click.IntRange(1), metavar="N", help="Requests a minute, if the service does not say."
+)
+@click.option(
+    "--itpm", type=click.IntRange(1), metavar="N", help="Input tokens a minute, if the service does not say."
+)
+@click.option(
+    "--otpm", type=click.IntRange(1), metavar="N", help="Output tokens a minute, if the service does not say."
+)
+@click.option(
+    "--poll-interval",
+    type=click.FloatRange(0.01),
+    default=10.0,
+    show_default=True,
+    metavar="S",
+    help="Seconds between polls of a Message Batch.",
+)
 @click.option("--backend", type=click.Choice(["anthropic", "local"]), help="Default: as for run.")
 @click.option("--model", metavar="ID", help="Model of every item that names none.")
-@click.option("--model-path", type=click.Path(exists=True, dir_okay=False), help="GGUF file for the local backend.")
+@click.option(
+    "--model-path", type=click.Path(exists=True, dir_okay=False), help="GGUF file for the local backend."
+)
 @click.option("--system", metavar="TEXT", help="System prompt of every item that has none.")
-@click.option("--max-rounds", type=click.IntRange(1, 10_000), metavar="N", help="Most model calls per item (default 20).")
-@click.option("--max-tokens-per-call", type=click.IntRange(1, 1_000_000), metavar="N", help="max_tokens of each call.")
-@click.option("--max-output-tokens", type=click.IntRange(1, 10_000_000), metavar="N", help="Output tokens per item in all.")
-@click.option("--min-words", type=click.IntRange(1, 10_000_000), metavar="N", help="Keep going until an answer has N words.")
-@click.option("--max-words", type=click.IntRange(1, 10_000_000), metavar="N", help="Stop at a sentence end after N words.")
+@click.option(
+    "--max-rounds",
+    type=click.IntRange(1, 10_000),
+    metavar="N",
+    help="Most model calls per item (default 20).",
+)
+@click.option(
+    "--max-tokens-per-call", type=click.IntRange(1, 1_000_000), metavar="N", help="max_tokens of each call."
+)
+@click.option(
+    "--max-output-tokens",
+    type=click.IntRange(1, 10_000_000),
+    metavar="N",
+    help="Output tokens per item in all.",
+)
+@click.option(
+    "--min-words",
+    type=click.IntRange(1, 10_000_000),
+    metavar="N",
+    help="Keep going until an answer has N words.",
+)
+@click.option(
+    "--max-words",
+    type=click.IntRange(1, 10_000_000),
+    metavar="N",
+    help="Stop at a sentence end after N words.",
+)
 @click.option("--strategy", type=click.Choice(["auto", "prefill", "user-turn"]), help="How to continue.")
 @click.option("--seed", type=click.IntRange(0, 2**32 - 1), metavar="N", help="Seed for the local backend.")
 @click.option("-q", "--quiet", is_flag=True, help="Nothing on stderr but errors.")
 @journal_options
-def batch(input_path: str | None, output: str | None, output_dir: str | None, via: str, resume_id: str | None,
-          fresh: bool, strict: bool, concurrency: int, rpm: int | None, itpm: int | None, otpm: int | None,
-          poll_interval: float, backend: str | None, quiet: bool, journal_path: str | None, no_journal: bool,
-          **options: Any) -> None:
+def batch(
+    input_path: str | None,
+    output: str | None,
+    output_dir: str | None,
+    via: str,
+    resume_id: str | None,
+    fresh: bool,
+    strict: bool,
+    concurrency: int,
+    rpm: int | None,
+    itpm: int | None,
+    otpm: int | None,
+    poll_interval: float,
+    backend: str | None,
+    quiet: bool,
+    journal_path: str | None,
+    no_journal: bool,
+    **options: Any,
+) -> None:
     """Answer every prompt of INPUT (JSONL, or one prompt a line), each to its end.
 
     \b
@@ -72,29 +157,51 @@ def batch(input_path: str | None, output: str | None, output_dir: str | None, vi
     written as each item finishes.
     """
     if input_path is None and resume_id is None:
-        raise CommandFailed("no input given", hint="autocontinue batch INPUT.jsonl -o OUTPUT.jsonl, or --resume BATCH_ID")
+        raise CommandFailed(
+            "no input given", hint="autocontinue batch INPUT.jsonl -o OUTPUT.jsonl, or --resume BATCH_ID"
+        )
     if output and output_dir:
         raise CommandFailed("-o and --output-dir contradict each other", hint="keep one of them")
     if input_path is not None and not Path(input_path).is_file():
         raise CommandFailed(f"cannot read {input_path}: no such file", hint="check the path")
     check_output_path(output)
     if no_journal and resume_id:
-        raise CommandFailed("--resume reads the journal; --no-journal leaves nothing to resume", hint="drop --no-journal")
+        raise CommandFailed(
+            "--resume reads the journal; --no-journal leaves nothing to resume", hint="drop --no-journal"
+        )
     run_options = {k: v for k, v in options.items() if k in _RUN_OPTIONS and v is not None}
     limits = {k: float(v) for k, v in (("requests", rpm), ("input", itpm), ("output", otpm)) if v}
     view = _View(quiet=quiet)
     with tempfile.TemporaryDirectory() as scratch:
         journal = str(Path(scratch) / "journal.sqlite3") if no_journal else journal_path
         try:
-            result = asyncio.run(abatch(
-                input_path, output=output, output_dir=output_dir, journal=journal, resume=resume_id, fresh=fresh,
-                via=via, concurrency=concurrency, backend=backend, limits=limits or None, strict=strict,
-                poll_interval=poll_interval, on_batch=view.started, on_item=view.item_done, on_bad_line=view.bad_line,
-                **run_options,
-            ))
+            result = asyncio.run(
+                abatch(
+                    input_path,
+                    output=output,
+                    output_dir=output_dir,
+                    journal=journal,
+                    resume=resume_id,
+                    fresh=fresh,
+                    via=via,
+                    concurrency=concurrency,
+                    backend=backend,
+                    limits=limits or None,
+                    strict=strict,
+                    poll_interval=poll_interval,
+                    on_batch=view.started,
+                    on_item=view.item_done,
+                    on_bad_line=view.bad_line,
+                    **run_options,
+                )
+            )
         except KeyboardInterrupt:
             view.close()
-            where = f"; resume with: autocontinue batch --resume {view.batch_id}" if view.batch_id and not no_journal else ""
+            where = (
+                f"; resume with: autocontinue batch --resume {view.batch_id}"
+                if view.batch_id and not no_journal
+                else ""
+            )
             say("interrupted" + where)
             raise SystemExit(EXIT_INTERRUPTED) from None
         finally:
@@ -118,8 +225,14 @@ class _View:
             from rich.live import Live
             from rich.text import Text
 
-            self._live = Live(get_renderable=lambda: Text(progress.line(), style="dim"), console=Console(stderr=True),
-                              transient=True, refresh_per_second=4, redirect_stdout=False, redirect_stderr=False)
+            self._live = Live(
+                get_renderable=lambda: Text(progress.line(), style="dim"),
+                console=Console(stderr=True),
+                transient=True,
+                refresh_per_second=4,
+                redirect_stdout=False,
+                redirect_stderr=False,
+            )
             self._live.start()
 
     def bad_line(self, bad: Any) -> None:
@@ -147,8 +260,10 @@ class _View:
         if not self.quiet:
             self._table(result)
             if failed and resumable:
-                say(f"{len(failed)} item{'s' if len(failed) != 1 else ''} failed; retry them with: "
-                    f"autocontinue batch --resume {result.batch_id}")
+                say(
+                    f"{len(failed)} item{'s' if len(failed) != 1 else ''} failed; retry them with: "
+                    f"autocontinue batch --resume {result.batch_id}"
+                )
         if failed:
             return EXIT_BACKEND
         return EXIT_BUDGET if budget else 0
@@ -170,12 +285,16 @@ class _View:
             table.add_column(name, justify="left" if name == "outcome" else "right")
         for key, count in rows.most_common():
             table.add_row(key, str(count), f"{tokens[key]:,}", f"${cost[key]:.4f}")
-        table.add_row("total", str(len(result.results)), f"{sum(tokens.values()):,}", f"${result.cost_usd:.4f}")
+        table.add_row(
+            "total", str(len(result.results)), f"{sum(tokens.values()):,}", f"${result.cost_usd:.4f}"
+        )
         console = Console(stderr=True, highlight=False)
         console.print(table)
         extra = f" · {result.throttled} of {result.calls} calls throttled (429)" if result.calls else ""
         bad = f" · {len(result.bad_lines)} bad input lines skipped" if result.bad_lines else ""
-        say(f"batch {result.batch_id}: {len(result.results)} items in {format_seconds(result.elapsed_s)}{extra}{bad}")
+        say(
+            f"batch {result.batch_id}: {len(result.results)} items in {format_seconds(result.elapsed_s)}{extra}{bad}"
+        )
 
 
 def _isatty(stream: Any) -> bool:

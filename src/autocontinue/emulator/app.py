@@ -150,7 +150,9 @@ class Emulator:
             auth = request.headers.get("authorization", "")
             given = auth[7:] if auth.lower().startswith("bearer ") else None
         if given is None:
-            raise ApiError(401, "authentication_error", "x-api-key header is required", {"x-should-retry": "false"})
+            raise ApiError(
+                401, "authentication_error", "x-api-key header is required", {"x-should-retry": "false"}
+            )
         if given != expected:
             raise ApiError(401, "authentication_error", "invalid x-api-key", {"x-should-retry": "false"})
 
@@ -160,7 +162,9 @@ class Emulator:
             return json.loads(raw)
         except (ValueError, RecursionError) as exc:
             detail = str(exc) if isinstance(exc, json.JSONDecodeError) else "invalid UTF-8"
-            raise ApiError(400, "invalid_request_error", f"The request body is not valid JSON: {detail}") from None
+            raise ApiError(
+                400, "invalid_request_error", f"The request body is not valid JSON: {detail}"
+            ) from None
 
     def decide(self, parsed: ParsedRequest, number: int) -> Outcome:
         config = self.config
@@ -193,7 +197,9 @@ class Emulator:
             from .local import local_plan
 
             return local_plan(self, parsed)
-        answer = answer_for(config.source, config.seed, config.length, parsed.system_text, parsed.first_user_text)
+        answer = answer_for(
+            config.source, config.seed, config.length, parsed.system_text, parsed.first_user_text
+        )
         quirks = decide_quirks(config.quirks, config.seed, parsed.content_key, parsed.mode)
         return plan_output(answer, parsed.mode, parsed.assistant_text, quirks, room, parsed.stop_sequences)
 
@@ -205,7 +211,7 @@ class Emulator:
 
     # -- handlers ---------------------------------------------------------------------------
 
-    async def messages(self, request: Request) -> Response:
+    async def messages(self, request: Request) -> Response | SSEResponse | DroppedJSONResponse:
         request_id = _random_id("req_011C", 20)
         number = self.stats.count_request()
         try:
@@ -252,12 +258,18 @@ class Emulator:
         try:
             seconds = float((await request.json())["advance"])
         except Exception:
-            return self.error_response(ApiError(400, "invalid_request_error", 'send {"advance": seconds}'), _random_id("req_"))
+            return self.error_response(
+                ApiError(400, "invalid_request_error", 'send {"advance": seconds}'), _random_id("req_")
+            )
         self.config.clock.advance(seconds)
         return JSONResponse({"now": self.config.clock.now()})
 
     def error_response(self, error: ApiError, request_id: str) -> Response:
-        body = {"type": "error", "error": {"type": error.error_type, "message": error.message}, "request_id": request_id}
+        body = {
+            "type": "error",
+            "error": {"type": error.error_type, "message": error.message},
+            "request_id": request_id,
+        }
         headers = {"request-id": request_id, **self.limiter.headers(), **error.headers}
         return JSONResponse(body, status_code=error.status, headers=headers)
 
@@ -298,7 +310,8 @@ def usage_json(usage: Usage, output_tokens: int) -> dict[str, Any]:
         "cache_creation_input_tokens": usage.cache_creation_input_tokens,
         "cache_read_input_tokens": usage.cache_read_input_tokens,
         "cache_creation": {
-            "ephemeral_5m_input_tokens": usage.cache_creation_input_tokens - usage.cache_creation_1h_input_tokens,
+            "ephemeral_5m_input_tokens": usage.cache_creation_input_tokens
+            - usage.cache_creation_1h_input_tokens,
             "ephemeral_1h_input_tokens": usage.cache_creation_1h_input_tokens,
         },
         "output_tokens": output_tokens,
@@ -368,15 +381,39 @@ def _block_stop(index: int) -> str:
 
 def _thinking_events(block: dict[str, Any], index: int) -> str:
     """One thinking block: start, ``thinking_delta`` pieces (none when omitted), signature, stop."""
-    out = [sse("content_block_start", {"type": "content_block_start", "index": index,
-                                       "content_block": {"type": "thinking", "thinking": "", "signature": ""}})]
+    out = [
+        sse(
+            "content_block_start",
+            {
+                "type": "content_block_start",
+                "index": index,
+                "content_block": {"type": "thinking", "thinking": "", "signature": ""},
+            },
+        )
+    ]
     starts = token_starts(block["thinking"]) if block["thinking"] else [0]
     for i in range(0, len(starts) - 1, THINKING_TOKENS_PER_DELTA):
         piece = block["thinking"][starts[i] : starts[min(i + THINKING_TOKENS_PER_DELTA, len(starts) - 1)]]
-        out.append(sse("content_block_delta", {"type": "content_block_delta", "index": index,
-                                               "delta": {"type": "thinking_delta", "thinking": piece}}))
-    out.append(sse("content_block_delta", {"type": "content_block_delta", "index": index,
-                                           "delta": {"type": "signature_delta", "signature": block["signature"]}}))
+        out.append(
+            sse(
+                "content_block_delta",
+                {
+                    "type": "content_block_delta",
+                    "index": index,
+                    "delta": {"type": "thinking_delta", "thinking": piece},
+                },
+            )
+        )
+    out.append(
+        sse(
+            "content_block_delta",
+            {
+                "type": "content_block_delta",
+                "index": index,
+                "delta": {"type": "signature_delta", "signature": block["signature"]},
+            },
+        )
+    )
     out.append(_block_stop(index))
     return "".join(out)
 
@@ -388,8 +425,14 @@ def _leading_events(outcome: Outcome) -> str:
         if block["type"] == "thinking":
             out.append(_thinking_events(block, index))
         else:
-            start = {"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}}
-            out.append(sse("content_block_start", start) + delta_event(block["text"], index) + _block_stop(index))
+            start = {
+                "type": "content_block_start",
+                "index": index,
+                "content_block": {"type": "text", "text": ""},
+            }
+            out.append(
+                sse("content_block_start", start) + delta_event(block["text"], index) + _block_stop(index)
+            )
     return "".join(out)
 
 
@@ -403,10 +446,16 @@ def stream_head(outcome: Outcome) -> str:
     leading blank and thinking blocks whole, then the start of the answer's text block."""
     body = _leading_events(outcome)
     if _has_text_block(outcome):
-        start = {"type": "content_block_start", "index": text_index(outcome), "content_block": {"type": "text", "text": ""}}
+        start = {
+            "type": "content_block_start",
+            "index": text_index(outcome),
+            "content_block": {"type": "text", "text": ""},
+        }
         body += sse("content_block_start", start)
     first_end = body.index("\n\n") + 2
-    message = sse("message_start", {"type": "message_start", "message": message_json(outcome, streaming_start=True)})
+    message = sse(
+        "message_start", {"type": "message_start", "message": message_json(outcome, streaming_start=True)}
+    )
     return message + body[:first_end] + _PING + body[first_end:]
 
 
@@ -420,7 +469,11 @@ def stream_tail(outcome: Outcome) -> str:
             "message_delta",
             {
                 "type": "message_delta",
-                "delta": {"stop_reason": plan.stop_reason, "stop_sequence": plan.stop_sequence, "stop_details": None},
+                "delta": {
+                    "stop_reason": plan.stop_reason,
+                    "stop_sequence": plan.stop_sequence,
+                    "stop_details": None,
+                },
                 "usage": {
                     "input_tokens": usage.input_tokens,
                     "cache_creation_input_tokens": usage.cache_creation_input_tokens,
@@ -445,7 +498,11 @@ class SSEResponse:
         self.headers = headers
 
     def _raw_headers(self) -> list[tuple[bytes, bytes]]:
-        headers = {"content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache", **self.headers}
+        headers = {
+            "content-type": "text/event-stream; charset=utf-8",
+            "cache-control": "no-cache",
+            **self.headers,
+        }
         return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
 
     async def __call__(self, scope, receive, send) -> None:
@@ -462,14 +519,20 @@ class SSEResponse:
         watcher = asyncio.ensure_future(watch())
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self._raw_headers()})
-            await send({"type": "http.response.body", "body": stream_head(outcome).encode(), "more_body": True})
+            await send(
+                {"type": "http.response.body", "body": stream_head(outcome).encode(), "more_body": True}
+            )
             finished = await self._send_deltas(send, disconnected)
             if not finished or disconnected.is_set():
                 emulator.stats.count_error()
                 if outcome.fault == "stream-error" and not disconnected.is_set():
-                    await send({"type": "http.response.body", "body": STREAM_ERROR.encode(), "more_body": False})
+                    await send(
+                        {"type": "http.response.body", "body": STREAM_ERROR.encode(), "more_body": False}
+                    )
                 return  # a drop: returning without the final body makes the server close the connection
-            await send({"type": "http.response.body", "body": stream_tail(outcome).encode(), "more_body": False})
+            await send(
+                {"type": "http.response.body", "body": stream_tail(outcome).encode(), "more_body": False}
+            )
             emulator.complete(outcome)
         finally:
             watcher.cancel()
@@ -518,7 +581,9 @@ class DroppedJSONResponse:
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(self.body)).encode())]
         headers += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in self.headers.items()]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": self.body[: len(self.body) // 2], "more_body": True})
+        await send(
+            {"type": "http.response.body", "body": self.body[: len(self.body) // 2], "more_body": True}
+        )
 
 
 class _QuietIncomplete(logging.Filter):
@@ -532,8 +597,13 @@ logging.getLogger("uvicorn.error").addFilter(_QuietIncomplete())
 
 
 def build_app(emulator: Emulator) -> Starlette:
-    async def not_found(request: Request, exc: HTTPException) -> Response:
-        error = ApiError(exc.status_code, "not_found_error" if exc.status_code == 404 else "invalid_request_error", exc.detail or "Not found")
+    async def not_found(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)  # registered for HTTPException only
+        error = ApiError(
+            exc.status_code,
+            "not_found_error" if exc.status_code == 404 else "invalid_request_error",
+            exc.detail or "Not found",
+        )
         return emulator.error_response(error, _random_id("req_011C", 20))
 
     routes = [

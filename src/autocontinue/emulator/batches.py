@@ -202,7 +202,9 @@ class BatchService:
             "created_at": rfc3339(job.created),
             "expires_at": rfc3339(job.created + DAY),
             "ended_at": rfc3339(job.ended) if job.ended is not None else None,
-            "cancel_initiated_at": rfc3339(job.cancel_initiated) if job.cancel_initiated is not None else None,
+            "cancel_initiated_at": rfc3339(job.cancel_initiated)
+            if job.cancel_initiated is not None
+            else None,
             "archived_at": None,
             "results_url": f"{base}/v1/messages/batches/{job.id}/results" if job.status == "ended" else None,
         }
@@ -227,7 +229,9 @@ class BatchService:
                 kind = "process"
             else:
                 return
-            job.results = [self._result(custom_id, params, job.beta_300k, kind) for custom_id, params in job.requests]
+            job.results = [
+                self._result(custom_id, params, job.beta_300k, kind) for custom_id, params in job.requests
+            ]
             job.status, job.ended = "ended", now
 
     def _result(self, custom_id: str, params: dict[str, Any], beta: bool, kind: str) -> dict[str, Any]:
@@ -273,14 +277,20 @@ class BatchService:
 def _errored(error: ApiError) -> dict[str, Any]:
     return {
         "type": "errored",
-        "error": {"type": "error", "error": {"type": error.error_type, "message": error.message}, "request_id": None},
+        "error": {
+            "type": "error",
+            "error": {"type": error.error_type, "message": error.message},
+            "request_id": None,
+        },
     }
 
 
 def _checked_requests(body: Any, size: int) -> list[tuple[str, dict[str, Any]]]:
     """The (custom_id, params) pairs of a create body, or the API's 400/413."""
     if size > MAX_BYTES:
-        raise ApiError(413, "request_too_large", f"Request exceeds the maximum allowed number of bytes ({MAX_BYTES}).")
+        raise ApiError(
+            413, "request_too_large", f"Request exceeds the maximum allowed number of bytes ({MAX_BYTES})."
+        )
     if not isinstance(body, dict) or "requests" not in body:
         raise invalid("requests: Field required")
     requests = body["requests"]
@@ -289,7 +299,9 @@ def _checked_requests(body: Any, size: int) -> list[tuple[str, dict[str, Any]]]:
     if not requests:
         raise invalid("requests: List should have at least 1 item after validation, not 0")
     if len(requests) > MAX_REQUESTS:
-        raise invalid(f"requests: List should have at most {MAX_REQUESTS} items after validation, not {len(requests)}")
+        raise invalid(
+            f"requests: List should have at most {MAX_REQUESTS} items after validation, not {len(requests)}"
+        )
     seen: set[str] = set()
     out = []
     for i, entry in enumerate(requests):
@@ -302,7 +314,9 @@ def _checked_requests(body: Any, size: int) -> list[tuple[str, dict[str, Any]]]:
         if not isinstance(custom_id, str) or not _CUSTOM_ID.match(custom_id):
             raise invalid(f"{where}.custom_id: String should match pattern '^[a-zA-Z0-9_-]{{1,64}}$'")
         if custom_id in seen:
-            raise invalid(f"{where}.custom_id: Duplicate custom_id {custom_id!r}: each custom_id must be unique in a batch")
+            raise invalid(
+                f"{where}.custom_id: Duplicate custom_id {custom_id!r}: each custom_id must be unique in a batch"
+            )
         seen.add(custom_id)
         if not isinstance(params, dict):
             raise invalid(f"{where}.params: Field required")

@@ -29,10 +29,18 @@ from __future__ import annotations
 import hashlib
 import random
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
-__all__ = ["QUIRK_NAMES", "PREAMBLES", "parse_probabilities", "parse_quirks", "QuirkChoice", "decide_quirks", "echo_text"]
+__all__ = [
+    "QUIRK_NAMES",
+    "PREAMBLES",
+    "parse_probabilities",
+    "parse_quirks",
+    "QuirkChoice",
+    "decide_quirks",
+    "echo_text",
+]
 
 QUIRK_NAMES = ("echo", "preamble", "drop-space", "early-stop")
 
@@ -45,11 +53,17 @@ PREAMBLES = (
 )
 
 
-def parse_probabilities(spec: str | Mapping[str, float] | None, names: tuple[str, ...], what: str) -> dict[str, float]:
+def parse_probabilities(
+    spec: str | Mapping[str, float] | None, names: tuple[str, ...], what: str
+) -> dict[str, float]:
     """``"a:0.5,b:1"`` or a dict -> {name: probability}; raises ValueError naming the bad item."""
     if not spec:
         return {}
-    items = spec.items() if isinstance(spec, Mapping) else [_split_item(item) for item in spec.split(",") if item.strip()]
+    items = (
+        spec.items()
+        if isinstance(spec, Mapping)
+        else [_split_item(item) for item in spec.split(",") if item.strip()]
+    )
     out: dict[str, float] = {}
     for name, value in items:
         name = str(name).strip()

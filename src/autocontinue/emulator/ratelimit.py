@@ -100,7 +100,11 @@ class RateLimiter:
             req, out = self.requests, self.output
             out_remaining = max(0, int(out.level))
             req_remaining = max(0, int(req.level))
-            req_reset, out_reset, now_text = rfc3339(req.full_at(now)), rfc3339(out.full_at(now)), rfc3339(now)
+            req_reset, out_reset, now_text = (
+                rfc3339(req.full_at(now)),
+                rfc3339(out.full_at(now)),
+                rfc3339(now),
+            )
         tokens_limit = DEFAULT_ITPM + out.limit
         return {
             "anthropic-ratelimit-requests-limit": str(req.limit),

@@ -143,9 +143,21 @@ def _block_text(block: dict, where: str) -> str:
     if kind == "text":
         text = block.get("text")
         if not isinstance(text, str):
-            raise invalid(f"{where}.text: Field required" if text is None else f"{where}.text: Input should be a valid string")
+            raise invalid(
+                f"{where}.text: Field required"
+                if text is None
+                else f"{where}.text: Input should be a valid string"
+            )
         return text
-    if kind in ("image", "document", "tool_use", "tool_result", "thinking", "redacted_thinking", "search_result"):
+    if kind in (
+        "image",
+        "document",
+        "tool_use",
+        "tool_result",
+        "thinking",
+        "redacted_thinking",
+        "search_result",
+    ):
         rest = {k: v for k, v in block.items() if k != "cache_control"}
         return json.dumps(rest, sort_keys=True, ensure_ascii=False)
     raise invalid(
@@ -211,7 +223,9 @@ def _read_messages(messages: Any) -> list[tuple[str, list[tuple[str, dict | None
     last = len(messages) - 1
     for i, message in enumerate(messages):
         if not isinstance(message, dict):
-            raise invalid(f"messages.{i}: Input should be a valid dictionary or object to extract fields from")
+            raise invalid(
+                f"messages.{i}: Input should be a valid dictionary or object to extract fields from"
+            )
         role = message.get("role")
         if role not in ("user", "assistant"):
             raise invalid(f"messages.{i}.role: Input should be 'user' or 'assistant'")
@@ -266,7 +280,9 @@ def _prompt_blocks(system: Any, messages: list[tuple[str, list]]) -> tuple[list[
     for i, (role, content) in enumerate(messages):
         for n, (text, control, key) in enumerate(content or [("", None, '["s", ""]')]):
             extra = MESSAGE_OVERHEAD if n == 0 else 0
-            blocks.append(PromptBlock(role, key, count_tokens(text) + extra, control, f"messages.{i}.content.{n}"))
+            blocks.append(
+                PromptBlock(role, key, count_tokens(text) + extra, control, f"messages.{i}.content.{n}")
+            )
     return blocks, system_text
 
 
@@ -315,7 +331,9 @@ def parse_request(
     blocks, system_text = _prompt_blocks(system, messages)
     breakpoints = sum(1 for block in blocks if block.cache_control is not None)
     if breakpoints > MAX_CACHE_BREAKPOINTS:
-        raise invalid(f"A maximum of {MAX_CACHE_BREAKPOINTS} blocks with cache_control may be provided. Found {breakpoints}.")
+        raise invalid(
+            f"A maximum of {MAX_CACHE_BREAKPOINTS} blocks with cache_control may be provided. Found {breakpoints}."
+        )
     _check_ttl_order(blocks)
     spec = resolve(model)
     if spec is None or spec.retired_on(today):
@@ -404,18 +422,24 @@ def _effort(body: dict, spec: ModelSpec) -> str:
         raise invalid("output_config.effort: effort is not supported on this model")
     if effort not in spec.efforts:  # wording unconfirmed
         accepted = ", ".join(spec.efforts)
-        raise invalid(f'output_config.effort: "{effort}" is not supported on this model (use one of: {accepted})')
+        raise invalid(
+            f'output_config.effort: "{effort}" is not supported on this model (use one of: {accepted})'
+        )
     return str(effort)
 
 
-def _check_thinking(body: dict, spec: ModelSpec, messages: list[tuple[str, list]], max_tokens: int) -> ThinkingChoice:
+def _check_thinking(
+    body: dict, spec: ModelSpec, messages: list[tuple[str, list]], max_tokens: int
+) -> ThinkingChoice:
     """The model's thinking rules (catalogue), the budget, and no text prefill while thinking."""
     effort = _effort(body, spec)
     thinking = body.get("thinking")
     if thinking is None:
         return ThinkingChoice(on=spec.thinks_by_default(), effort=effort)
     if not isinstance(thinking, dict) or thinking.get("type") not in _THINKING_TYPES:
-        raise invalid("thinking: Input tag does not match any of the expected tags: 'adaptive', 'enabled', 'disabled', 'between_tools'")
+        raise invalid(
+            "thinking: Input tag does not match any of the expected tags: 'adaptive', 'enabled', 'disabled', 'between_tools'"
+        )
     kind = thinking["type"]
     refusal = spec.thinking_refusal(kind, effort)
     if refusal is not None:

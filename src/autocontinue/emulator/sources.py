@@ -92,7 +92,19 @@ _WORDS = (
     "lagoon nectar oasis pebble quartz ribbon saffron timber umbra valley walnut yonder zephyr "
     "the a of and to in was it with as"
 ).split()
-_RARE_WORDS = ["café", "naïve", "über", "日本", "東京", "façade", "résumé", "🌊", "🚀", "smörgåsbord", "Ωmega"]
+_RARE_WORDS = [
+    "café",
+    "naïve",
+    "über",
+    "日本",
+    "東京",
+    "façade",
+    "résumé",
+    "🌊",
+    "🚀",
+    "smörgåsbord",
+    "Ωmega",
+]
 _END_MARKS = [".", ".", ".", ".", "!", "?", ";"]
 
 
@@ -145,7 +157,7 @@ class _Writer:
             "```python\n"
             f"def step_{a}(value_{b}):\n"
             f"    total_{c} = value_{b} * {a} + {c}\n"
-            f"    return {{\"step\": {a}, \"total\": total_{c}}}  # ok — done\n"
+            f'    return {{"step": {a}, "total": total_{c}}}  # ok — done\n'
             "```"
         )
 

@@ -37,7 +37,34 @@ FRESH_THINKING = {"low": 128, "medium": 512, "high": 1536, "xhigh": 3072, "max":
 CONTINUATION_SHARE = 0.25
 BLANK_LEAD_MODELS = frozenset({"claude-opus-4-6"})
 
-_WORDS = ["plan", "next", "write", "keep", "tone", "voice", "pace", "scene", "check", "the", "story", "part", "then", "more", "same", "style", "where", "it", "left", "off", "carry", "on", "no", "recap", "order", "line"]
+_WORDS = [
+    "plan",
+    "next",
+    "write",
+    "keep",
+    "tone",
+    "voice",
+    "pace",
+    "scene",
+    "check",
+    "the",
+    "story",
+    "part",
+    "then",
+    "more",
+    "same",
+    "style",
+    "where",
+    "it",
+    "left",
+    "off",
+    "carry",
+    "on",
+    "no",
+    "recap",
+    "order",
+    "line",
+]
 
 
 @dataclass(frozen=True)
@@ -89,7 +116,9 @@ def thinking_text(tokens: int, seed: int, key: str) -> str:
 
 def signature(content_key: str, text: str) -> str:
     """A stand-in signature bound to the conversation and the thinking."""
-    digest = hashlib.sha256(("sig\x1f" + content_key + "\x1f" + text).encode("utf-8", "surrogatepass")).digest()
+    digest = hashlib.sha256(
+        ("sig\x1f" + content_key + "\x1f" + text).encode("utf-8", "surrogatepass")
+    ).digest()
     return base64.b64encode(digest + hashlib.sha256(digest).digest()).decode()
 
 

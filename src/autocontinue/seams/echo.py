@@ -213,4 +213,3 @@ def _is_long(repeat: str) -> bool:
 def _unprompted(buf: str, repeat: str) -> bool:
     """With no reading regenerating the held word: a repeat at 0, or several words after whitespace."""
     return not buf[:1].isspace() or (_words(repeat) >= 2 and len(repeat) >= 8)
-

@@ -24,7 +24,24 @@ LONG_LINE = 4096
 _FENCE = re.compile(r"^\s*(`{3,}|~{3,})(.*)$")
 _TAG = re.compile(r"<(/?)([A-Za-z_][\w.\-:]*)(?:\s[^<>]*?)?(/?)>")
 _INLINE_CODE = re.compile(r"(`+)(?:(?!\1).)+?\1")
-_VOID_TAGS = frozenset(["area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param", "source", "track", "wbr"])
+_VOID_TAGS = frozenset(
+    [
+        "area",
+        "base",
+        "br",
+        "col",
+        "embed",
+        "hr",
+        "img",
+        "input",
+        "link",
+        "meta",
+        "param",
+        "source",
+        "track",
+        "wbr",
+    ]
+)
 
 #: An open fence: (mark character, mark count, info string).
 Fence = tuple[str, int, str]
@@ -112,7 +129,12 @@ def _apply_line(line: str, fence: Fence | None, tags: list[str], line_start: boo
     """Update the fence and (in place) the open tags with one line (or, mid-line, its rest)."""
     match = _FENCE.match(line) if line_start else None
     if fence is not None:
-        if match and match.group(1)[0] == fence[0] and len(match.group(1)) >= fence[1] and not match.group(2).strip():
+        if (
+            match
+            and match.group(1)[0] == fence[0]
+            and len(match.group(1)) >= fence[1]
+            and not match.group(2).strip()
+        ):
             return None
         return fence
     if match and not (match.group(1)[0] == "`" and "`" in match.group(2)):

@@ -78,7 +78,9 @@ class SeamRepairer:
         self._piece_head = ""
         self._finished = False
         self._capped = False
-        notes = (f"held back the partial word {held[ws:]!r} for the model to regenerate",) if held[ws:] else ()
+        notes = (
+            (f"held back the partial word {held[ws:]!r} for the model to regenerate",) if held[ws:] else ()
+        )
         self.report = SeamReport(strategy=strategy, dropped_partial=held[ws:], cut=cut, notes=notes)
 
     def feed(self, delta: str) -> str:
@@ -133,7 +135,10 @@ class SeamRepairer:
             end: Found = find_preamble(self._buf, final, self._word)
             what = "preamble"
             if end == 0:
-                end, what = find_reopening(self._buf, self._cut, self.report.dropped_partial, final), "reopening"
+                end, what = (
+                    find_reopening(self._buf, self._cut, self.report.dropped_partial, final),
+                    "reopening",
+                )
             if end is MORE:
                 return False
             if not end:
@@ -175,11 +180,15 @@ class SeamRepairer:
         if choice is MORE:
             return MORE
         if choice is Need.UNRESOLVED:
-            self._add("the piece ended at the cap while it could still be repeating the text: kept", unresolved=True)
+            self._add(
+                "the piece ended at the cap while it could still be repeating the text: kept", unresolved=True
+            )
             return 0
         if choice is None:
             if search.complete:
-                self._add(f"kept {self._repeat(search.complete[0])!r} at the start of the piece: no evidence of an echo")
+                self._add(
+                    f"kept {self._repeat(search.complete[0])!r} at the start of the piece: no evidence of an echo"
+                )
             return 0
         self._note_echo(choice)
         return choice.end
@@ -204,8 +213,15 @@ class SeamRepairer:
             return MORE
         self._buf = ""
         line_break = held_ws[: held_ws.rfind("\n") + 1]
-        if self._line_start and line_break and rest[:1].isspace() and "\n" not in rest[: len(rest) - len(rest.lstrip())]:
-            self._add("restored the line break before the piece's indented line", restored_whitespace=line_break)
+        if (
+            self._line_start
+            and line_break
+            and rest[:1].isspace()
+            and "\n" not in rest[: len(rest) - len(rest.lstrip())]
+        ):
+            self._add(
+                "restored the line break before the piece's indented line", restored_whitespace=line_break
+            )
             return line_break + rest
         if self._needs_whitespace(rest):
             note = f"restored {len(held_ws)} chars of whitespace {held_ws!r} the piece did not bring"
