@@ -53,7 +53,7 @@ from ..errors import (
     UnknownModelError,
 )
 from ..usage import Usage
-from .base import Backend, BackendDelta, BackendEvent, RoundEnd, RoundRequest
+from .base import Backend, BackendDelta, BackendEvent, RoundEnd, RoundRequest, transport_errors
 
 __all__ = ["AnthropicBackend", "api_version", "map_error", "request_params", "request_refusal"]
 
@@ -229,7 +229,7 @@ def map_error(error: Exception, *, model: str, text_received: str = "", in_strea
     error_type, message = _error_body(error)
     common: dict[str, Any] = {"status_code": status, "request_id": request_id, "error_type": error_type}
     is_sdk = isinstance(error, anthropic.AnthropicError)
-    if not is_sdk and not isinstance(error, (OSError, *_transport_errors())):
+    if not is_sdk and not isinstance(error, (OSError, *transport_errors())):
         message = f"malformed response from the API ({type(error).__name__}: {message})"
         if not in_stream:
             return BackendError(message, hint="check the base URL and the SDK version", **common)
@@ -508,20 +508,3 @@ def _request_id(stream: Any) -> str | None:
     response = getattr(stream, "response", None)
     headers = getattr(response, "headers", None)
     return headers.get("request-id") if headers else None
-
-
-def _transport_errors() -> tuple[type[BaseException], ...]:
-    """The HTTP library's errors (httpx2 for SDK 2.x, httpx before), when importable."""
-    found: list[type[BaseException]] = []
-    for name in ("httpx2", "httpx"):
-        try:
-            module = __import__(name)
-        except ImportError:
-            continue
-        error = getattr(module, "HTTPError", None) or getattr(module, "TransportError", None)
-        if isinstance(error, type):
-            found.append(error)
-        stream_error = getattr(module, "StreamError", None)
-        if isinstance(stream_error, type):
-            found.append(stream_error)
-    return tuple(found)

@@ -15,7 +15,7 @@ from typing import Any
 from ..catalogue import ModelSpec
 from ..usage import Usage
 
-__all__ = ["RoundRequest", "BackendDelta", "RoundEnd", "BackendEvent", "Backend"]
+__all__ = ["transport_errors", "RoundRequest", "BackendDelta", "RoundEnd", "BackendEvent", "Backend"]
 
 
 @dataclass(frozen=True)
@@ -118,3 +118,20 @@ class Backend(abc.ABC):
 
     def close(self) -> None:
         """Release resources (model weights, connections)."""
+
+
+def transport_errors() -> tuple[type[BaseException], ...]:
+    """The HTTP library's errors (httpx2 under the anthropic 2.x and openai 3.x SDKs, httpx before), when importable."""
+    found: list[type[BaseException]] = []
+    for name in ("httpx2", "httpx"):
+        try:
+            module = __import__(name)
+        except ImportError:
+            continue
+        error = getattr(module, "HTTPError", None) or getattr(module, "TransportError", None)
+        if isinstance(error, type):
+            found.append(error)
+        stream_error = getattr(module, "StreamError", None)
+        if isinstance(stream_error, type):
+            found.append(stream_error)
+    return tuple(found)

@@ -28,8 +28,8 @@ from ...errors import (
 )
 from ...memory import PrefillMemory
 from ...usage import Usage
-from ..base import Backend, BackendDelta, BackendEvent, RoundEnd, RoundRequest
-from .errors import map_error, transport_errors
+from ..base import Backend, BackendDelta, BackendEvent, RoundEnd, RoundRequest, transport_errors
+from .errors import map_error
 from .prices import load_prices
 from .probe import ServerInfo, closes_turn, detect_server, root_url
 from .servers import SERVER_KINDS, EchoStripper, ServerMode, chat_params, prefill_of, server_mode

@@ -22,7 +22,7 @@ from ...errors import (
     UnknownModelError,
 )
 
-__all__ = ["map_error", "transport_errors"]
+__all__ = ["map_error"]
 
 _CONTEXT_MARKERS = (
     "maximum context length",
@@ -92,21 +92,6 @@ def _limits(message: str, body: dict[str, Any], max_tokens: int) -> tuple[str, d
     else:
         return "", {}
     return f" ({prompt} + {completion} > {window})", {"prompt_tokens": prompt, "context_window": window}
-
-
-def transport_errors() -> tuple[type[BaseException], ...]:
-    """The HTTP library's errors (httpx2 for SDK 3.x, httpx before), when importable."""
-    found: list[type[BaseException]] = []
-    for name in ("httpx2", "httpx"):
-        try:
-            module = __import__(name)
-        except ImportError:
-            continue
-        for attr in ("HTTPError", "StreamError"):
-            error = getattr(module, attr, None)
-            if isinstance(error, type):
-                found.append(error)
-    return tuple(found)
 
 
 def map_error(error: Exception, *, model: str, max_tokens: int = 0, text_received: str = "") -> Exception:
