@@ -25,12 +25,13 @@ PARTS = (
     "seams",
     "openai",
     "batch",
+    "startup",
     "soak",
 )
 
 
 def _runners(quick: bool) -> dict[str, Callable[[], Any]]:
-    from . import batch, cost, engine_overhead, folded, length, openai_rounds, soak, speed
+    from . import batch, cost, engine_overhead, folded, length, openai_rounds, soak, speed, startup
 
     return {
         "cost": lambda: cost.run(sizes=(20_000,) if quick else cost.SIZES),
@@ -49,6 +50,7 @@ def _runners(quick: bool) -> dict[str, Callable[[], Any]]:
             ["--tokens", "80", "--rounds", "4", "--repeat", "1"] if quick else []
         ),
         "batch": lambda: batch.main(["--quick"] if quick else []),
+        "startup": lambda: startup.main(["--repeat", "3" if quick else "15"]),
         "soak": lambda: soak.main(["--quick"] if quick else []),
     }
 

@@ -675,9 +675,88 @@ def _soak_section(out: list[str]) -> None:
     report_section(out, load("soak"))
 
 
+def _startup_section(out: list[str]) -> None:
+    from .startup import markdown
+
+    data = load("startup")
+    out.append("## 10. Start-up of the command line\n")
+    if not data:
+        out.append("Not measured in this run (no bench/out/startup.json; `python -m bench.startup`).\n")
+        return
+    out.append(
+        "`autocontinue --help` imports only the command line itself (the package is lazy, PEP 562; commands "
+        "load when used), and a missing API key is refused before the SDK is imported. Each command runs "
+        f"{data['repeat']} times as a fresh process, interleaved, beside the interpreter's own start "
+        "(`python -c pass`, the floor no command can beat). CPU time moves far less with the machine's load "
+        "than wall time.\n"
+    )
+    out.append(_cmd("startup") + " (or `python -m bench.startup --repeat 15`)\n")
+    out.append(markdown(data) + "\n")
+
+
+# Each section: its writer, the bench/out JSON it is made from, and the heading it owns on the page.
+SECTIONS: tuple[tuple[Any, tuple[str, ...], str], ...] = (
+    (_cost_section, ("cost",), "## 1. "),
+    (_cost_today_section, ("cost_today",), "## 1b. "),
+    (_speed_section, ("speed",), "## 2. "),
+    (_length_section, ("length",), "## 3. "),
+    (_engine_section, ("engine_overhead",), "## 4. "),
+    (_local_kv_section, ("local_kv",), "## 5. "),
+    (_throughput_section, ("emulator_throughput",), "## 6. "),
+    (_seams_section, ("seams_join", "seams_real"), "## 7. "),
+    (_openai_section, ("openai_rounds",), "## 8. "),
+    (_batch_section, ("batch",), "## 9. "),
+    (_startup_section, ("startup",), "## 10. "),
+    (_soak_section, ("soak",), "## Soak"),
+)
+
+
+def page_sections(text: str) -> dict[str, str]:
+    """The ``## `` sections of an existing page, keyed by their heading line."""
+    sections: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in text.splitlines():
+        if line.startswith("## "):
+            current = sections.setdefault(line, [])
+        if current is not None:
+            current.append(line)
+    return {heading: "\n".join(lines).rstrip() + "\n" for heading, lines in sections.items()}
+
+
+def _kept(existing: dict[str, str], prefix: str) -> str | None:
+    for heading, text in existing.items():
+        if heading.startswith(prefix):
+            return text
+    return None
+
+
+def _body(existing: dict[str, str]) -> list[str]:
+    """Every section: written anew from its JSON, else kept as the page has it, else a short note.
+
+    So ``python -m bench --only openai`` rewrites section 8 and leaves the figures of parts that were
+    not re-run (their JSON is not in bench/out on this checkout) exactly as they were published.
+    """
+    body: list[str] = []
+    for section, sources, prefix in SECTIONS:
+        kept = _kept(existing, prefix)
+        if kept is not None and all(load(name) is None for name in sources):
+            body.append(kept)
+            continue
+        try:
+            section(body)
+        except Exception as exc:  # one broken section must not lose the page
+            body.append(f"(This section could not be written: {type(exc).__name__}: {exc})\n")
+    return body
+
+
 def write(page: Path = PAGE, *, command: str = "python -m bench") -> Path:
-    """Regenerate ``page`` (docs/benchmarks.md) and its PNGs (in img/ beside it) from the JSON."""
-    _img[0] = Path(page).parent / "img"
+    """Regenerate ``page`` (docs/benchmarks.md) and its PNGs (in img/ beside it) from the JSON.
+
+    Sections with no JSON in bench/out keep the text the page already has (see ``_body``).
+    """
+    page = Path(page)
+    _img[0] = page.parent / "img"
+    existing = page_sections(page.read_text(encoding="utf-8")) if page.exists() else {}
     out: list[str] = ["# Benchmarks\n"]
     stamps = [d for d in (load(n) for n in ("cost", "speed", "length", "engine_overhead")) if d]
     out.append(
@@ -686,37 +765,21 @@ def write(page: Path = PAGE, *, command: str = "python -m bench") -> Path:
         f"side by side in one run:\n\n```sh\n{command}            # everything, from scratch (15-25 minutes)\n"
         "python -m bench --quick    # a smoke run in about a minute\n"
         "python -m bench --only cost,speed    # some parts; --report-only rewrites this page from bench/out/\n```\n"
+        "\nA section whose results are not in bench/out/ (a part not re-run on this checkout) is kept as it "
+        "was published, with its own date and machine load.\n"
     )
     if stamps:
         out.append(
             _stamp(stamps[0]) + " Times on a shared 2-core machine move with its load; the ratios "
             "below compare runs made side by side and are the figures to quote.\n"
         )
-    body: list[str] = []
-    for section in (
-        _cost_section,
-        _cost_today_section,
-        _speed_section,
-        _length_section,
-        _engine_section,
-        _local_kv_section,
-        _throughput_section,
-        _seams_section,
-        _openai_section,
-        _batch_section,
-        _soak_section,
-    ):
-        try:
-            section(body)
-        except Exception as exc:  # one broken section must not lose the page
-            body.append(f"(This section could not be written: {type(exc).__name__}: {exc})\n")
+    body = [block for text in _body(existing) for block in text.split("\n")]
     verdicts = [line.strip() for line in body if line.strip().startswith("- ") and "(target" in line]
     if verdicts:
         out.append("## Targets at a glance\n")
         out.extend(verdicts)
         out.append("")
     out.extend(body)
-    page = Path(page)
     page.parent.mkdir(parents=True, exist_ok=True)
     page.write_text("\n".join(out).rstrip() + "\n", encoding="utf-8")
     return page

@@ -6,7 +6,7 @@ and what ``--help`` imports. Also timed: a missing API key (``autocontinue hello
 anthropic`` without ``ANTHROPIC_API_KEY``), which must be refused before the SDK is imported.
 The machine is shared, so the load average is printed with the figures.
 
-Run: ``python -m bench.startup`` (``--repeat N``, ``--json``). Writes bench/out/startup.json.
+Run: ``python -m bench.startup`` (``--repeat N``, ``--json``). Writes bench/out/startup.json (the page's section 10).
 ``--baseline-src DIR`` also times the same commands with ``PYTHONPATH=DIR`` (e.g. the ``src`` of
 an older checkout), interleaved run by run so that both see the same load.
 """
@@ -26,7 +26,6 @@ from typing import Any
 
 __all__ = ["time_command", "help_imports", "run", "markdown"]
 
-OUT = Path(__file__).resolve().parent / "out" / "startup.json"
 TARGET_MS = 100.0
 
 _IMPORTS = (
@@ -180,8 +179,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--baseline-src", metavar="DIR", help="also time PYTHONPATH=DIR (an older src/)")
     args = parser.parse_args(argv)
     data = run(repeat=args.repeat, baseline_src=args.baseline_src)
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(data, indent=2), encoding="utf-8")
+    from .common import save
+
+    save("startup", data)
     print(json.dumps(data, indent=2) if args.json else markdown(data))
 
 

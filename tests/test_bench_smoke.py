@@ -79,3 +79,38 @@ def test_report_writes_page_and_plots_from_saved_results(out_dir, tmp_path):
     assert "## 1. Cost of one long answer" in text and "seed loop (prefill, 4,096/call, no cache)" in text
     assert "Not measured in this run" in text  # the parts not run here say so
     assert (tmp_path / "docs" / "img" / "cost.png").stat().st_size > 1000
+
+
+def test_report_keeps_published_sections_whose_results_are_not_in_out(out_dir, tmp_path):
+    page = tmp_path / "docs" / "benchmarks.md"
+    page.parent.mkdir(parents=True)
+    published = "## 8. OpenAI-compatible backend: K rounds on a real llama-server\n\nFigures from 3 May.\n"
+    published += "- llama-server, 8 rounds: **1.05x** (target <= 1.10x: met).\n"
+    page.write_text("# Benchmarks\n\n" + published + "\n## 4. Engine overhead, an old title\n\nold figures\n")
+    common.save(
+        "startup",
+        {
+            "measured": "2026-12-01 21:00 UTC",
+            "load_average": 0.5,
+            "cpus": 2,
+            "python": "3.11",
+            "repeat": 1,
+            "help_imports": ["autocontinue.cli"],
+            "results": {
+                name: {"median_ms": ms, "best_ms": ms, "cpu_median_ms": ms, "cpu_best_ms": ms, "exit_code": 0}
+                for name, ms in (
+                    ("interpreter", 20.0),
+                    ("help", 60.0),
+                    ("help_module", 70.0),
+                    ("missing_key", 80.0),
+                )
+            },
+        },
+    )
+    text = report.write(page).read_text()
+    assert published.rstrip() in text  # no openai_rounds.json here: the published section is kept
+    assert "old figures" in text  # kept under its own heading although the writer's title changed
+    assert "## 10. Start-up of the command line" in text and "**60 ms** median" in text  # made from JSON
+    glance = text.split("## Targets at a glance", 1)[1].split("\n## ", 1)[0]
+    assert "1.05x" in glance and "**60 ms** median" in glance  # kept and new verdicts are both listed
+    assert "## 1. Cost of one long answer" in text and "Not measured in this run" in text  # never published
