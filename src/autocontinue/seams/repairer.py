@@ -74,6 +74,8 @@ class SeamRepairer:
         #: The piece now starts at a line start (after a removed fence line).
         self._line_start = False
         self._opening = ""
+        #: The restart check has been made on openings long enough to be final.
+        self._restart_settled = False
         #: The start of the piece as the model sent it (preambles included).
         self._piece_head = ""
         self._finished = False
@@ -241,7 +243,7 @@ class SeamRepairer:
     def _emit(self, out: str) -> str:
         if out and len(self._opening) < _OPENING_CHARS:
             self._opening += out[: _OPENING_CHARS - len(self._opening)]
-        if out and self._phase == "pass" and self.strategy == "user-turn" and not self.report.restart:
+        if out and self._phase == "pass" and self.strategy == "user-turn" and not self._restart_settled:
             self._check_restart(final=False)  # as early as it is settled, so the engine can stop reading
         return out
 
@@ -254,7 +256,7 @@ class SeamRepairer:
             verdict = "nothing-new"
         else:
             verdict = "echo" if report.trimmed_echo else "new"
-        if self.strategy == "user-turn" and not report.restart:
+        if self.strategy == "user-turn" and not self._restart_settled:
             self._check_restart(final=True)
         self.report = replace(self.report, verdict=verdict)
 
@@ -264,6 +266,7 @@ class SeamRepairer:
         openings = (self._raw_opening(), self._opening)
         if not final and not all(_settled(text, expected) for text in openings):
             return
+        self._restart_settled = True  # checked once: later text cannot change the verdict
         if self._restarts():
             self._add("the piece starts the answer or its section over", restart=True)
 
