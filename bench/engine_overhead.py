@@ -16,7 +16,10 @@ in-process model, so what is measured is the engine alone:
   Python allocations during the run (``tracemalloc``). Time and memory should grow linearly
   with the answer; the 1M-token run should stay under 150 MB.
 
-Run alone: ``python -m bench.engine_overhead``.
+Run alone: ``python -m bench.engine_overhead``. ``--baseline-src DIR`` instead compares the
+overhead per round of the engine in ``DIR`` (the ``src`` of an older checkout) with this one, in
+fresh subprocesses interleaved run by run so that both see the same machine load; it writes
+bench/out/engine_compare.json, shown under section 4 of the page.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -33,7 +37,15 @@ if TYPE_CHECKING:
 
 from autocontinue.options import Strategy
 
-__all__ = ["make_answer", "overhead_per_round", "fit_per_round", "join_child", "run", "ROUND_SIZES"]
+__all__ = [
+    "make_answer",
+    "overhead_per_round",
+    "fit_per_round",
+    "join_child",
+    "run",
+    "compare",
+    "ROUND_SIZES",
+]
 
 #: Tokens per round at which the overhead is measured (it grows with the text a round carries).
 ROUND_SIZES = (100, 1000, 4096)
@@ -254,5 +266,89 @@ def run(*, quick: bool = False, log: Any = print) -> dict[str, Any]:
     return data
 
 
+_FITS = (
+    "import json; from bench.engine_overhead import overhead_per_round as o, fit_per_round as f; "
+    "print(json.dumps({s: f([o(strategy=s, per_call=n, repeats={repeats}, rounds={rounds}) "
+    "for n in (100, 1000, 4096)]) for s in ('prefill', 'user-turn')}))"
+)
+
+
+def _fits_child(src: str, repeats: int, rounds: int) -> dict[str, dict[str, float]]:
+    """The fixed and per-1k-token overhead of the engine in ``src``, from a fresh interpreter."""
+    import os
+
+    from .common import REPO
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join((src, str(REPO)))}
+    code = _FITS.replace("{repeats}", str(repeats)).replace("{rounds}", str(rounds))
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, check=True
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _median(values: list[float]) -> float:
+    values = sorted(values)
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+
+
+def compare(baseline_src: str, *, runs: int = 5, repeats: int = 5, rounds: int = 50) -> dict[str, Any]:
+    """The engine overhead of ``baseline_src`` against this checkout's, interleaved run by run.
+
+    Writes bench/out/engine_compare.json: for each strategy and part (fixed ms a round, ms per
+    1,000 tokens), the median over ``runs`` of each side and the ratio now / before.
+    """
+    import os
+
+    from .common import REPO, save
+
+    sides = {"before": str(Path(baseline_src).resolve()), "now": str(REPO / "src")}
+    samples: dict[str, list[dict[str, dict[str, float]]]] = {side: [] for side in sides}
+    for _ in range(runs):
+        for side, src in sides.items():
+            samples[side].append(_fits_child(src, repeats, rounds))
+    table = {}
+    for strategy in ("prefill", "user-turn"):
+        for part in ("fixed_ms_per_round", "ms_per_1k_tokens"):
+            before = _median([s[strategy][part] for s in samples["before"]])
+            now = _median([s[strategy][part] for s in samples["now"]])
+            table[f"{strategy} {part}"] = {
+                "before": before,
+                "now": now,
+                "ratio": now / before if before else None,
+            }
+    data = {
+        "baseline_src": baseline_src,
+        "runs": runs,
+        "load_average": os.getloadavg()[0],
+        "table": table,
+        "samples": samples,
+    }
+    save("engine_compare", data)
+    return data
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.engine_overhead", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument(
+        "--baseline-src", metavar="DIR", help="compare with the engine in DIR (an older src/)"
+    )
+    parser.add_argument(
+        "--runs", type=int, default=5, help="interleaved runs of each side (with --baseline-src)"
+    )
+    args = parser.parse_args(argv)
+    if not args.baseline_src:
+        run()
+        return
+    data = compare(args.baseline_src, runs=args.runs)
+    for name, row in data["table"].items():
+        print(f"{name}: before {row['before']:.3f} ms, now {row['now']:.3f} ms, ratio {row['ratio']:.2f}x")
+
+
 if __name__ == "__main__":
-    run()
+    main()

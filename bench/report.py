@@ -471,6 +471,23 @@ def _length_section(out: list[str]) -> None:
 # ----------------------------------------------------------------------------- engine
 
 
+def _engine_compare(out: list[str], data: dict[str, Any] | None) -> None:
+    """The engine against an older one, interleaved run by run (``--baseline-src``)."""
+    if not data:
+        return
+    out.append(
+        f"Against the engine in `{data['baseline_src']}`, in fresh interpreters interleaved run by run "
+        f"({data['runs']} runs each, median; 1-minute load average {data['load_average']:.2f} at the end). "
+        f"Command: `python -m bench.engine_overhead --baseline-src DIR --runs {data['runs']}`.\n"
+    )
+    out.append("| part | before | now | now / before |")
+    out.append("|---|---:|---:|---:|")
+    for name, row in data["table"].items():
+        ratio = "n/a" if row["ratio"] is None else f"{row['ratio']:.2f}x"
+        out.append(f"| {name.replace('_', ' ')} | {row['before']:.3f} ms | {row['now']:.3f} ms | {ratio} |")
+    out.append("")
+
+
 def _engine_section(out: list[str]) -> None:
     data = load("engine_overhead")
     out.append("## 4. Engine overhead per round, and a 1,000,000-token answer\n")
@@ -497,6 +514,7 @@ def _engine_section(out: list[str]) -> None:
             "tail-holding on every delta; a model needs seconds to write 1,000 tokens)."
         )
     out.append("")
+    _engine_compare(out, load("engine_compare"))
     join = data["join"]
     plt = _plt()
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.5))
