@@ -26,7 +26,9 @@ run's (target: 100% identical, no run above 3x).
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import contextlib
+import dataclasses
 import http.client
 import http.server
 import json
@@ -55,14 +57,26 @@ LENGTH = 1500
 PER_CALL = 300
 MAX_ROUNDS = 30
 TARGET_RATIO = 3.0
-#: A run that cannot progress must stop well within this (the retry policy's bound is seconds).
-GIVE_UP_SECONDS = 90
+#: A run that cannot progress must stop within this: the default policy gives up after 61 s of
+#: backoff without progress, plus the SDK's own retries and the requests themselves.
+GIVE_UP_SECONDS = 150
+
+
+#: The Python-API runs use the default retry policy with every time in it scaled by this (the
+#: same backoff shape and give-up decision after the same failures, without minutes of waiting).
+TIME_SCALE = 0.01
 
 
 def _retry() -> Any:
     from autocontinue import RetryPolicy
 
-    return RetryPolicy(base_delay=0.01, max_delay=0.05)
+    default = RetryPolicy()
+    return dataclasses.replace(
+        default,
+        base_delay=default.base_delay * TIME_SCALE,
+        max_delay=default.max_delay * TIME_SCALE,
+        give_up_after=default.give_up_after * TIME_SCALE,
+    )
 
 
 def _generate(client: Any) -> tuple[str, int, str]:
@@ -307,6 +321,7 @@ def run(
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     rng = random.Random(seed)
     started = time.monotonic()
+    load_before = round(os.getloadavg()[0], 2)
     references: dict[int, dict[str, Any]] = {}
 
     def ref(s: int) -> dict[str, Any]:
@@ -314,6 +329,10 @@ def run(
             references[s] = _reference(s)
         return references[s]
 
+    # The give-ups mostly wait out the CLI's default backoff (about a minute each): they run in
+    # threads beside the compared runs instead of after them.
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, give_ups))
+    waiting = [pool.submit(give_up_run, seed + i, ("drop", "garbage")[i % 2]) for i in range(give_ups)]
     rows: list[dict[str, Any]] = []
     for i in range(mixes):
         rows.append(mix_run(seed + i, ref(seed + i)))
@@ -324,12 +343,14 @@ def run(
     for i in range(malformed):
         rows.append(malformed_run(seed + i, ref(seed + i)))
         _log(rows[-1])
-    give_up_rows = [give_up_run(seed + i, ("drop", "garbage")[i % 2]) for i in range(give_ups)]
+    give_up_rows = [future.result() for future in waiting]
+    pool.shutdown()
     for row in give_up_rows:
         _log(row)
     data = {
         "command": _command(mixes, kills, malformed, give_ups, seed),
         "seconds": round(time.monotonic() - started, 1),
+        "load_avg_1m_before": load_before,
         "config": {
             "model": MODEL,
             "length": LENGTH,

@@ -95,12 +95,29 @@ _REMEDIES = {
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Round retries after the SDK's own retries are spent (backoff in seconds)."""
+    """Round retries after the SDK's own retries are spent (times in seconds).
 
-    #: Consecutive failed attempts without new text before the run gives up.
-    max_attempts: int = 6
-    #: Failed attempts in the whole run (broken streams that kept some text included) after
-    #: which the run gives up: bounds a service whose every stream breaks.
+    A failed attempt that did not extend the answer is followed by a backoff (``delay``:
+    doubling from ``base_delay`` up to ``max_delay``, or the server's ``retry-after`` when
+    longer). The run gives up, keeping its text (resumable), at the first of:
+
+    * ``give_up_after`` seconds of backoff waited since the answer last grew (tenacity's
+      ``stop_after_delay``, counted in the policy's own waits, so the same failures give the
+      same decision on a fast or a loaded machine). With the defaults a service that never
+      recovers is given up on at the 7th failed attempt in a row, after 1+2+4+8+16+30 = 61 s of
+      waiting; one that fails 6 times in a row and then answers is ridden out;
+    * ``max_attempts`` failed attempts in a row without new text, when set (a count bound, like
+      ``stop_after_attempt``; None: only the time bounds it);
+    * more than ``max_failures`` failed attempts in the whole run, broken streams that kept some
+      text included: the hard bound on requests, whatever the delays (a service whose every
+      stream breaks after a few words never waits, so only this bounds it).
+    """
+
+    #: Seconds of backoff without new text after which the run gives up.
+    give_up_after: float = 60.0
+    #: Failed attempts in a row without new text after which the run gives up (None: no count).
+    max_attempts: int | None = None
+    #: Failed attempts in the whole run after which the run gives up.
     max_failures: int = 40
     base_delay: float = 1.0
     max_delay: float = 30.0
@@ -113,6 +130,15 @@ class RetryPolicy:
         backoff = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
         backoff *= 1 + 0.1 * self.jitter()
         return max(backoff, retry_after or 0.0)
+
+    def gives_up(self, attempts: int, waited: float, failures: int) -> bool:
+        """After a failure: ``attempts`` in a row without new text (this one included), the
+        backoff ``waited`` since the answer last grew, ``failures`` in the whole run."""
+        if failures > self.max_failures:
+            return True
+        if self.max_attempts is not None and attempts >= self.max_attempts:
+            return True
+        return attempts > 0 and waited >= self.give_up_after
 
 
 @dataclass(frozen=True)
@@ -199,8 +225,10 @@ class Engine:
         self._stall_kind = ""
         self._last_request: RoundRequest | None = None
         self._checked = False
-        #: Failed attempts: in a row without extending the answer, and in the whole run.
+        #: Failed attempts: in a row without extending the answer (and the backoff waited since
+        #: it last grew), and in the whole run.
         self._attempts = 0
+        self._waited = 0.0
         self._failures = 0
         self._retries_this_round = 0
         self._round: _RoundInProgress | None = None
@@ -462,7 +490,7 @@ class Engine:
         if end.stop_reason == "end_turn":
             current.release_word()
         if current.chars or end.stop_reason != "interrupted":
-            self._attempts = 0
+            self._attempts, self._waited = 0, 0.0
         self._count_stall(current, end)
         usage = end.usage
         report = RoundReport(
@@ -514,19 +542,24 @@ class Engine:
         """Keep what arrived, then wait before the next attempt (or give up: raises).
 
         Every failed attempt counts toward ``RetryPolicy.max_failures``; one that did not
-        extend the answer (regenerating the held word is not extending it) also counts toward
-        ``max_attempts`` in a row and is followed by a backoff. A broken round that added
-        nothing is dropped whole, so the seam is exactly as it was before the call.
+        extend the answer (regenerating the held word is not extending it) also counts as an
+        attempt in a row and is followed by a backoff, which adds to the time waited without
+        progress (``RetryPolicy.gives_up``). A broken round that added nothing is dropped whole,
+        so the seam is exactly as it was before the call.
         """
         extended = self._round is not None and self._round.chars > 0
         events = self._abandon_round()
         self._failures += 1
-        self._attempts = 0 if extended else self._attempts + 1
+        if extended:
+            self._attempts, self._waited = 0, 0.0
+        else:
+            self._attempts += 1
         self._retries_this_round += 1
-        if self._attempts >= self.retry.max_attempts or self._failures > self.retry.max_failures:
+        if self.retry.gives_up(self._attempts, self._waited, self._failures):
             error.hint = error.hint or "the service keeps failing; try again later with resume"
             raise self.fail(error)
         delay = 0.0 if extended else self.retry.delay(self._attempts, error.retry_after)
+        self._waited += delay
         index = len(self.state.rounds)
         events.append(Retrying(index, self._retries_this_round, delay, error.one_line()))
         return delay, events

@@ -25,6 +25,7 @@ here, keeping status, request id and the text already received.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 from collections.abc import AsyncIterator, Iterator
@@ -227,12 +228,18 @@ def map_error(error: Exception, *, model: str, text_received: str = "", in_strea
     status = getattr(error, "status_code", None)
     request_id = getattr(error, "request_id", None)
     error_type, message = _error_body(error)
+    message = printable(message)
     common: dict[str, Any] = {"status_code": status, "request_id": request_id, "error_type": error_type}
     is_sdk = isinstance(error, anthropic.AnthropicError)
     if not is_sdk and not isinstance(error, (OSError, *transport_errors())):
-        message = f"malformed response from the API ({type(error).__name__}: {message})"
+        what = _malformed(error)
         if not in_stream:
+            message = f"the server sent a malformed response ({what})"
             return BackendError(message, hint="check the base URL and the SDK version", **common)
+        if text_received:
+            message = f"the server sent a malformed event ({what}) after {len(text_received):,} characters"
+            return StreamInterruptedError(message, **common)
+        return TransientBackendError(f"the server sent a malformed event ({what}) before any text", **common)
     if _is_transient(anthropic, error, error_type, status):
         if text_received:
             return StreamInterruptedError(
@@ -242,6 +249,40 @@ def map_error(error: Exception, *, model: str, text_received: str = "", in_strea
             )
         return TransientBackendError(message, retry_after=_retry_after(error), **common)
     return _refusal_error(message, status, model, common)
+
+
+#: C0 controls but tab and newline, DEL and C1: never let server text drive a terminal.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """``text`` with every control character but tab and newline shown as ``\\xNN``."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def _excerpt(text: str, limit: int = 40) -> str:
+    """The start of what a server sent, quoted, every non-ASCII or control character escaped."""
+    return ascii(text[:limit]) + ("..." if len(text) > limit else "")
+
+
+def _malformed(error: Exception) -> str:
+    """What was wrong with an event (or body) the SDK could not read, in a few safe words."""
+    if isinstance(error, json.JSONDecodeError):
+        return f"invalid JSON: {_excerpt(error.doc)}"
+    return f"{type(error).__name__}: {_excerpt(str(error), 80)}"
+
+
+def incomplete_stream(events: int, text: str, size: int | None) -> TransientBackendError:
+    """The stream ended without ``message_stop``: what arrived, as a transient failure."""
+    if not events:
+        got = f" ({size:,} bytes)" if size else ""
+        return TransientBackendError(
+            f"the server's stream had no Messages API events{got}",
+            hint="check the base URL: it must be an Anthropic Messages API",
+        )
+    if text:
+        return StreamInterruptedError(f"the stream ended without message_stop after {len(text):,} characters")
+    return TransientBackendError(f"the stream ended without message_stop after {events} events and no text")
 
 
 _TRANSIENT_TYPES = {"overloaded_error", "rate_limit_error", "api_error", "timeout_error"}
@@ -339,8 +380,11 @@ class _Accumulator:
         self.stop_sequence: str | None = None
         self.thinking_seen = False
         self.held = ""
+        self.events = 0
+        self.ended = False
 
     def fold(self, event: Any) -> list[BackendEvent]:
+        self.events += 1
         kind = getattr(event, "type", None)
         if kind == "message_start":
             self.usage = _usage(event.message.usage)
@@ -358,6 +402,7 @@ class _Accumulator:
             self.stop_sequence = event.delta.stop_sequence
             self._merge_final_usage(event.usage)
         elif kind == "message_stop":
+            self.ended = True
             return [*self._emit(""), self._end()]
         return []
 
@@ -386,6 +431,10 @@ class _Accumulator:
             stop_sequence=self.stop_sequence,
             request_id=self.request_id,
         )
+
+    def incomplete(self, stream: Any) -> TransientBackendError:
+        size = getattr(getattr(stream, "response", None), "num_bytes_downloaded", None)
+        return incomplete_stream(self.events, "".join(self.text), size if isinstance(size, int) else None)
 
     def _merge_final_usage(self, raw: Any) -> None:
         final = _usage(raw)
@@ -469,6 +518,8 @@ class AnthropicBackend(Backend):
                     yield from acc.fold(event)
         except Exception as error:
             raise map_error(error, model=request.model, text_received="".join(acc.text)) from error
+        if not acc.ended:
+            raise acc.incomplete(stream)
 
     async def astream_round(self, request: RoundRequest) -> AsyncIterator[BackendEvent]:
         if not self.is_async:
@@ -489,6 +540,8 @@ class AnthropicBackend(Backend):
                         yield out
         except Exception as error:
             raise map_error(error, model=request.model, text_received="".join(acc.text)) from error
+        if not acc.ended:
+            raise acc.incomplete(stream)
 
 
 def api_version(client: Any) -> str:

@@ -55,7 +55,7 @@ from .batches import batch_routes
 from .billing import Stats
 from .cache import CacheOutcome, PromptCache, SystemClock
 from .continuation import Plan, plan_output
-from .faults import FaultPlan
+from .faults import CUT_FAULTS, MALFORMED_DATA, MALFORMED_EVENT, FaultPlan
 from .quirks import decide_quirks
 from .ratelimit import RateLimiter
 from .request import ApiError, ParsedRequest, check_context, parse_request
@@ -234,6 +234,9 @@ class Emulator:
             await asyncio.sleep(outcome.usage.output_tokens / self.config.decode_rate)
         if outcome.fault == "drop":
             return DroppedJSONResponse(self, message_json(outcome), headers)
+        if outcome.fault == "malformed":
+            self.stats.count_error()
+            return Response(MALFORMED_DATA, headers=headers, media_type="application/json")
         self.complete(outcome)
         return JSONResponse(message_json(outcome), headers=headers)
 
@@ -525,10 +528,9 @@ class SSEResponse:
             finished = await self._send_deltas(send, disconnected)
             if not finished or disconnected.is_set():
                 emulator.stats.count_error()
-                if outcome.fault == "stream-error" and not disconnected.is_set():
-                    await send(
-                        {"type": "http.response.body", "body": STREAM_ERROR.encode(), "more_body": False}
-                    )
+                if outcome.fault in ("stream-error", "malformed") and not disconnected.is_set():
+                    last = STREAM_ERROR if outcome.fault == "stream-error" else MALFORMED_EVENT
+                    await send({"type": "http.response.body", "body": last.encode(), "more_body": False})
                 return  # a drop: returning without the final body makes the server close the connection
             await send(
                 {"type": "http.response.body", "body": stream_tail(outcome).encode(), "more_body": False}
@@ -542,7 +544,7 @@ class SSEResponse:
         rate = self.emulator.config.decode_rate
         per_delta = max(1, round(rate / PACED_EVENTS_PER_SECOND)) if rate else FAST_TOKENS_PER_DELTA
         chunks = self.outcome.plan.chunks(per_delta)
-        cut = len(chunks) // 3 if self.outcome.fault in ("drop", "stream-error") else None
+        cut = len(chunks) // 3 if self.outcome.fault in CUT_FAULTS else None
         if cut is not None and chunks:
             cut = max(cut, 1)
         events_per_write = 1 if rate else FAST_EVENTS_PER_WRITE

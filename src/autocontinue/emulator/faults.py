@@ -20,6 +20,10 @@ since start or reset (so a retry of the same request can succeed). The script fo
 ``stream-error``
     A 200 stream gets ``event: error`` (``overloaded_error``) after about a third of the
     deltas, then ends. On a non-streaming request it is a 529.
+``malformed``
+    A 200 stream gets an event whose data is not JSON (``MALFORMED_EVENT``, with an escape
+    sequence in it, as a hostile or broken server might send) after about a third of the deltas,
+    then ends. On a non-streaming request the 200 body is that text instead of JSON.
 
 Faults are rolled after the request passed every check: an invalid request still gets its 400.
 """
@@ -34,9 +38,16 @@ from typing import Any
 
 from .quirks import parse_probabilities
 
-__all__ = ["FAULT_NAMES", "FaultPlan", "parse_faults"]
+__all__ = ["FAULT_NAMES", "CUT_FAULTS", "MALFORMED_DATA", "MALFORMED_EVENT", "FaultPlan", "parse_faults"]
 
-FAULT_NAMES = ("529", "429", "500", "drop", "stream-error")
+#: New faults go at the end: each request's seeded roll takes one draw per name in this order,
+#: so the faults a seed gave before stay the same.
+FAULT_NAMES = ("529", "429", "500", "drop", "stream-error", "malformed")
+#: The faults that cut a stream after about a third of its deltas.
+CUT_FAULTS = ("drop", "stream-error", "malformed")
+#: Not JSON, and it would set the terminal's window title if echoed raw.
+MALFORMED_DATA = '{garbage \x1b]0;owned\x07 "text": "'
+MALFORMED_EVENT = f"event: content_block_delta\ndata: {MALFORMED_DATA}\n\n"
 
 
 @dataclass(frozen=True)
