@@ -505,6 +505,7 @@ class Engine:
             request_id=end.request_id,
             retries=self._retries_this_round,
             cost_usd=self.state.spec.cost(usage),
+            cost_known=self.state.spec.priced,
             duration_s=round(self.clock() - current.started, 6),
             remedy=current.remedy,
         )

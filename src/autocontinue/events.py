@@ -63,6 +63,8 @@ class RoundReport:
     #: Round retries (after the SDK's own) and broken streams resumed within this round.
     retries: int = 0
     cost_usd: float = 0.0
+    #: False when the model's prices are unknown: ``cost_usd`` (0.0) means nothing then.
+    cost_known: bool = True
     duration_s: float = 0.0
     #: What the engine changed in this call because the round before added no text
     #: ("max_tokens", "instruction", "seed", "effort", joined by "+"); "" for an ordinary round.
@@ -109,6 +111,7 @@ class Result:
             "rounds": [r.to_dict() for r in self.rounds],
             "usage": self.usage.to_dict(),
             "cost_usd": self.cost_usd if self.cost_known else None,
+            "cost_known": self.cost_known,
         }
 
 

@@ -18,6 +18,7 @@ from .history import plural
 from .inputs import check_output_path, choose_backend
 from .options import BACKENDS
 from .output import AnswerOutput
+from .progress import cost_text
 
 if TYPE_CHECKING:
     from ..events import Result
@@ -70,7 +71,8 @@ def seam_summary(result: Result) -> list[str]:
         lines.append(f"repairs: {done}; the answer reads as one text")
     usage = result.usage
     lines.append(
-        f"{usage.output_tokens:,} tokens out, {usage.total_input_tokens:,} in, ${result.cost_usd:.4f}"
+        f"{usage.output_tokens:,} tokens out, {usage.total_input_tokens:,} in, "
+        + cost_text(result.cost_usd, result.cost_known, result.backend)
     )
     if result.stop_reason == "max_rounds":
         lines.append(

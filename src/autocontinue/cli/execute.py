@@ -98,6 +98,7 @@ def execute(
         rounds_done=len(checkpoint.rounds) if checkpoint else 0,
         cost_so_far=sum(r.cost_usd for r in checkpoint.rounds) if checkpoint else 0.0,
         tokens_so_far=sum(r.usage.output_tokens for r in checkpoint.rounds) if checkpoint else 0,
+        cost_known=all(r.cost_known for r in checkpoint.rounds) if checkpoint else True,
     )
     result: Result | None = None
     with _sigterm_raises():

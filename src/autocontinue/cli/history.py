@@ -15,6 +15,7 @@ import click
 
 from .common import open_journal, raw_option
 from .errors import say
+from .progress import cost_text
 from .terminal import for_stream, is_terminal, json_for_terminal
 
 if TYPE_CHECKING:
@@ -44,7 +45,7 @@ def runs_table(records: list[RunRecord]) -> list[str]:
                 r.model,
                 str(len(r.rounds)),
                 f"{usage.output_tokens:,}",
-                f"${r.cost_usd:.4f}",
+                cost_text(r.cost_usd, r.cost_known, r.backend),
                 r.display_state
                 + (f" ({r.stop_reason})" if r.stop_reason and r.stop_reason != "end_turn" else ""),
             )
@@ -92,7 +93,8 @@ def run_summary(record: RunRecord) -> dict[str, Any]:
         "rounds": len(record.rounds),
         "stalled_rounds": record.stalled_rounds,
         "usage": record.usage.to_dict(),
-        "cost_usd": record.cost_usd,
+        "cost_usd": record.cost_usd if record.cost_known else None,
+        "cost_known": record.cost_known,
     }
 
 

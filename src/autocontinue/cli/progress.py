@@ -15,7 +15,7 @@ from ..events import Finished, Result, Retrying, RoundFinished, RoundStarted, St
 from .errors import BUDGET_STOPS
 from .terminal import visible
 
-__all__ = ["Progress", "summary_line", "progress_line"]
+__all__ = ["Progress", "summary_line", "progress_line", "cost_text"]
 
 _BUDGET_HINTS = {
     "max_rounds": "raise --max-rounds",
@@ -28,10 +28,32 @@ def _plural(n: int, word: str) -> str:
     return f"{n:,} {word}{'' if n == 1 else 's'}"
 
 
-def progress_line(*, round_index: int, strategy: str, tokens: int, elapsed: float, cost: float) -> str:
-    """``round 3 · prefill · ~1,234 tokens · 52 tok/s · $0.0123``."""
+def cost_text(cost: float, known: bool, backend: str | None = None) -> str:
+    """``$0.0123``; ``cost unknown`` when the model has no known prices (never a made-up
+    ``$0``); ``$0 (local)`` for the local model, whose compute is the user's own."""
+    if not known:
+        return "cost unknown"
+    if backend == "local" and not cost:
+        return "$0 (local)"
+    return f"${cost:.4f}"
+
+
+def progress_line(
+    *,
+    round_index: int,
+    strategy: str,
+    tokens: int,
+    elapsed: float,
+    cost: float | None,
+    cost_known: bool = True,
+) -> str:
+    """``round 3 · prefill · ~1,234 tokens · 52 tok/s · $0.0123`` (no cost before a round has
+    reported one, ``cost unknown`` for a model without prices)."""
     rate = tokens / elapsed if elapsed > 0 else 0.0
-    return f"round {round_index + 1} · {strategy} · ~{tokens:,} tokens · {rate:.0f} tok/s · ${cost:.4f}"
+    line = f"round {round_index + 1} · {strategy} · ~{tokens:,} tokens · {rate:.0f} tok/s"
+    if cost is None:
+        return line
+    return f"{line} · {cost_text(cost, cost_known)}"
 
 
 def summary_line(result: Result, *, elapsed: float | None = None) -> str:
@@ -44,7 +66,7 @@ def summary_line(result: Result, *, elapsed: float | None = None) -> str:
     parts.append(f"{result.usage.output_tokens:,} tokens out, {result.usage.total_input_tokens:,} in")
     if elapsed is not None:
         parts.append(f"{elapsed:.1f} s")
-    parts.append(f"${result.cost_usd:.4f}" if result.cost_known else "cost unknown")
+    parts.append(cost_text(result.cost_usd, result.cost_known, result.backend))
     if result.run_id:
         parts.append(f"run {result.run_id}")
     line = " · ".join(parts)
@@ -64,6 +86,7 @@ class Progress:
         rounds_done: int = 0,
         cost_so_far: float = 0.0,
         tokens_so_far: int = 0,
+        cost_known: bool = True,
     ) -> None:
         self.quiet = quiet
         self.live_enabled = live and not quiet
@@ -76,6 +99,9 @@ class Progress:
         #: the round then reports, and the line never counts backwards.
         self._tokens_shown = tokens_so_far
         self._cost = cost_so_far
+        #: Whether a round has reported its cost yet, and whether every one knew its prices.
+        self._cost_seen = rounds_done > 0
+        self._cost_known = cost_known
         self._live: Any = None
         self._console: Any = None
 
@@ -116,6 +142,8 @@ class Progress:
         elif isinstance(event, RoundFinished):
             self._tokens_done += event.report.usage.output_tokens
             self._cost += event.report.cost_usd
+            self._cost_seen = True
+            self._cost_known = self._cost_known and event.report.cost_known
             self._chars = 0
         elif isinstance(event, Retrying):
             self.note(
@@ -155,6 +183,7 @@ class Progress:
             strategy=visible(self._strategy) or "starting",
             tokens=tokens,
             elapsed=self.elapsed,
-            cost=self._cost,
+            cost=self._cost if self._cost_seen else None,
+            cost_known=self._cost_known,
         )
         return Text(line, style="dim")

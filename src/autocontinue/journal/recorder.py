@@ -50,6 +50,8 @@ class RunRecorder:
         self.new_run = run_id is None
         self._round: RoundStarted | None = None
         self._round_chars = 0
+        #: False once a round said its model has no known prices.
+        self._costs_known = True
         self._interval = interval
         self._parts = [text] if text else []
         self._held = held
@@ -90,6 +92,7 @@ class RunRecorder:
                 text, held = self._snapshot()
                 self.journal.record_round(self._id(), event.report, text, held)
                 self.rounds_finished += 1
+                self._costs_known = self._costs_known and event.report.cost_known
                 self._round = None
         elif isinstance(event, Finished):
             self._stop_thread()
@@ -117,6 +120,7 @@ class RunRecorder:
         if self._round is None or self._round_chars == 0:
             return None
         usage = Usage(output_tokens=max(1, round(self._round_chars / 4)))
+        cost = self._price(usage)
         return RoundReport(
             index=self._round.index,
             strategy=self._round.strategy,
@@ -124,17 +128,24 @@ class RunRecorder:
             stop_reason="interrupted",
             usage=usage,
             chars=self._round_chars,
-            cost_usd=self._price(usage),
+            cost_usd=cost or 0.0,
+            cost_known=cost is not None,
             seam={"notes": ["cut short when the run stopped; output tokens estimated from its text"]},
         )
 
-    def _price(self, usage: Usage) -> float:
+    def _price(self, usage: Usage) -> float | None:
+        """The cut round's estimated cost; None when no price is known (the rounds before said
+        so, or the model is not in the catalogue)."""
         from ..catalogue import lookup_model
 
+        if self._new_run["backend"] == "local":
+            return 0.0
+        if not self._costs_known:
+            return None
         try:
             return float(lookup_model(str(self._new_run["model"])).cost(usage))
-        except Exception:  # noqa: BLE001 - an unknown or local model: no price to estimate
-            return 0.0
+        except Exception:  # noqa: BLE001 - an unknown model: no price to estimate
+            return None
 
     def discard(self) -> None:
         """Delete the run from the journal (it produced nothing worth resuming)."""

@@ -139,6 +139,11 @@ class RunRecord:
         return sum(report.cost_usd for report in self.rounds)
 
     @property
+    def cost_known(self) -> bool:
+        """False if any round's model had no known prices (its ``cost_usd`` 0.0 means nothing)."""
+        return all(report.cost_known for report in self.rounds)
+
+    @property
     def finished(self) -> bool:
         return self.state == "finished"
 
@@ -161,6 +166,7 @@ class RunRecord:
             model=self.model,
             backend=self.backend,
             run_id=self.id,
+            cost_known=self.cost_known,
         )
         if hasattr(result, "stalled_rounds"):
             result.stalled_rounds = self.stalled_rounds
