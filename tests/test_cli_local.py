@@ -74,7 +74,7 @@ def test_demo_finishes_on_the_local_model_with_exit_0():
     err = done.stderr.decode()
     assert f"demo: {len(data['rounds'])} rounds on local (smollm2-135m-instruct), continued by prefill" in err
     assert "demo: seams at characters " in err and err.count(";") >= len(data["rounds"]) - 2
-    assert "repairs: " in err and "tokens out" in err and "$0.0000" in err
+    assert "repairs: " in err and "tokens out" in err and "$0 (local)" in err
     assert "run " in err.strip().splitlines()[-1]
 
 
