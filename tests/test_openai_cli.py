@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import urllib.request
 
 import pytest
 
@@ -89,3 +90,45 @@ def test_a_bad_server_kind_is_exit_2_with_the_choices(chat_url, tmp_path):
     )
     assert done.returncode == 2
     assert "vllm" in done.stderr and "Traceback" not in done.stderr
+
+
+def _requests(chat_url: str) -> list[str]:
+    with urllib.request.urlopen(f"{chat_url}/emulator/openai/requests") as response:
+        return json.loads(response.read())["requests"]
+
+
+def _strategies(done: subprocess.CompletedProcess) -> set[str]:
+    assert done.returncode == 0, done.stderr
+    return {r["strategy"] for r in json.loads(done.stdout)["rounds"][1:]}
+
+
+def test_what_the_server_said_is_remembered_across_processes(chat_url, tmp_path):
+    """Process 1 probes the endpoint (kind, limits) and finds, with three one-token calls, that
+    it closes a trailing assistant turn (told it is llama-server); process 2, a new CLI
+    process, asks nothing again and starts in user-turn. A --server of another trailing kind
+    always wins: its verdict is checked afresh."""
+    base = f"{chat_url}/v1"  # the openai persona: a trailing assistant message is a past turn
+    env = _env(tmp_path)
+    args = ["run", "--base-url", f"http://user:secret@{base[len('http://') :]}?key=hidden", "--model"]
+    args += ["emulated", "--max-tokens-per-call", "60", "--json", "--server"]
+
+    before = len(_requests(chat_url))
+    assert _strategies(_cli(*args, "llama-server", PROMPT, env=env)) == {"user-turn"}
+    first = _requests(chat_url)[before:]
+    assert "GET /v1/models" in first  # the probe
+    assert first.count("POST /v1/chat/completions 1") == 3  # the trailing-turn check
+
+    memory = (tmp_path / "home" / "openai-servers.json").read_text()
+    assert "secret" not in memory and "hidden" not in memory and "user" not in memory
+    assert f'"openai:{base}"' in memory
+
+    before = len(_requests(chat_url))
+    assert _strategies(_cli(*args, "llama-server", PROMPT, env=env)) == {"user-turn"}
+    second = _requests(chat_url)[before:]
+    assert second and all(r == "POST /v1/chat/completions 60" for r in second)  # no probe, no check
+
+    before = len(_requests(chat_url))
+    assert _strategies(_cli(*args, "ollama", PROMPT, env=env)) == {"user-turn"}
+    third = _requests(chat_url)[before:]
+    assert "GET /v1/models" not in third  # the kind and limits are still known
+    assert third.count("POST /v1/chat/completions 1") == 3  # another kind: checked again

@@ -15,6 +15,7 @@ openai = pytest.importorskip("openai")
 import autocontinue  # noqa: E402
 from autocontinue.backends.base import BackendDelta, RoundEnd, RoundRequest  # noqa: E402
 from autocontinue.backends.openai import OpenAIBackend  # noqa: E402
+from autocontinue.backends.openai.known import ServerMemory  # noqa: E402
 from autocontinue.errors import (  # noqa: E402
     AuthenticationError,
     ConfigurationError,
@@ -23,7 +24,6 @@ from autocontinue.errors import (  # noqa: E402
     PrefillNotSupportedError,
 )
 from autocontinue.events import StrategyChanged  # noqa: E402
-from autocontinue.memory import PrefillMemory  # noqa: E402
 
 PROMPT = "Write a long story."
 
@@ -89,7 +89,7 @@ def test_a_server_that_closes_the_turn_is_detected_and_remembered(chat_url):
     )
     assert result.text == uncapped(client)
     assert {r.strategy for r in result.rounds[1:]} == {"user-turn"}
-    assert PrefillMemory().refused(OpenAIBackend(client).endpoint_key(), "emulated")
+    assert ServerMemory().continues(OpenAIBackend(client).endpoint_key(), "emulated", "llama-server") is False
 
 
 def test_forced_prefill_on_a_turn_closing_server_fails_with_a_hint(chat_url):

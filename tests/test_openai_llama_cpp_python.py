@@ -13,8 +13,8 @@ openai = pytest.importorskip("openai")
 
 import autocontinue  # noqa: E402
 from autocontinue.backends.openai import OpenAIBackend  # noqa: E402
+from autocontinue.backends.openai.known import ServerMemory  # noqa: E402
 from autocontinue.backends.openai.probe import closes_turn  # noqa: E402
-from autocontinue.memory import PrefillMemory  # noqa: E402
 
 pytestmark = [pytest.mark.slow]
 
@@ -58,4 +58,4 @@ def test_wrongly_set_as_llama_server_it_is_caught_and_continued_by_user_turn(cli
     )
     assert len(result.rounds) >= 2
     assert {r.strategy for r in result.rounds[1:]} == {"user-turn"}
-    assert PrefillMemory().refused(OpenAIBackend(client).endpoint_key(), model)
+    assert ServerMemory().continues(OpenAIBackend(client).endpoint_key(), model, "llama-server") is False

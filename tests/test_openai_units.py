@@ -160,3 +160,27 @@ def test_status_errors_are_mapped_once():
         openai.APIConnectionError(request=httpx2.Request("POST", "http://x")), model="m", text_received="abc"
     )
     assert isinstance(broken, StreamInterruptedError) and "after 3 characters" in broken.message
+
+
+def test_server_memory_keeps_what_the_server_said_per_endpoint_and_kind(tmp_path):
+    from autocontinue.backends.openai.known import ServerMemory
+    from autocontinue.backends.openai.probe import ServerInfo
+
+    memory = ServerMemory(tmp_path / "servers.json")
+    assert memory.info("openai:http://h/v1") is None
+    memory.remember_info("openai:http://h/v1", ServerInfo("llama-server", {"m": 2048}, 4096))
+    memory.remember_continues("openai:http://h/v1", "m", "llama-server", False)
+    again = ServerMemory(tmp_path / "servers.json")  # as a later process reads it
+    info = again.info("openai:http://h/v1")
+    assert info is not None and (info.kind, info.models, info.context_window) == (
+        "llama-server",
+        {"m": 2048},
+        4096,
+    )
+    assert again.continues("openai:http://h/v1", "m", "llama-server") is False
+    assert again.continues("openai:http://h/v1", "m", "ollama") is None  # checked as another kind
+    assert again.continues("openai:http://other/v1", "m", "llama-server") is None
+    again.forget("openai:http://h/v1")
+    assert again.info("openai:http://h/v1") is None
+    (tmp_path / "servers.json").write_text("{not json")
+    assert ServerMemory(tmp_path / "servers.json").info("openai:http://h/v1") is None  # never fails a run

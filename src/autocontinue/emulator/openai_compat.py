@@ -6,6 +6,7 @@ Routes (``PERSONA`` one of ``PERSONAS``; without a prefix the persona is ``opena
     GET  [/PERSONA]/v1/models               vllm/sglang entries carry ``owned_by`` and ``max_model_len``
     GET  /llama-server/props                ``default_generation_settings.n_ctx``
     GET  /ollama/api/version                ``{"version": ...}``
+    GET  /emulator/openai/requests          every request above so far, as "METHOD /path max_tokens"
 
 Each persona does only what its server documents with a final assistant message
 (``shared/reference/openai-compatible.md``): ``vllm``/``sglang``/``tgi`` continue it with
@@ -197,6 +198,14 @@ class OpenAICompat:
     def __init__(self, emulator: Any) -> None:
         self.emulator = emulator
         self.slots: dict[str, str] = {}
+        #: Every request to these routes, "METHOD /path" (chat calls add their max_tokens).
+        self.requests: list[str] = []
+
+    def _seen(self, request: Request, detail: str = "") -> None:
+        self.requests.append(f"{request.method} {request.url.path}{' ' + detail if detail else ''}")
+
+    async def request_log(self, request: Request) -> Response:
+        return JSONResponse({"requests": self.requests})
 
     def plan(self, chat: ChatRequest) -> Plan:
         config = self.emulator.config
@@ -217,7 +226,14 @@ class OpenAICompat:
             return _error(ApiError(404, "not_found_error", f"unknown persona {persona!r}"))
         try:
             self.emulator.authenticate(request)
-            chat = parse_chat(await self.emulator.read_json(request), persona)
+            body = await self.emulator.read_json(request)
+            self._seen(
+                request,
+                str(body.get("max_completion_tokens", body.get("max_tokens")))
+                if isinstance(body, dict)
+                else "",
+            )
+            chat = parse_chat(body, persona)
             if chat.prompt_tokens + chat.max_tokens > CONTEXT:
                 raise _invalid(
                     f"This model's maximum context length is {CONTEXT} tokens. However, you requested "
@@ -235,6 +251,7 @@ class OpenAICompat:
         return JSONResponse(reply.whole())
 
     async def models(self, request: Request) -> Response:
+        self._seen(request)
         persona = request.path_params.get("persona", "openai")
         entry: dict[str, Any] = {"id": "emulated", "object": "model", "created": 0, "owned_by": persona}
         if persona in ("vllm", "sglang"):
@@ -242,9 +259,11 @@ class OpenAICompat:
         return JSONResponse({"object": "list", "data": [entry]})
 
     async def props(self, request: Request) -> Response:
+        self._seen(request)
         return JSONResponse({"default_generation_settings": {"n_ctx": CONTEXT}, "total_slots": 1})
 
     async def version(self, request: Request) -> Response:
+        self._seen(request)
         return JSONResponse({"version": "0.0.0-emulated"})
 
 
@@ -309,4 +328,5 @@ def routes(emulator: Any) -> list[Route]:
         Route("/{persona}/v1/models", compat.models, methods=["GET"]),
         Route("/llama-server/props", compat.props, methods=["GET"]),
         Route("/ollama/api/version", compat.version, methods=["GET"]),
+        Route("/emulator/openai/requests", compat.request_log, methods=["GET"]),
     ]

@@ -2,10 +2,11 @@
 
 The server kind (``servers.py``) decides how a final assistant message is sent; it is given
 (``server=``) or detected once per endpoint (``probe.py``). A server that should continue a
-trailing assistant message is checked once, before its first prefill round, with three
-one-token calls; one that closes the turn instead makes the round raise
-PrefillNotSupportedError, so the engine switches to user-turn (and remembers it per endpoint
-and model). llama-server's echo of the prefill is stripped exactly (``EchoStripper``).
+trailing assistant message is checked once per model, before its first prefill round, with
+three one-token calls; one that closes the turn instead is run by user turn (a forced prefill
+raises PrefillNotSupportedError). Both answers are remembered on disk per endpoint
+(``known.py``), so a later process probes nothing. llama-server's echo of the prefill is
+stripped exactly (``EchoStripper``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import os
 import re
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 from ...catalogue import ModelSpec, find_model
 from ...errors import (
@@ -26,10 +28,10 @@ from ...errors import (
     StreamInterruptedError,
     TransientBackendError,
 )
-from ...memory import PrefillMemory
 from ...usage import Usage
 from ..base import Backend, BackendDelta, BackendEvent, RoundEnd, RoundRequest, transport_errors
 from .errors import map_error
+from .known import ServerMemory
 from .prices import load_prices
 from .probe import ServerInfo, closes_turn, detect_server, root_url
 from .servers import SERVER_KINDS, EchoStripper, ServerMode, chat_params, prefill_of, server_mode
@@ -55,10 +57,6 @@ FINISH_REASONS = {
 
 #: The window in a context error as ``map_error`` words it: ``(P + M > C)``.
 _STATED_WINDOW = re.compile(r"\(\d+ \+ \d+ > (\d+)\)$")
-#: endpoint key -> what the server said (asked once per process).
-_SERVER_INFO: dict[str, ServerInfo] = {}
-#: (endpoint key, model) -> True when the server closes a trailing assistant turn.
-_CLOSES_TURN: dict[tuple[str, str], bool] = {}
 
 
 def _import_sdk() -> Any:
@@ -180,6 +178,10 @@ class OpenAIBackend(Backend):
         self.base_url = str(client.base_url).rstrip("/")
         self._probe_client: Any = None
         self._default_model: str | None = None
+        self._info: ServerInfo | None = None
+        #: (model, kind) -> whether a trailing assistant message is continued.
+        self._continues: dict[tuple[str, str], bool] = {}
+        self.memory = ServerMemory()
 
     @staticmethod
     def _make_client(openai: Any, base_url: str | None) -> Any:
@@ -196,7 +198,9 @@ class OpenAIBackend(Backend):
     # -- what the server is -----------------------------------------------------------------
 
     def endpoint_key(self) -> str:
-        return f"openai:{root_url(self.base_url)}{'/v1' if self.base_url.endswith('/v1') else ''}"
+        """The endpoint's name in the memories: its URL without credentials, query or fragment."""
+        path = urlsplit(self.base_url).path.rstrip("/")
+        return f"openai:{root_url(self.base_url)}{'/v1' if path.endswith('/v1') else ''}"
 
     def _prober(self) -> Any:
         """A sync client without retries, for the probes (also when the run's client is async)."""
@@ -209,10 +213,14 @@ class OpenAIBackend(Backend):
 
     @property
     def info(self) -> ServerInfo:
-        key = self.endpoint_key()
-        if key not in _SERVER_INFO:
-            _SERVER_INFO[key] = detect_server(self._prober(), self.base_url)
-        return _SERVER_INFO[key]
+        """What the server said about itself: remembered, else probed once and remembered."""
+        if self._info is None:
+            key = self.endpoint_key()
+            self._info = self.memory.info(key)
+            if self._info is None:
+                self._info = detect_server(self._prober(), self.base_url)
+                self.memory.remember_info(key, self._info)
+        return self._info
 
     @property
     def mode(self) -> ServerMode:
@@ -246,7 +254,7 @@ class OpenAIBackend(Backend):
             id=model,
             context_window=context,
             max_output=max_output,
-            prefill=self.mode.prefill and not _CLOSES_TURN.get((self.endpoint_key(), model), False),
+            prefill=self.mode.prefill and self._known_continues(model) is not False,
             min_cacheable=0,
             input_price=input_price,
             output_price=output_price,
@@ -264,14 +272,21 @@ class OpenAIBackend(Backend):
         """
         if self.mode.continuation != "trailing":
             return self.mode.prefill
-        if PrefillMemory().refused(self.endpoint_key(), model):
-            return False
         try:
             self.check_prefill(model)
         except PrefillNotSupportedError:
-            PrefillMemory().remember_refusal(self.endpoint_key(), model)
             return False
         return True
+
+    def _known_continues(self, model: str) -> bool | None:
+        """The trailing-turn verdict for ``model`` under the current kind, if already known."""
+        kind = self.mode.kind
+        if (model, kind) not in self._continues:
+            known = self.memory.continues(self.endpoint_key(), model, kind)
+            if known is None:
+                return None
+            self._continues[model, kind] = known
+        return self._continues[model, kind]
 
     def check_prefill(self, model: str) -> None:
         """Before the first prefill round: raise PrefillNotSupportedError where it cannot work."""
@@ -283,13 +298,15 @@ class OpenAIBackend(Backend):
             )
         if mode.continuation != "trailing":
             return
-        key = (self.endpoint_key(), model)
-        if key not in _CLOSES_TURN:
+        continues = self._known_continues(model)
+        if continues is None:
             try:
-                _CLOSES_TURN[key] = bool(closes_turn(self._prober(), model))
+                continues = not closes_turn(self._prober(), model)
             except Exception as error:
                 raise map_error(error, model=model) from error
-        if _CLOSES_TURN[key]:
+            self._continues[model, mode.kind] = continues
+            self.memory.remember_continues(self.endpoint_key(), model, mode.kind, continues)
+        if not continues:
             raise PrefillNotSupportedError(
                 f"the server at {self.base_url} closes a final assistant message as a past turn "
                 "instead of continuing it",
@@ -310,6 +327,7 @@ class OpenAIBackend(Backend):
         window = _STATED_WINDOW.search(mapped.message) if isinstance(mapped, ContextWindowError) else None
         if window:
             self.info.models[request.model] = int(window.group(1))
+            self.memory.remember_info(self.endpoint_key(), self.info)
         return mapped
 
     def stream_round(self, request: RoundRequest) -> Iterator[BackendEvent]:
