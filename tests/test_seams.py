@@ -787,3 +787,35 @@ def test_cut_state_keeps_only_a_short_pending_line_on_a_text_with_no_newline():
     for _ in range(2000):
         scanner.feed("<p>para</p> " + "word " * 40)
     assert sum(len(part) for part in scanner._line) <= LONG_LINE + 250
+
+
+def _split_by_scanning(text, strategy, max_partial=32, *, fragment=False):
+    """The plain character-by-character statement of the rule (the engine's fast version must agree)."""
+    end = len(text)
+    while end > 0 and text[end - 1].isspace():
+        end -= 1
+    if strategy == "prefill":
+        return text[:end], text[end:]
+    start = end
+    while start > 0 and end - start <= max_partial and not text[start - 1].isspace():
+        start -= 1
+    if start == 0 or end - start > max_partial:
+        return text[:end], text[end:]
+    cut = start
+    while cut > 0 and text[cut - 1].isspace():
+        cut -= 1
+    if cut == 0 and not fragment:
+        return text[:end], text[end:]
+    return text[:cut], text[cut:]
+
+
+@settings(max_examples=3000, deadline=None)
+@given(
+    text=st.text(alphabet=st.sampled_from(list("ab x\n\t\u00a0\u2003\u200d\x1c\x85é日")), max_size=60),
+    strategy=st.sampled_from(["prefill", "user-turn"]),
+    max_partial=st.sampled_from([0, 1, 2, 5, 32]),
+    fragment=st.booleans(),
+)
+def test_split_for_continuation_agrees_with_the_scanning_rule(text, strategy, max_partial, fragment):
+    expected = _split_by_scanning(text, strategy, max_partial, fragment=fragment)
+    assert split_for_continuation(text, strategy, max_partial, fragment=fragment) == expected

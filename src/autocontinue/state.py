@@ -133,7 +133,8 @@ class ContinuationState:
     #: The emitted text as one list of pieces per round (joined lazily: appends stay O(1)).
     _segments: list[list[str]] = field(default_factory=list, repr=False)
     _chars: int = 0
-    #: Words of ``text`` (as ``count_words`` counts them), kept up to date as text is added.
+    #: Words of ``text`` (as ``count_words`` counts them), kept up to date as text is added when
+    #: the run has a ``max_words`` budget (the one decision that reads it).
     words: int = 0
     _in_word: bool = field(default=False, repr=False)
     _joined: str | None = field(default=None, repr=False)
@@ -155,15 +156,19 @@ class ContinuationState:
     def add_text(self, text: str) -> None:
         """Append emitted text (never retracted) to the current round's segment."""
         if text:
-            words = len(text.split())
-            if words and self._in_word and not text[0].isspace():
-                words -= 1  # the first word goes on from the end of the text so far
-            self.words += words
-            self._in_word = not text[-1].isspace()
+            if self.budgets.max_words:  # words are counted only for the budget that needs them
+                self._count_words(text)
             self._segments[-1].append(text)
             self._chars += len(text)
             self._joined = None
             self.cut.feed(text)
+
+    def _count_words(self, text: str) -> None:
+        words = len(text.split())
+        if words and self._in_word and not text[0].isspace():
+            words -= 1  # the first word goes on from the end of the text so far
+        self.words += words
+        self._in_word = not text[-1].isspace()
 
     @property
     def text(self) -> str:

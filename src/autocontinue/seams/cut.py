@@ -94,6 +94,12 @@ def check_strategy(strategy: str) -> None:
         )
 
 
+def _last_space(window: str) -> int:
+    """The index of the last whitespace character in ``window`` (which ends in a non-space), or -1."""
+    words = window.rsplit(None, 1)
+    return len(window) - len(words[-1]) - 1 if words else -1
+
+
 def split_for_continuation(
     text: str, strategy: str, max_partial: int = 32, *, fragment: bool = False
 ) -> tuple[str, str]:
@@ -103,17 +109,17 @@ def split_for_continuation(
     ``base`` may be empty: a fragment " half" is all held.
     """
     check_strategy(strategy)
-    end = len(text)
-    while end > 0 and text[end - 1].isspace():
-        end -= 1
+    # Called on every streamed delta: the scans are str methods (C), over at most max_partial + 1
+    # characters; ``str.rstrip()`` and ``str.isspace()`` agree on what whitespace is.
+    end = len(text.rstrip())
     if strategy == "prefill":
         return text[:end], text[end:]
-    start = end
-    while start > 0 and end - start <= max_partial and not text[start - 1].isspace():
-        start -= 1
-    if start == 0 or end - start > max_partial:
+    lo = max(0, end - max_partial - 1)
+    window = text[lo:end]
+    last = _last_space(window)
+    if last < 0:  # no whitespace within reach: the text is one word, or its last word is too long
         return text[:end], text[end:]
-    cut = start
+    cut = lo + last
     while cut > 0 and text[cut - 1].isspace():
         cut -= 1
     if cut == 0 and not fragment:
