@@ -1,6 +1,6 @@
 """Soak: seeded fault-and-quirk mixes, kill -9s of real CLI runs, malformed servers (loopback only).
 
-    python -m bench.soak               # 12 mixes, 8 kills, 8 malformed-server runs, 2 give-ups
+    python -m bench.soak               # 12 mixes, 8 kills, 8 malformed-server runs, 2 give-ups (3-6 min)
     python -m bench.soak --quick       # one mix, one kill, one malformed server (bench/out/quick/)
 
 Every run is compared with the same emulator configuration without faults (same seed, same
@@ -17,6 +17,10 @@ fault-free run's, *differing* otherwise. Four kinds:
   the stream without ``message_stop``;
 * **give-up**: a server that breaks every stream: the run must stop on its own (CLI exit 3,
   within the retry policy's bound), keeping its text.
+
+The fault mixes are seeded random rolls per request (the emulator's and the proxy's), the same
+for every policy: nothing is chosen to pass. The Python-API runs use ``RetryPolicy()`` with all
+its times scaled by ``TIME_SCALE`` (the same give-up decision after the same failures).
 
 Printed and saved (bench/out/soak.json): runs, identical to fault-free, differing, gave up
 correctly, requests per 1,000 delivered tokens, the worst ratio of requests to the fault-free
@@ -351,6 +355,7 @@ def run(
         "command": _command(mixes, kills, malformed, give_ups, seed),
         "seconds": round(time.monotonic() - started, 1),
         "load_avg_1m_before": load_before,
+        "time_scale": TIME_SCALE,
         "config": {
             "model": MODEL,
             "length": LENGTH,
@@ -428,6 +433,15 @@ def report_section(out: list[str], data: dict[str, Any] | None) -> None:
         "that breaks 40% of streams (garbage JSON, dropped connections, no `message_stop`), and servers "
         "that break every stream.\n"
     )
+    machine = data.get("machine") or {}
+    if "load_avg_1m_before" in data:
+        out.append(
+            f"_Measured {machine.get('date', '?')} on {machine.get('cpus', '?')} cores, 1-minute load "
+            f"{data['load_avg_1m_before']} at the start and {machine.get('load_avg_1m', '?')} at the end; "
+            "the Python-API runs use the default retry policy with every time scaled by "
+            f"{data.get('time_scale', TIME_SCALE)}, the CLI runs the default policy itself (the give-ups "
+            "wait out its 61 s of backoff, in threads beside the other runs)._\n"
+        )
     pct = 100 * s["identical"] / max(1, s["compared"])
     all_same = s["identical"] == s["compared"]
     within = s["worst_ratio"] <= TARGET_RATIO
