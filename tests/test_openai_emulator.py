@@ -53,6 +53,7 @@ def chat_url():
         ("vllm", None),  # detected from /v1/models owned_by
         ("llama-server", None),  # detected from /props
         ("ollama", None),  # detected from /api/version
+        ("lmstudio", None),  # detected from its REST API's /api/v0/models
         ("sglang", "sglang"),
         ("tgi", "tgi"),
         ("deepseek", "deepseek"),
@@ -192,10 +193,11 @@ def test_context_error_is_mapped_with_its_numbers(chat_url):
 
 
 def test_model_limits_come_from_the_server(chat_url):
-    for persona in ("vllm", "llama-server"):
+    for persona in ("vllm", "llama-server", "lmstudio"):
         backend = OpenAIBackend(openai.OpenAI(base_url=base_for(chat_url, persona), api_key="test"))
         spec = backend.model_spec("emulated")
         assert spec.context_window == 32_768 and spec.family == "openai"
+        assert backend.mode.kind == persona
         assert backend.default_model == "emulated"
 
 

@@ -6,13 +6,14 @@ Routes (``PERSONA`` one of ``PERSONAS``; without a prefix the persona is ``opena
     GET  [/PERSONA]/v1/models               vllm/sglang entries carry ``owned_by`` and ``max_model_len``
     GET  /llama-server/props                ``default_generation_settings.n_ctx``
     GET  /ollama/api/version                ``{"version": ...}``
+    GET  /lmstudio/api/v0/models            LM Studio's REST API listing (``max_context_length``)
     GET  /emulator/openai/requests          every request above so far, as "METHOD /path max_tokens"
 
 Each persona does only what its server documents with a final assistant message
 (``shared/reference/openai-compatible.md``): ``vllm``/``sglang``/``tgi`` continue it with
 ``continue_final_message: true`` and ``add_generation_prompt: false`` (both true: 400);
-``llama-server`` and ``ollama`` continue a trailing assistant message, llama-server repeating
-the whole prefill ahead of the new text; ``deepseek``/``mistral`` continue a message marked
+``llama-server``, ``ollama`` and ``lmstudio`` continue a trailing assistant message,
+llama-server repeating the whole prefill ahead of the new text; ``deepseek``/``mistral`` continue a message marked
 ``prefix: true``; ``openai`` never does. An assistant message that is not continued is a past
 turn: the answer starts anew. The text comes from the Messages API emulator's model (the same
 sources and continuation planning), so a continued answer is the same fixed answer.
@@ -54,6 +55,7 @@ PERSONAS = {
     "tgi": "continue_final_message",
     "llama-server": "trailing",
     "ollama": "trailing",
+    "lmstudio": "trailing",
     "deepseek": "prefix",
     "mistral": "prefix",
 }
@@ -262,6 +264,22 @@ class OpenAICompat:
         self._seen(request)
         return JSONResponse({"default_generation_settings": {"n_ctx": CONTEXT}, "total_slots": 1})
 
+    async def lmstudio_models(self, request: Request) -> Response:
+        """LM Studio's ``GET /api/v0/models`` entry shape (its REST API documentation)."""
+        self._seen(request)
+        entry = {
+            "id": "emulated",
+            "object": "model",
+            "type": "llm",
+            "publisher": "emulator",
+            "arch": "emulated",
+            "compatibility_type": "gguf",
+            "quantization": "Q4_K_M",
+            "state": "loaded",
+            "max_context_length": CONTEXT,
+        }
+        return JSONResponse({"object": "list", "data": [entry]})
+
     async def version(self, request: Request) -> Response:
         self._seen(request)
         return JSONResponse({"version": "0.0.0-emulated"})
@@ -328,5 +346,6 @@ def routes(emulator: Any) -> list[Route]:
         Route("/{persona}/v1/models", compat.models, methods=["GET"]),
         Route("/llama-server/props", compat.props, methods=["GET"]),
         Route("/ollama/api/version", compat.version, methods=["GET"]),
+        Route("/lmstudio/api/v0/models", compat.lmstudio_models, methods=["GET"]),
         Route("/emulator/openai/requests", compat.request_log, methods=["GET"]),
     ]

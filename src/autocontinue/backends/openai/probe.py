@@ -2,8 +2,9 @@
 
 ``detect_server`` asks a few cheap, documented questions once per endpoint (the host name for
 hosted APIs; ``/v1/models`` entries' ``owned_by``/``max_model_len`` for vLLM and SGLang;
-llama-server's ``/props``; Ollama's ``/api/version``; TGI's ``/info``) and returns a
-``ServerInfo``. ``closes_turn`` checks, with three one-token calls, whether a server continues
+llama-server's ``/props``; LM Studio's REST API ``/api/v0/models``, whose entries carry
+``compatibility_type`` and ``max_context_length``; Ollama's ``/api/version``; TGI's ``/info``)
+and returns a ``ServerInfo``. ``closes_turn`` checks, with three one-token calls, whether a server continues
 a final assistant message or closes that turn and starts a new one (llama-cpp-python's chat
 endpoint does): with a continued prefill the prompt grows by exactly the prefill's tokens,
 with a closed turn by the end-of-turn and new-header tokens as well.
@@ -80,6 +81,26 @@ def _models(listing: Any) -> tuple[dict[str, int | None], set[str]]:
     return models, owners
 
 
+def _lmstudio_models(listing: Any) -> dict[str, int | None] | None:
+    """LM Studio's ``/api/v0/models`` (documented shape): model id -> ``max_context_length``.
+
+    None when the listing is not LM Studio's: every entry must have ``compatibility_type``
+    and ``max_context_length``. Embedding models are left out.
+    """
+    entries = listing.get("data") if isinstance(listing, dict) else None
+    if not isinstance(entries, list) or not entries:
+        return None
+    models: dict[str, int | None] = {}
+    for entry in entries:
+        if not (isinstance(entry, dict) and isinstance(entry.get("id"), str)):
+            return None
+        if "compatibility_type" not in entry or "max_context_length" not in entry:
+            return None
+        if entry.get("type") != "embeddings":
+            models[entry["id"]] = _positive_int(entry.get("max_context_length"))
+    return models
+
+
 def detect_server(client: Any, base_url: str) -> ServerInfo:
     """Ask the endpoint what it is (see the module docstring); "generic" when nothing fits."""
     hosted = HOSTED.get(urlsplit(base_url).hostname or "")
@@ -95,6 +116,9 @@ def detect_server(client: Any, base_url: str) -> ServerInfo:
         settings = props["default_generation_settings"]
         n_ctx = settings.get("n_ctx") if isinstance(settings, dict) else None
         return ServerInfo("llama-server", models, _positive_int(n_ctx or props.get("n_ctx")))
+    lmstudio = _lmstudio_models(_get_json(client, root + "/api/v0/models"))
+    if lmstudio is not None:
+        return ServerInfo("lmstudio", {**models, **lmstudio})
     version = _get_json(client, root + "/api/version")
     if isinstance(version, dict) and "version" in version:
         return ServerInfo("ollama", models)
