@@ -125,3 +125,17 @@ def test_after_a_429_nothing_is_sent_until_the_allowance_it_owed_has_refilled():
     pacer.on_throttled(4.0)
     clock.now += 4.0  # the pause is over, but what refilled during it was owed
     assert pacer.wait_time(Need()) > 0
+
+
+def test_a_header_counts_the_output_still_to_come_from_the_calls_in_flight():
+    # The service takes output when a call completes, so its "remaining" still holds what the
+    # calls in flight will write; the local level must not be set to it as it stands.
+    clock = Clock()
+    pacer = Pacer(clock=clock)
+    pacer.observe(_headers(output=(6000, 6000)))
+    for _ in range(3):
+        pacer.take(Need(output=100))
+    # Calls reserved too little (or the first news was stale): the service has 250 left.
+    pacer.observe(_headers(output=(6000, 250)))
+    assert pacer.buckets["output"].level <= 250 - 300
+    assert pacer.wait_time(Need(output=100)) > 0

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from .backends.base import Backend
-from .backends.select import resolve_backend
+from .backends.select import backend_for, resolve_backend
 from .catalogue import ModelSpec
 from .engine import Engine, resume_state, run_async, run_sync
 from .errors import ConfigurationError
@@ -26,7 +26,7 @@ from .options import OPTION_FIELDS, Options, encodable, option_doc
 from .state import Budgets, ContinuationState, estimate_tokens
 from .strategies import choose_strategy, normalise_prompt
 
-__all__ = ["Prompt", "generate", "stream", "agenerate", "astream", "resolve_backend"]
+__all__ = ["Prompt", "generate", "stream", "agenerate", "astream", "prepare", "resolve_backend"]
 
 #: A string, or Messages API messages ending with a user message.
 Prompt = str | list[dict[str, Any]]
@@ -101,14 +101,14 @@ def stream(prompt: Prompt, options: Options) -> Iterator[Event]:
     The last event is ``Finished(result)``. Arguments are checked at the call, before the
     first event is asked for.
     """
-    engine, opening, emitted = _prepare(prompt, options)
+    engine, opening, emitted = prepare(prompt, options)
     return _closing(run_sync(engine, opening, emitted), engine.backend, options.backend)
 
 
 @_takes_options(Options)
 def generate(prompt: Prompt, options: Options) -> Result:
     """Write the whole answer, continuing past the output cap; returns a Result."""
-    engine, opening, emitted = _prepare(prompt, options)
+    engine, opening, emitted = prepare(prompt, options)
     events = _closing(run_sync(engine, opening, emitted), engine.backend, options.backend)
     return _last_result(events)
 
@@ -116,14 +116,14 @@ def generate(prompt: Prompt, options: Options) -> Result:
 @_takes_options(Options)
 def astream(prompt: Prompt, options: Options) -> AsyncIterator[Event]:
     """The async twin of ``stream``: checks its arguments at the call, then returns the iterator."""
-    engine, opening, emitted = _prepare(prompt, options)
+    engine, opening, emitted = prepare(prompt, options)
     return _aclosing(run_async(engine, opening, emitted), engine.backend, options.backend)
 
 
 @_takes_options(Options)
 async def agenerate(prompt: Prompt, options: Options) -> Result:
     """The async twin of ``generate``."""
-    engine, opening, emitted = _prepare(prompt, options)
+    engine, opening, emitted = prepare(prompt, options)
     result = None
     async for event in _aclosing(run_async(engine, opening, emitted), engine.backend, options.backend):
         if isinstance(event, Finished):
@@ -163,20 +163,16 @@ async def _aclosing(events: AsyncIterator[Event], backend: Backend, given: Any) 
 # -- from options to an engine ---------------------------------------------------------------
 
 
-def _prepare(prompt: Prompt, options: Options) -> tuple[Engine, str, int]:
+def prepare(prompt: Prompt, options: Options) -> tuple[Engine, str, int]:
     """Options -> backend -> model spec -> state -> Engine; refuses before any call.
+
+    The one constructor of a run: the four entry points drive what it returns, and so does
+    a batch sent through Message Batches (``batch/service.py``).
 
     Returns the engine, the text the answer opens with, and how much of it was shown before.
     """
     messages = _messages(prompt)
-    backend = resolve_backend(
-        options.backend,
-        client=options.client,
-        model_path=options.model_path,
-        seed=options.seed,
-        base_url=options.base_url,
-        server=options.server,
-    )
+    backend = backend_for(options)
     try:
         engine = _engine(messages, options, backend)
     except BaseException:

@@ -67,6 +67,7 @@ __all__ = [
     "Action",
     "StreamEnded",
     "Slept",
+    "Answered",
     "run_sync",
     "run_async",
     "CONTINUATION_EFFORT",
@@ -176,8 +177,20 @@ class Slept:
     """What happened: the Sleep asked for is over."""
 
 
+@dataclass(frozen=True)
+class Answered:
+    """What happened: the whole round at once (a Message Batches result), its text and its end.
+
+    Unlike a stream cut short at ``until``, the usage of a whole answer is known: the round
+    keeps it, ending as ``until`` if the text reached it.
+    """
+
+    text: str
+    end: RoundEnd
+
+
 #: What ``Engine.step`` takes.
-Happened = BackendDelta | RoundEnd | AutocontinueError | StreamEnded | Slept
+Happened = BackendDelta | RoundEnd | AutocontinueError | StreamEnded | Slept | Answered
 
 
 class Engine:
@@ -307,6 +320,10 @@ class Engine:
             return self._then(events + self.end_round(None))
         if isinstance(happened, RoundEnd):
             return self._then(self.end_round(happened))
+        if isinstance(happened, Answered):
+            events = self.on_delta(happened.text) if happened.text else []
+            end = replace(happened.end, stop_reason="until") if self.round_cut_short else happened.end
+            return self._then(events + self.end_round(end))
         if isinstance(happened, Slept):
             return self._then([])
         if isinstance(happened, StreamEnded):

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Any
 
 from ..errors import ConfigurationError
 from .base import Backend
 
-__all__ = ["BACKENDS", "resolve_backend", "infer_backend"]
+__all__ = ["BACKENDS", "backend_for", "resolve_backend", "infer_backend"]
 
 BACKENDS = ("anthropic", "local", "openai")
 
@@ -67,6 +68,24 @@ def resolve_backend(
 
         return LocalBackend(model_path, seed=seed)
     raise ConfigurationError(f"unknown backend {backend!r}", hint="use " + ", ".join(BACKENDS))
+
+
+def backend_for(options: Any, *, client: Any = None) -> Backend:
+    """The backend a run's options name: ``options`` is an ``Options`` or a mapping of option names.
+
+    The one place a run's backend comes from its options (``backend``, ``client``,
+    ``model_path``, ``seed``, ``base_url``, ``server``); ``client`` given here wins over the
+    options' own (a batch's shared, paced client).
+    """
+    get = options.get if isinstance(options, Mapping) else lambda name: getattr(options, name, None)
+    return resolve_backend(
+        get("backend"),
+        client=client if client is not None else get("client"),
+        model_path=get("model_path"),
+        seed=get("seed"),
+        base_url=get("base_url"),
+        server=get("server"),
+    )
 
 
 def _anthropic(client: Any, base_url: str | None) -> Backend:

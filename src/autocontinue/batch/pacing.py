@@ -26,7 +26,7 @@ _OPENAI = {"requests": "requests", "input": "tokens"}
 #: Slowest fraction of the limit after repeated 429s, and the step back up per good call.
 MIN_RATE = 0.25
 BACKOFF = 0.7
-RAMP = 0.02
+RAMP = 0.05
 
 
 @dataclass
@@ -165,11 +165,13 @@ class Pacer:
                 due = self.reserved["output"] if kind == "output" else 0.0
                 self.buckets[kind] = Bucket(limit, min(limit, remaining - due), now)
                 continue
-            # Later headers only ever lower the local level: the local one already took every
-            # call sent (a header is older than some of them), and a service over its
-            # allowance reports 0 remaining, not how far below it is.
+            # The service's remaining output does not yet count what the calls in flight will
+            # write (it takes output when a call completes), the local level does: compare like
+            # with like. Later headers only ever lower the local level (a header is older than
+            # some calls, and a service over its allowance reports 0, not how far below it is).
+            due = self.reserved["output"] if kind == "output" else 0.0
             bucket.refill(now, self.rate)
-            bucket.limit, bucket.level = limit, min(bucket.level, remaining)
+            bucket.limit, bucket.level = limit, min(bucket.level, remaining - due)
 
     def settle(self, need: Need, output_tokens: int | None, input_tokens: int | None = None) -> None:
         """A call ended (``output_tokens`` None: it failed and spent nothing)."""

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..backends.base import Backend
-from ..backends.select import resolve_backend
+from ..backends.select import backend_for, infer_backend
 from ..errors import ConfigurationError, MissingCredentialsError
 from ..events import Event
 from ..journal import Journal, default_journal_path
@@ -313,22 +313,20 @@ async def _run_live(
 
 
 def _live_backend(backend: Any, client: Any, defaults: dict[str, Any], pacer: Pacer) -> tuple[Backend, bool]:
-    """The one backend every item shares, and whether this batch made it (and closes it)."""
+    """The one backend every item shares, and whether this batch made it (and closes it).
+
+    Resolved from the batch's options like any run's (``backend_for``); an Anthropic backend
+    the batch makes gets a client whose responses feed the pacer.
+    """
     if isinstance(backend, Backend):
         return backend, False
-    name = backend
-    if name is None and client is None:
-        has_env = os.environ.get("ANTHROPIC_API_KEY") or os.environ.get("ANTHROPIC_BASE_URL")
-        name = "anthropic" if has_env else "local"
-    if (name in (None, "anthropic")) and client is None:
-        from ..backends.anthropic import AnthropicBackend
-
-        made = AnthropicBackend(paced_client(pacer))
-        made._owns_client = True
-        return made, True
-    return resolve_backend(
-        name, client=client, model_path=defaults.get("model_path"), seed=defaults.get("seed")
-    ), client is None
+    settings = {**defaults, "backend": backend}
+    name = backend or infer_backend(client, defaults.get("base_url"))
+    if name == "anthropic" and client is None:
+        base_url = settings.pop("base_url", None)
+        paced = paced_client(pacer, **({"base_url": base_url} if base_url else {}))
+        return backend_for({**settings, "backend": "anthropic"}, client=paced), True
+    return backend_for(settings, client=client), client is None
 
 
 def paced_client(pacer: Pacer, **kwargs: Any) -> Any:

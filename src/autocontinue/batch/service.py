@@ -1,12 +1,14 @@
 """Running a batch through Anthropic's Message Batches: every round of every item at half price.
 
-Each item keeps its own sans-I/O ``Engine`` (the same round planning, seam repair and stop
-decisions as a live run). A round of the batch asks every unfinished engine for its next
-call, sends all of them as one Message Batches job (``custom_id`` ``<item>-r<round>``), polls
-until the job has ended, and feeds each result to its engine: the text as one delta, then the
-round's end. Items that stopped at ``max_tokens`` are simply asked again, so they go into the
-next job. Errored, expired and canceled results are retried like failed calls (the engine's
-retry count decides when an item gives up). Calls carry 1-hour cache breakpoints (rounds of an
+Each item keeps its own sans-I/O ``Engine`` (built by ``api.prepare``, as a live run's; the
+same round planning, seam repair and stop decisions), driven by ``begin``/``step`` like the
+live drivers drive it. A round of the batch collects every unfinished engine's ``Call``, sends
+all of them as one Message Batches job (``custom_id`` ``<item>-r<round>``), polls until the
+job has ended, and steps each engine with its result: ``Answered`` (the text and the round's
+end at once) or the error a live call would have raised. An engine whose next action is a
+``Call`` again (it stopped at ``max_tokens``) goes into the next job. Errored, expired and
+canceled results are retried like failed calls (the engine's retry policy decides when an
+item gives up; its backoff ``Sleep`` is the next job's turnaround, not a wait of its own). Calls carry 1-hour cache breakpoints (rounds of an
 item may be more than 5 minutes apart) and, on the models that have it, the 300k-output beta.
 The job id is journaled before polling, so a resumed batch collects a job that is still
 running instead of paying for it again.
@@ -23,7 +25,7 @@ from .. import api
 from ..backends.anthropic import request_params
 from ..backends.base import Backend, BackendEvent, RoundEnd, RoundRequest
 from ..catalogue import ANTHROPIC_DEFAULT_MODEL, ModelSpec, lookup_model
-from ..engine import Engine
+from ..engine import Action, Answered, Call, Done, Engine, Sleep, Slept
 from ..errors import (
     AutocontinueError,
     BackendError,
@@ -33,7 +35,7 @@ from ..errors import (
     PrefillNotSupportedError,
     TransientBackendError,
 )
-from ..events import Event, Finished, Result, RoundFinished
+from ..events import Event, Result, RoundFinished
 from ..journal import Journal
 from ..options import Options
 from ..usage import Usage
@@ -98,9 +100,14 @@ class _Item:
     item: BatchItem
     engine: Engine
     run_id: str
-    request: RoundRequest | None = None
+    #: The engine's next action: a Call to send in the next job (None once done).
+    action: Action | None = None
     sent_id: str | None = None
     done: bool = False
+
+    @property
+    def request(self) -> RoundRequest | None:
+        return self.action.request if isinstance(self.action, Call) else None
 
 
 @dataclass
@@ -123,12 +130,12 @@ class ServiceDriver:
         backend = BatchesBackend(self.client, beta_300k=self.beta_300k)
         active = [a for a in (self._open(backend, record) for record in records) if a is not None]
         pending = [job for job in self.store.jobs(self.batch_id) if job.state == "submitted"]
-        while active:
-            self._plan(active)
+        while True:
             active = [a for a in active if not a.done]
             if not active:
                 return
             if pending:
+                # A job this batch sent before it was stopped: collect it, never send it again.
                 job = pending.pop(0)
                 service_id, sent = job.service_id, set(job.custom_ids)
             else:
@@ -152,7 +159,7 @@ class ServiceDriver:
             options["stop_sequences"] = tuple(options["stop_sequences"])
         try:
             settings = Options(**{**options, "system": item.system, "backend": backend, "resume": checkpoint})
-            engine, opening, emitted = api._prepare(item.prompt, settings.validate())
+            engine, opening, emitted = api.prepare(item.prompt, settings.validate())
         except AutocontinueError as error:
             self.on_done(failed_result(item, error, checkpoint, run.id if run else None), "failed")
             return None
@@ -171,23 +178,29 @@ class ServiceDriver:
         else:
             run_id = run.id
             self.journal.set_state(run_id, "running")
-        self._emit(item, engine.start(opening, emitted))
-        return _Item(item, engine, run_id)
+        a = _Item(item, engine, run_id)
+        self._advance(a, *engine.begin(opening, emitted))
+        return a
 
     # -- one job ----------------------------------------------------------------------------
 
-    def _plan(self, active: list[_Item]) -> None:
-        for a in active:
-            if a.request is not None or a.done:
-                continue
-            request, events = a.engine.plan()
-            self._emit(a.item, events)
-            finished = next((e for e in events if isinstance(e, Finished)), None)
-            if finished is not None:
-                self._finish(a, finished.result)
+    def _advance(self, a: _Item, events: list[Event], action: Action | None) -> None:
+        """Pass the engine's events on; keep its next Call, or end the item on Done."""
+        assert action is not None, "the engine always acts on a whole answer or an error"
+        self._emit(a, events)
+        while isinstance(action, Sleep):
+            events, action = a.engine.step(Slept())
+            assert action is not None
+            self._emit(a, events)
+        if isinstance(action, Done):
+            if action.error is not None:
+                self._fail(a, action.error)
             else:
-                a.request = request
-                a.sent_id = custom_id(a.item, request.round_index) if request else None
+                assert action.result is not None
+                self._finish(a, action.result)
+            return
+        a.action = action
+        a.sent_id = custom_id(a.item, action.request.round_index)
 
     async def _submit(self, active: list[_Item]) -> str:
         sent = [a for a in active if a.request is not None and a.sent_id is not None]
@@ -214,64 +227,42 @@ class ServiceDriver:
             if a.done or (sent is not None and a.sent_id not in sent):
                 continue  # planned after the resumed job was sent: it goes into the next one
             result = results.get(a.sent_id or "")
-            a.request = None
-            try:
-                self._apply_one(a, result)
-            except AutocontinueError as error:
-                self._fail(a, error)
-
-    def _apply_one(self, a: _Item, result: Any) -> None:
-        kind = getattr(result, "type", None)
-        if kind == "succeeded":
-            message = result.message
-            text = "".join(block.text for block in message.content if getattr(block, "type", "") == "text")
-            self._emit(a.item, a.engine.on_delta(text) if text else [])
-            stop = "until" if a.engine.round_cut_short else (message.stop_reason or "end_turn")
-            end = RoundEnd(
-                stop_reason=stop,
-                usage=_usage(message.usage),
-                stop_sequence=message.stop_sequence,
-                request_id=message.id,
-            )
-            events = a.engine.end_round(end)
-            self._emit(a.item, events)
-            for event in events:
-                if isinstance(event, RoundFinished):
-                    self.journal.record_round(
-                        a.run_id, event.report, a.engine.state.text, a.engine.state.held
-                    )
-            return
-        error = _error_of(result)
-        if isinstance(error, PrefillNotSupportedError):
-            self._emit(a.item, a.engine.on_prefill_refused(error))
-        elif isinstance(error, TransientBackendError):
-            _, events = a.engine.on_transient(error)
-            self._emit(a.item, events)
-        elif isinstance(error, (ContextWindowError, InvalidRequestError)):
-            events = a.engine.on_limit(error)
-            self._emit(a.item, events)
-            finished = next((e for e in events if isinstance(e, Finished)), None)
-            if finished is not None:
-                self._finish(a, finished.result)
-        else:
-            raise a.engine.fail(error)
+            a.action, a.sent_id = None, None
+            self._advance(a, *a.engine.step(_happened(result)))
 
     # -- ends -------------------------------------------------------------------------------
 
     def _finish(self, a: _Item, result: Result) -> None:
         result.run_id = a.run_id
         self.journal.finish_run(a.run_id, result)
-        a.done, a.request = True, None
+        a.done, a.action = True, None
         self.on_done(result_of(a.item, result, a.run_id), "finished")
 
     def _fail(self, a: _Item, error: AutocontinueError) -> None:
         self.journal.set_state(a.run_id, "failed", error=error.one_line())
-        a.done, a.request = True, None
+        a.done, a.action = True, None
         self.on_done(failed_result(a.item, error, None, a.run_id), "failed")
 
-    def _emit(self, item: BatchItem, events: list[Event]) -> None:
+    def _emit(self, a: _Item, events: list[Event]) -> None:
         for event in events:
-            self.on_event(item.id, event)
+            if isinstance(event, RoundFinished):
+                self.journal.record_round(a.run_id, event.report, a.engine.state.text, a.engine.state.held)
+            self.on_event(a.item.id, event)
+
+
+def _happened(result: Any) -> Answered | BackendError:
+    """A job's result for one request, as the engine takes it."""
+    if getattr(result, "type", None) != "succeeded":
+        return _error_of(result)
+    message = result.message
+    text = "".join(block.text for block in message.content if getattr(block, "type", "") == "text")
+    end = RoundEnd(
+        stop_reason=message.stop_reason or "end_turn",
+        usage=_usage(message.usage),
+        stop_sequence=message.stop_sequence,
+        request_id=message.id,
+    )
+    return Answered(text, end)
 
 
 def _usage(raw: Any) -> Usage:
