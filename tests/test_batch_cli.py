@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import random
+import re
+import select
 import signal
 import subprocess
 import sys
@@ -187,3 +190,75 @@ def test_kill_9_at_random_moments_then_rerun_gives_the_uninterrupted_output_bill
     assert reported == emulator_stats(clean_url)["output_tokens"] == 4800
     lost = billed["requests"] - billed["errors"] - 24  # billed calls that never landed
     assert 0 <= lost <= 4 * kills and billed["output_tokens"] == reported + 200 * lost
+
+
+def _on_a_terminal(args: list[str], env: dict[str, str], timeout: float = 240) -> tuple[int, bytes]:
+    """Run the CLI with stderr on a real pseudo-terminal (stdout goes to -o); what stderr showed."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "autocontinue", "batch", *args],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=slave,
+        env={**env, "TERM": "xterm", "COLUMNS": "200", "PYTHONIOENCODING": "utf-8"},
+        close_fds=True,
+    )
+    os.close(slave)
+    shown = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.2)
+        if ready:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the other side closed
+                break
+            if not chunk:
+                break
+            shown += chunk
+        elif proc.poll() is not None:
+            break
+    os.close(master)
+    return proc.wait(timeout=10), shown
+
+
+_LIVE = re.compile(r"(\d+)/(\d+) done · (\d+) running · (\d+) failed · [\d,]+ tok/s · (\S+(?: \S+)*?) · ETA")
+
+
+def test_on_a_terminal_the_batch_shows_a_live_line_then_the_summary_table(start_emulator, tmp_path):
+    # Rounds of half a second (100 tokens at 200 a second): the line is drawn while items run.
+    url = start_emulator(length=300, decode_rate=200)
+    source = _write_input(tmp_path / "in.jsonl", 6)
+    args = [str(source), "-o", str(tmp_path / "out.jsonl"), "--model", MODEL]
+    args += ["--max-tokens-per-call", "100", "--concurrency", "3"]
+    code, shown = _on_a_terminal(args, _env(url, tmp_path / "home"))
+    text = shown.decode("utf-8", "replace")
+    assert code == 0, text
+    lines = _LIVE.findall(text)
+    assert lines, text
+    assert all(total == "6" and failed == "0" for _, total, _, failed, _ in lines)
+    assert any(0 < int(done) < 6 and int(running) > 0 for done, _, running, _, _ in lines), lines
+    assert any(re.fullmatch(r"\$0\.\d{3}[1-9]", cost) or cost.startswith("$0.0") for *_, cost in lines)
+    assert "outcome" in text and "tokens out" in text and "total" in text
+    assert re.search(r"total\s+│?\s*6\s+│?\s*[\d,]+\s+│?\s*\$\d+\.\d{4}", text), text
+    assert "items in" in text and len(_lines(tmp_path / "out.jsonl")) == 6
+
+
+def test_on_a_terminal_a_model_without_prices_shows_cost_unknown_never_0_dollars(tmp_path):
+    pytest.importorskip("openai")
+    from autocontinue.emulator import run_emulator
+
+    source = _write_input(tmp_path / "in.jsonl", 8)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "OPENAI_"))}
+    env["AUTOCONTINUE_HOME"] = str(tmp_path / "home")
+    with run_emulator(length=400) as url:
+        env["OPENAI_BASE_URL"] = f"{url}/vllm/v1"
+        args = [str(source), "-o", str(tmp_path / "out.jsonl"), "--backend", "openai", "--model", "emulated"]
+        code, shown = _on_a_terminal([*args, "--max-tokens-per-call", "20", "--concurrency", "2"], env)
+    text = shown.decode("utf-8", "replace")
+    assert code == 0, text
+    costs = [cost for *_, cost in _LIVE.findall(text)]
+    assert "cost unknown" in costs, text
+    assert "$0.0000" not in text and "$0.00" not in text
+    assert re.search(r"total\s+│?\s*8\s+│?\s*[\d,]+\s+│?\s*unknown", text), text
+    assert all(line["cost_usd"] is None for line in _lines(tmp_path / "out.jsonl"))

@@ -149,3 +149,17 @@ def test_the_journal_holds_the_batch_and_its_items(start_emulator, env, tmp_path
         assert [i.status for i in items] == ["finished"] * 3 and all(i.run_id for i in items)
     finally:
         store.close()
+
+
+def test_a_batch_and_a_single_run_take_their_backend_from_options_in_one_place(monkeypatch):
+    from autocontinue import Options
+    from autocontinue.backends.select import backend_for
+    from autocontinue.errors import ConfigurationError
+
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "k")
+    from_mapping = backend_for({"base_url": "http://127.0.0.1:9"})  # a batch's options
+    from_options = backend_for(Options(base_url="http://127.0.0.1:9"))  # a run's
+    assert from_mapping.name == from_options.name == "anthropic"
+    assert str(from_mapping.client.base_url) == str(from_options.client.base_url)
+    with pytest.raises(ConfigurationError, match="server="):
+        backend_for({"backend": "local", "server": "llama-server"})

@@ -139,3 +139,14 @@ def test_a_header_counts_the_output_still_to_come_from_the_calls_in_flight():
     pacer.observe(_headers(output=(6000, 250)))
     assert pacer.buckets["output"].level <= 250 - 300
     assert pacer.wait_time(Need(output=100)) > 0
+
+
+def test_a_service_that_tells_no_limits_is_not_held_to_one_call_at_a_time():
+    clock = Clock()
+    pacer = Pacer(clock=clock)
+    need = pacer.estimate(100, 1000)
+    pacer.take(need)
+    assert pacer.wait_time(need) > 0  # the first answer may yet tell the limits
+    pacer.settle(need, 500)  # it came back without rate-limit headers
+    pacer.take(need)
+    assert pacer.wait_time(need) == 0

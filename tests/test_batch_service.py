@@ -180,6 +180,28 @@ def test_via_batches_gives_the_live_answers_at_half_the_cost_or_less(start_emula
         store.close()
 
 
+def test_an_answer_that_reaches_until_in_a_batch_keeps_its_billed_usage(start_emulator, env, tmp_path):
+    # A live stream cut at ``until`` never learns its usage; a batch result is whole, so the
+    # round ends as ``until`` and keeps what the service billed for it.
+    url = start_emulator(length=600)
+    env(url)
+    result = autocontinue.batch(
+        _items(2),
+        journal=str(tmp_path / "j.sqlite3"),
+        output=str(tmp_path / "o.jsonl"),
+        via="batches",
+        model=MODEL,
+        until="·100",
+        max_tokens_per_call=120,
+        poll_interval=0.01,
+    )
+    assert [r.stop_reason for r in result.results] == ["until", "until"]
+    assert all(r.text.endswith("·100") and r.rounds >= 2 for r in result.results)
+    billed = emulator_stats(url)
+    assert sum(r.usage.output_tokens for r in result.results) == billed["output_tokens"]
+    assert result.cost_usd == pytest.approx(billed["cost_usd"])
+
+
 def test_errored_and_expired_results_are_retried_in_the_next_job(start_emulator, env, tmp_path):
     url = start_emulator(length=200)
     env(url)

@@ -120,6 +120,7 @@ def result_of(item: BatchItem, result: Result, run_id: str | None) -> ItemResult
         rounds=len(result.rounds),
         usage=result.usage,
         cost_usd=result.cost_usd,
+        cost_known=result.cost_known,
         run_id=run_id,
     )
 
@@ -150,6 +151,8 @@ class ItemRunner:
     batch_id: str
     on_event: Callable[[str, Event], None]
     on_run: Callable[[str, str], None]
+    #: Told each item's start, and whether its model's prices are known.
+    on_start: Callable[[str, bool], None] | None = None
 
     def request_for(self, item: BatchItem) -> dict[str, Any]:
         options = {**self.defaults, **item.options}
@@ -175,6 +178,8 @@ class ItemRunner:
         run_id = recorder.start()
         if record is None:
             self.on_run(item.id, run_id)
+        if self.on_start is not None:
+            self.on_start(item.id, self._priced(item))
         try:
             result = await self._drive(item, checkpoint, recorder)
         except AutocontinueError as error:
@@ -197,12 +202,21 @@ class ItemRunner:
         assert result is not None, "the engine ended without a Finished event"
         return result
 
+    def _priced(self, item: BatchItem) -> bool:
+        try:
+            return self.backend.model_spec(self._model(item)).priced
+        except AutocontinueError:
+            return True  # an unknown model: the item fails at its start, having cost nothing
+
+    def _model(self, item: BatchItem) -> str:
+        return str(
+            item.options.get("model") or self.defaults.get("model") or self.backend.default_model or "default"
+        )
+
     def _recorder(
         self, item: BatchItem, record: RunRecord | None, checkpoint: Checkpoint | None
     ) -> RunRecorder:
-        model = (
-            item.options.get("model") or self.defaults.get("model") or self.backend.default_model or "default"
-        )
+        model = self._model(item)
         start = checkpoint or Checkpoint(text="")
         if record is not None:
             return RunRecorder(

@@ -35,6 +35,8 @@ class ItemResult:
     rounds: int = 0
     usage: Usage = field(default_factory=Usage)
     cost_usd: float = 0.0
+    #: False when the model's prices are unknown (its ``cost_usd`` is then null, not $0).
+    cost_known: bool = True
     #: One line (with a hint) when the item failed; None when it finished.
     error: str | None = None
     run_id: str | None = None
@@ -46,7 +48,7 @@ class ItemResult:
             "stop_reason": self.stop_reason,
             "rounds": self.rounds,
             "usage": self.usage.to_dict(),
-            "cost_usd": round(self.cost_usd, 8),
+            "cost_usd": round(self.cost_usd, 8) if self.cost_known else None,
             "error": self.error,
         }
 

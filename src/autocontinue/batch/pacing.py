@@ -188,6 +188,9 @@ class Pacer:
         for kind, bucket in self.buckets.items():
             bucket.level += need.get(kind) - actual[kind]
         if output_tokens is not None:
+            # An answer came back: its headers (if any) were read before it, so a service that
+            # told no limits tells none; pace it by its 429s alone, not one call at a time.
+            self.informed = True
             self.mean_output = (
                 output_tokens if self.mean_output is None else 0.8 * self.mean_output + 0.2 * output_tokens
             )

@@ -33,6 +33,9 @@ class BatchProgress:
     budget_stops: int = 0
     output_tokens: int = 0
     cost_usd: float = 0.0
+    #: Items started on a model whose prices are known, and on one whose prices are not.
+    priced_items: int = 0
+    unpriced_items: int = 0
     clock: Callable[[], float] = time.monotonic
     started: float = field(default=0.0)
     _running: set[str] = field(default_factory=set)
@@ -55,6 +58,21 @@ class BatchProgress:
             self.output_tokens += event.report.usage.output_tokens
             self.cost_usd += event.report.cost_usd
 
+    def on_start(self, item_id: str, priced: bool) -> None:
+        """An item's run begins on a model whose prices are known (or not)."""
+        if priced:
+            self.priced_items += 1
+        else:
+            self.unpriced_items += 1
+
+    def cost_text(self) -> str:
+        """Dollars so far; "cost unknown" for models nobody has prices for, never $0."""
+        if self.unpriced_items:
+            return f"${self.cost_usd:.4f} + unknown" if self.priced_items else "cost unknown"
+        if not self.priced_items and not self.cost_usd:
+            return "cost -"  # nothing has started yet: not known to be priced
+        return f"${self.cost_usd:.4f}"
+
     def on_item(self, result: ItemResult, status: str, *, counted: bool = True) -> None:
         """An item ended; ``counted`` False for items finished in an earlier process."""
         self._running.discard(result.id)
@@ -66,6 +84,7 @@ class BatchProgress:
             self._done_here += 1
         else:
             self.cost_usd += result.cost_usd
+            self.on_start(result.id, result.cost_known)
         if result.stop_reason in ("max_rounds", "max_output_tokens", "context_exhausted"):
             self.budget_stops += 1
 
@@ -88,7 +107,7 @@ class BatchProgress:
             f"{self.running} running",
             f"{self.failed} failed",
             f"{rate:,.0f} tok/s",
-            f"${self.cost_usd:.4f}",
+            self.cost_text(),
             f"ETA {format_seconds(eta)}" if eta is not None else "ETA -",
         ]
         return " · ".join(parts)

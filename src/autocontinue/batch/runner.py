@@ -254,11 +254,22 @@ async def _run(
     try:
         if via == "batches":
             outcome.service_jobs = await _run_service(
-                store, runs, batch_id, todo, defaults, client, poll_interval, beta_300k, event, done
+                store, runs, batch_id, todo, defaults, client, poll_interval, beta_300k, event, done, progress
             )
         else:
             outcome.calls, outcome.throttled = await _run_live(
-                runs, batch_id, todo, defaults, concurrency, client, backend, limits, store, event, done
+                runs,
+                batch_id,
+                todo,
+                defaults,
+                concurrency,
+                client,
+                backend,
+                limits,
+                store,
+                event,
+                done,
+                progress,
             )
     except BaseException:
         store.set_state(batch_id, "interrupted")
@@ -284,6 +295,7 @@ async def _run_live(
     store: BatchStore,
     event: Any,
     done: Any,
+    progress: BatchProgress,
 ) -> tuple[int, int]:
     pacer = Pacer(given=dict(limits or {}))
     shared, owned = _live_backend(backend, client, defaults, pacer)
@@ -296,6 +308,7 @@ async def _run_live(
         batch_id,
         on_event=event,
         on_run=lambda item_id, run_id: store.set_run(batch_id, item_id, run_id),
+        on_start=progress.on_start,
     )
     gate = asyncio.Semaphore(concurrency)
 
@@ -379,6 +392,7 @@ async def _run_service(
     beta_300k: bool,
     event: Any,
     done: Any,
+    progress: BatchProgress,
 ) -> list[str]:
     owned = client is None
     if owned:
@@ -403,6 +417,7 @@ async def _run_service(
         defaults,
         on_event=event,
         on_done=done,
+        on_start=progress.on_start,
         poll_interval=poll_interval,
         beta_300k=beta_300k,
     )

@@ -123,6 +123,8 @@ class ServiceDriver:
     on_done: Callable[[ItemResult, str], None]
     poll_interval: float = 5.0
     beta_300k: bool = True
+    #: Told each item's start, and whether its model's prices are known.
+    on_start: Callable[[str, bool], None] | None = None
     #: Service job ids collected by this driver, in order (for tests and the summary).
     collected: list[str] = field(default_factory=list)
 
@@ -178,6 +180,8 @@ class ServiceDriver:
         else:
             run_id = run.id
             self.journal.set_state(run_id, "running")
+        if self.on_start is not None:
+            self.on_start(item.id, engine.state.spec.priced)
         a = _Item(item, engine, run_id)
         self._advance(a, *engine.begin(opening, emitted))
         return a

@@ -224,7 +224,8 @@ def _item_row(row: sqlite3.Row) -> ItemRecord:
             stop_reason=raw["stop_reason"],
             rounds=raw["rounds"],
             usage=Usage.from_dict(raw["usage"]),
-            cost_usd=raw["cost_usd"],
+            cost_usd=raw["cost_usd"] or 0.0,
+            cost_known=raw["cost_usd"] is not None,
             error=raw["error"],
             run_id=row["run_id"],
         )

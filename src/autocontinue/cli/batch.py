@@ -92,7 +92,11 @@ _RUN_OPTIONS = (
     metavar="S",
     help="Seconds between polls of a Message Batch.",
 )
-@click.option("--backend", type=click.Choice(["anthropic", "local"]), help="Default: as for run.")
+@click.option(
+    "--backend",
+    type=click.Choice(["anthropic", "openai", "local"]),
+    help="Default: as for run (openai: at OPENAI_BASE_URL).",
+)
 @click.option("--model", metavar="ID", help="Model of every item that names none.")
 @click.option(
     "--model-path", type=click.Path(exists=True, dir_okay=False), help="GGUF file for the local backend."
@@ -275,18 +279,25 @@ class _View:
         rows: Counter[str] = Counter()
         tokens: Counter[str] = Counter()
         cost: dict[str, float] = {}
+        unknown: Counter[str] = Counter()
         for r in result.results:
             key = "failed" if r.error else (r.stop_reason or "?")
             rows[key] += 1
             tokens[key] += r.usage.output_tokens
             cost[key] = cost.get(key, 0.0) + r.cost_usd
+            unknown[key] += not r.cost_known
+            unknown["total"] += not r.cost_known
         table = Table(title=f"batch {result.batch_id}", title_justify="left", show_edge=False)
         for name in ("outcome", "items", "tokens out", "cost"):
             table.add_column(name, justify="left" if name == "outcome" else "right")
         for key, count in rows.most_common():
-            table.add_row(key, str(count), f"{tokens[key]:,}", f"${cost[key]:.4f}")
+            table.add_row(key, str(count), f"{tokens[key]:,}", _dollars(cost[key], unknown[key], count))
+        total = len(result.results)
         table.add_row(
-            "total", str(len(result.results)), f"{sum(tokens.values()):,}", f"${result.cost_usd:.4f}"
+            "total",
+            str(total),
+            f"{sum(tokens.values()):,}",
+            _dollars(result.cost_usd, unknown["total"], total),
         )
         console = Console(stderr=True, highlight=False)
         console.print(table)
@@ -295,6 +306,13 @@ class _View:
         say(
             f"batch {result.batch_id}: {len(result.results)} items in {format_seconds(result.elapsed_s)}{extra}{bad}"
         )
+
+
+def _dollars(cost: float, unknown: int, count: int) -> str:
+    """A cost cell: "unknown" when no item of the row has known prices, never $0."""
+    if not unknown:
+        return f"${cost:.4f}"
+    return "unknown" if unknown == count else f"${cost:.4f} + unknown"
 
 
 def _isatty(stream: Any) -> bool:
