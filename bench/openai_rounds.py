@@ -353,6 +353,11 @@ def summary(data: dict[str, Any]) -> str:
     return " | ".join(parts) + f" | {tail}" + (f"; load {load}" if load is not None else "")
 
 
+def _quoted(text: str) -> str:
+    """Model text for a Markdown code span in a table page: one line, no backticks or pipes."""
+    return " ".join(text.split()).replace("`", "'").replace("|", "/")
+
+
 def report_section(out: list[str], data: dict[str, Any] | None) -> None:
     """The docs/benchmarks.md section (called by bench/report.py)."""
     out.append("## 8. OpenAI-compatible backend: K rounds on a real llama-server\n")
@@ -392,10 +397,22 @@ def report_section(out: list[str], data: dict[str, Any] | None) -> None:
         diff = data[mode]["first_difference"]
         if diff:
             out.append(
-                f"- {mode}: first differs at char {diff['char']}: uncapped `{diff['uncapped']!r}`, "
-                f"this `{diff['this']!r}`."
+                f"- {mode}: first differs at char {diff['char']}: uncapped `{_quoted(diff['uncapped'])}`, "
+                f"this `{_quoted(diff['this'])}`."
             )
-    reuse = data["rounds_reuse"]
+    reuse, base = data["rounds_reuse"], data["uncapped"]
+    extra = max(1, reuse["calls"] - 1)
+    out.append(
+        f"- Where the rounds' extra wall time goes, per extra call with KV reuse on: "
+        f"{1000 * (reuse['server_prompt_seconds'] - base['server_prompt_seconds']) / extra:.0f} ms of server "
+        f"prompt processing (llama-server re-evaluates the last prompt token of every call, "
+        f"{reuse['evaluated_prompt_tokens'] - base['evaluated_prompt_tokens']} tokens in all), "
+        f"{1000 * (reuse['other_seconds'] - base['other_seconds']) / extra:.0f} ms of HTTP, the server's "
+        f"template and tokeniser, the SDK and autocontinue; generation takes "
+        f"{reuse['server_generation_seconds']:.2f} s against {base['server_generation_seconds']:.2f} s. "
+        f"With KV reuse off every round evaluates its whole prompt again "
+        f"({data['rounds_no_reuse']['server_prompt_seconds']:.2f} s of prompt processing)."
+    )
     out.append(
         f"- The one-time probe of a new endpoint (kind, limits, the trailing-turn check: two GETs and three "
         f"one-token calls) took {data['probe_seconds']:.2f} s; it is remembered per endpoint, so it is not "
