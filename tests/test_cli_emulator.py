@@ -185,12 +185,22 @@ def _cli(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.Com
     )
 
 
+def _ctrl_c_reaches_it() -> None:
+    """The child starts with SIGINT at its default, as under a terminal: a test runner started in
+    the background by a shell without job control inherits SIGINT ignored, and Python keeps it so."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start_and_wait_for_text(
     args: list[str], env: dict[str, str], min_bytes: int
 ) -> tuple[subprocess.Popen, bytes]:
     """Start the CLI and return once ``min_bytes`` of answer arrived on its stdout."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "autocontinue", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        [sys.executable, "-m", "autocontinue", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=_ctrl_c_reaches_it,
     )
     received = b""
     deadline = time.monotonic() + 60

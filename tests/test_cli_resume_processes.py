@@ -49,9 +49,19 @@ def _env(url: str) -> dict[str, str]:
     return env
 
 
+def _ctrl_c_reaches_it() -> None:
+    """The child starts with SIGINT at its default, as under a terminal: a test runner started in
+    the background by a shell without job control inherits SIGINT ignored, and Python keeps it so."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _popen(*args: str, env: dict[str, str]) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "autocontinue", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        [sys.executable, "-m", "autocontinue", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=_ctrl_c_reaches_it,
     )
 
 
