@@ -10,8 +10,9 @@ import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
-__all__ = ["data_dir", "PrefillMemory"]
+__all__ = ["data_dir", "PrefillMemory", "write_json_best_effort"]
 
 
 def data_dir() -> Path:
@@ -44,11 +45,16 @@ class PrefillMemory:
         """Record that ``model`` at ``endpoint`` refuses prefill (best effort: never fails a run)."""
         data = self._load()
         data.setdefault(endpoint, {})[model] = False
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".prefill-")
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(data, f, indent=1, sort_keys=True)
-            os.replace(tmp, self.path)
-        except OSError:
-            pass
+        write_json_best_effort(self.path, data)
+
+
+def write_json_best_effort(path: Path, data: dict[str, Any]) -> None:
+    """Replace ``path`` with ``data`` as JSON, atomically; a failure is ignored (never fails a run)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=1, sort_keys=True)
+        os.replace(tmp, path)
+    except OSError:
+        pass

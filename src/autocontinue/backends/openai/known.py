@@ -13,12 +13,10 @@ Only what the server said is written here, never the caller's ``server=``. Delet
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from ...memory import data_dir
+from ...memory import data_dir, write_json_best_effort
 from .probe import ServerInfo
 
 __all__ = ["ServerMemory", "FILE_NAME"]
@@ -92,11 +90,4 @@ class ServerMemory:
         self._write(data)
 
     def _write(self, data: dict[str, Any]) -> None:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".openai-servers-")
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(data, f, indent=1, sort_keys=True)
-            os.replace(tmp, self.path)
-        except OSError:
-            pass
+        write_json_best_effort(self.path, data)
