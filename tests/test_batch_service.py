@@ -113,6 +113,31 @@ def test_retrieve_list_cancel_and_delete(client):
     assert _billed(url) == {}
 
 
+def test_list_pages_both_ways_with_the_cursors_the_sdk_follows(client):
+    ids = [
+        client.messages.batches.create(requests=[{"custom_id": f"c{i}", "params": _params()}]).id
+        for i in range(5)
+    ]
+    newest_first = ids[::-1]
+    page = client.messages.batches.list(limit=2)
+    assert [b.id for b in page.data] == newest_first[:2] and page.has_more
+    assert (page.first_id, page.last_id) == (newest_first[0], newest_first[1])
+    older = client.messages.batches.list(after_id=ids[1], limit=2)
+    assert [b.id for b in older.data] == [ids[0]] and not older.has_more
+    newer = client.messages.batches.list(before_id=ids[0], limit=2)  # the two just newer than ids[0]
+    assert [b.id for b in newer.data] == [ids[2], ids[1]] and newer.has_more
+    assert [b.id for b in client.messages.batches.list(before_id=ids[0], limit=2)] == [
+        ids[2],
+        ids[1],
+        ids[4],
+        ids[3],
+    ]  # the SDK pages on towards the newest through first_id
+    assert all(b.request_counts.succeeded == 1 for b in page.data)
+    created = [b.created_at for b in client.messages.batches.list(limit=1000)]
+    assert created == sorted(created, reverse=True)
+    assert any(moment.microsecond for moment in created)  # the API's microseconds, not whole seconds
+
+
 def test_the_300k_beta_allows_longer_calls_on_models_that_have_it(client):
     long = _params(max_tokens=300_000, model="claude-sonnet-4-6")
     headers = {"anthropic-beta": "output-300k-2026-03-24"}

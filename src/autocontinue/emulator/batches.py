@@ -9,11 +9,18 @@ matching ``^[a-zA-Z0-9_-]{1,64}$`` and unique, params present and not streaming;
 once exactly as ``POST /v1/messages`` would answer it (same answers, prompt cache and
 checks, but no rate limits) and billed at half price; a request the API would refuse is an
 ``errored`` result with that error. ``outcomes`` (``["expired", "errored", ...]``, set the
-same way) scripts the next requests' results, to exercise a client's retries. A batch not
+same way) scripts the next requests' results, to exercise a client's retries;
+``create_delay`` (seconds, real time) holds the response to a create after the batch is made,
+as a slow network would: a client killed in that hold has a batch on the service whose id it
+never learnt (setting it back to 0 releases the held responses). A batch not
 processed within 24 hours expires; a canceled one ends with its requests ``canceled``. The
 header ``anthropic-beta: output-300k-2026-03-24`` allows ``max_tokens`` up to 300,000 on the
 models that have that beta. ``GET /v1/messages/batches/{id}/results`` is JSONL, one line per
-request (``custom_id``, ``result``). ``GET /emulator/batches`` tells how often each
+request (``custom_id``, ``result``). ``GET /v1/messages/batches`` lists them newest first,
+``limit`` (1 to 1000, default 20) a page, ``after_id`` the page after (older than) that batch,
+``before_id`` the page before (newer than) it, with ``has_more`` in that direction and
+``first_id`` / ``last_id`` of the page; times are RFC 3339 with microseconds, as the API gives
+them. ``GET /emulator/batches`` tells how many batches were made and how often each
 ``custom_id`` was billed.
 """
 
@@ -23,8 +30,10 @@ import asyncio
 import json
 import re
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
 
 from starlette.requests import Request
@@ -34,7 +43,6 @@ from starlette.routing import Route
 from ..batch.models import BETA_300K, batch_spec
 from ..catalogue import ModelSpec
 from ..usage import Usage
-from .ratelimit import rfc3339
 from .request import ApiError, check_context, invalid, parse_request
 
 __all__ = ["BatchService", "batch_routes"]
@@ -73,6 +81,7 @@ class BatchService:
         self.emulator = emulator
         self.jobs: dict[str, Job] = {}
         self.processing_delay = 0.0
+        self.create_delay = 0.0
         self.outcomes: list[str] = []
         self.billed: Counter[str] = Counter()
         self._lock = threading.Lock()
@@ -84,7 +93,12 @@ class BatchService:
     # -- handlers ---------------------------------------------------------------------------
 
     async def create(self, request: Request) -> Response:
-        return await self._handle(request, self._create, read_body=True)
+        response = await self._handle(request, self._create, read_body=True)
+        held = time.monotonic()
+        # create_delay is read again each time: setting it to 0 releases a held response.
+        while response.status_code == 200 and time.monotonic() - held < self.create_delay:
+            await asyncio.sleep(0.01)
+        return response
 
     async def retrieve(self, request: Request) -> Response:
         return await self._handle(request, lambda r, _: self._view(r, self._job(r)))
@@ -105,9 +119,17 @@ class BatchService:
         body = await request.json()
         if "processing_delay" in body:
             self.processing_delay = float(body["processing_delay"])
+        if "create_delay" in body:
+            self.create_delay = float(body["create_delay"])
         if "outcomes" in body:
             self.outcomes = [str(kind) for kind in body["outcomes"]]
-        return JSONResponse({"processing_delay": self.processing_delay, "outcomes": self.outcomes})
+        return JSONResponse(
+            {
+                "processing_delay": self.processing_delay,
+                "create_delay": self.create_delay,
+                "outcomes": self.outcomes,
+            }
+        )
 
     async def stats(self, request: Request) -> Response:
         return JSONResponse({"batches": len(self.jobs), "billed": dict(self.billed)})
@@ -158,13 +180,16 @@ class BatchService:
         jobs = list(self.jobs.values())[::-1]  # newest first (in the order they were made)
         ids = [job.id for job in jobs]
         if query.get("after_id") in ids:
-            jobs = jobs[ids.index(query["after_id"]) + 1 :]
+            older = jobs[ids.index(query["after_id"]) + 1 :]
+            page, has_more = older[:limit], len(older) > limit
         elif query.get("before_id") in ids:
-            jobs = jobs[: ids.index(query["before_id"])][-limit:]
-        page = jobs[:limit]
+            newer = jobs[: ids.index(query["before_id"])]
+            page, has_more = newer[-limit:], len(newer) > limit
+        else:
+            page, has_more = jobs[:limit], len(jobs) > limit
         return {
             "data": [self._view(request, job) for job in page],
-            "has_more": len(jobs) > len(page),
+            "has_more": has_more,
             "first_id": page[0].id if page else None,
             "last_id": page[-1].id if page else None,
         }
@@ -199,10 +224,10 @@ class BatchService:
             "type": "message_batch",
             "processing_status": job.status,
             "request_counts": job.counts(),
-            "created_at": rfc3339(job.created),
-            "expires_at": rfc3339(job.created + DAY),
-            "ended_at": rfc3339(job.ended) if job.ended is not None else None,
-            "cancel_initiated_at": rfc3339(job.cancel_initiated)
+            "created_at": _timestamp(job.created),
+            "expires_at": _timestamp(job.created + DAY),
+            "ended_at": _timestamp(job.ended) if job.ended is not None else None,
+            "cancel_initiated_at": _timestamp(job.cancel_initiated)
             if job.cancel_initiated is not None
             else None,
             "archived_at": None,
@@ -272,6 +297,11 @@ class BatchService:
         emulator.stats.bill(parsed.spec, usage)  # parsed.spec is the half-price batch spec
         emulator.cache.commit(cache)
         return message_json(Outcome(parsed, plan, cache, usage, None, 0))
+
+
+def _timestamp(seconds: float) -> str:
+    """RFC 3339 with microseconds, as the API dates a batch (``2024-08-20T18:37:24.100435Z``)."""
+    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _errored(error: ApiError) -> dict[str, Any]:
