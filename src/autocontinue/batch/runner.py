@@ -51,6 +51,9 @@ class BatchResult:
     elapsed_s: float = 0.0
     #: Message Batches jobs collected by this process (``via="batches"``).
     service_jobs: list[str] = field(default_factory=list)
+    #: One line each for what did not stop the batch but should be known (e.g. a round the
+    #: service holds twice after a crash, see ``ServiceDriver.find_landed``).
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def failed(self) -> list[ItemResult]:
@@ -253,7 +256,7 @@ async def _run(
     store.set_state(batch_id, "running")
     try:
         if via == "batches":
-            outcome.service_jobs = await _run_service(
+            outcome.service_jobs, outcome.warnings = await _run_service(
                 store, runs, batch_id, todo, defaults, client, poll_interval, beta_300k, event, done, progress
             )
         else:
@@ -393,7 +396,7 @@ async def _run_service(
     event: Any,
     done: Any,
     progress: BatchProgress,
-) -> list[str]:
+) -> tuple[list[str], list[str]]:
     owned = client is None
     if owned:
         try:
@@ -426,4 +429,4 @@ async def _run_service(
     finally:
         if owned:
             await client.close()
-    return driver.collected
+    return driver.collected, driver.warnings

@@ -10,8 +10,11 @@ end at once) or the error a live call would have raised. An engine whose next ac
 canceled results are retried like failed calls (the engine's retry policy decides when an
 item gives up; its backoff ``Sleep`` is the next job's turnaround, not a wait of its own). Calls carry 1-hour cache breakpoints (rounds of an
 item may be more than 5 minutes apart) and, on the models that have it, the 300k-output beta.
-The job id is journaled before polling, so a resumed batch collects a job that is still
-running instead of paying for it again.
+Before each create call the job is journaled as an intent (its custom ids and the time), and
+the service's id joins it as soon as the call returns; a resumed batch collects a job that is
+still running instead of paying for it again, and an intent left without an id (the process
+was killed between the service accepting the job and the journal learning its id) is looked
+for on the service (``ServiceDriver.find_landed``) before its round is sent again.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from .. import api
@@ -43,9 +47,13 @@ from .items import BatchItem
 from .live import failed_result, result_of, resume_point
 from .models import BETA_300K, allows_300k, batch_spec
 from .output import ItemResult
-from .store import BatchStore
+from .store import BatchStore, JobIntent
 
-__all__ = ["BatchesBackend", "ServiceDriver", "custom_id", "batch_params"]
+__all__ = ["BatchesBackend", "ServiceDriver", "custom_id", "batch_params", "CLOCK_SKEW"]
+
+#: Seconds a service job may seem to predate its intent (this machine's clock against the
+#: service's); only jobs created since the intent, less this, are taken for its job.
+CLOCK_SKEW = 60.0
 
 _TRANSIENT = {"overloaded_error", "api_error", "rate_limit_error", "timeout_error"}
 _CONTEXT_MARKERS = ("prompt is too long", "exceed context limit", "context window")
@@ -127,10 +135,14 @@ class ServiceDriver:
     on_start: Callable[[str, bool], None] | None = None
     #: Service job ids collected by this driver, in order (for tests and the summary).
     collected: list[str] = field(default_factory=list)
+    #: One line each for what the user should know but that did not stop the batch.
+    warnings: list[str] = field(default_factory=list)
 
     async def run(self, records: list[Any]) -> None:
         backend = BatchesBackend(self.client, beta_300k=self.beta_300k)
         active = [a for a in (self._open(backend, record) for record in records) if a is not None]
+        if active:
+            await self._settle_intents()
         pending = [job for job in self.store.jobs(self.batch_id) if job.state == "submitted"]
         while True:
             active = [a for a in active if not a.done]
@@ -210,19 +222,80 @@ class ServiceDriver:
         sent = [a for a in active if a.request is not None and a.sent_id is not None]
         requests = [{"custom_id": a.sent_id, "params": batch_params(a.request)} for a in sent if a.request]
         headers = {"anthropic-beta": BETA_300K} if self._wants_beta(active) else {}
+        # Committed before the call: if this process dies once the service has the job but
+        # before the line after the call, the resume finds the job instead of paying again.
+        intent = self.store.add_intent(self.batch_id, [str(a.sent_id) for a in sent])
         job = await self.client.messages.batches.create(requests=requests, extra_headers=headers)
-        self.store.add_job(self.batch_id, job.id, [str(a.sent_id) for a in sent])
+        self.store.intent_landed(self.batch_id, intent, str(job.id))
         return str(job.id)
+
+    # -- intents left by a killed process ---------------------------------------------------
+
+    async def _settle_intents(self) -> None:
+        """Turn each intent whose create may have landed into a job to collect, or drop it."""
+        for intent in self.store.intents(self.batch_id):
+            found = await self.find_landed(intent)
+            if found is None:
+                self.store.drop_intent(intent.id)
+            else:
+                self.store.intent_landed(self.batch_id, intent.id, found)
+
+    async def find_landed(self, intent: JobIntent) -> str | None:
+        """The service job an intent's create made, or None if it never reached the service.
+
+        Candidates: the service's batches (newest first, every page) created since the intent,
+        less ``CLOCK_SKEW``, that no batch of this journal knows, with as many requests as the
+        intent. Their requests are not visible while they run, so each is waited for until it
+        ends, then confirmed by its results: exactly the intent's custom ids (``<item>-r<round>``).
+
+        More than one confirmed (the SDK resent a create whose response it lost, or another
+        process sent the same items and rounds at the same moment): every one of them is
+        already billed and nothing spent can be saved, so refusing to go on would only lose
+        the answers, and sending the round once more would pay a third time. The one created
+        nearest the intent is used (a killed process's create lands right after its intent;
+        a resend comes later), the others are journaled as ``ignored`` so no resume counts
+        them again, and a warning names them: if one of them belongs to another job, that job
+        still has it, and if autocontinue picked the wrong one the user can see which.
+        """
+        known = self.store.known_service_ids()
+        since = intent.created - CLOCK_SKEW
+        candidates = []
+        async for job in self.client.messages.batches.list(limit=100):
+            created = _seconds(job.created_at)
+            if created < since:
+                break  # newest first: the rest are older still
+            if job.id not in known and _requests_in(job) == len(intent.custom_ids):
+                candidates.append((created, str(job.id)))
+        wanted = set(intent.custom_ids)
+        confirmed = []
+        for created, service_id in sorted(candidates):
+            await self._wait_ended(service_id)
+            results = await self.client.messages.batches.results(service_id)
+            if {line.custom_id async for line in results} == wanted:
+                confirmed.append((abs(created - intent.created), service_id))
+        if not confirmed:
+            return None
+        chosen, *others = [service_id for _, service_id in sorted(confirmed)]
+        if others:
+            self.store.ignore_jobs(self.batch_id, others, intent.custom_ids)
+            self.warnings.append(
+                f"the service holds {len(confirmed)} jobs for the same round ({', '.join([chosen, *others])}), "
+                f"all billed; used {chosen}, the one created nearest the round's intent"
+            )
+        return chosen
 
     def _wants_beta(self, active: list[_Item]) -> bool:
         return self.beta_300k and any(a.request and allows_300k(a.engine.state.spec) for a in active)
 
-    async def _collect(self, service_id: str) -> dict[str, Any]:
+    async def _wait_ended(self, service_id: str) -> None:
         while True:
             job = await self.client.messages.batches.retrieve(service_id)
             if job.processing_status == "ended":
-                break
+                return
             await asyncio.sleep(self.poll_interval)
+
+    async def _collect(self, service_id: str) -> dict[str, Any]:
+        await self._wait_ended(service_id)
         results = await self.client.messages.batches.results(service_id)
         return {line.custom_id: line.result async for line in results}
 
@@ -252,6 +325,21 @@ class ServiceDriver:
             if isinstance(event, RoundFinished):
                 self.journal.record_round(a.run_id, event.report, a.engine.state.text, a.engine.state.held)
             self.on_event(a.item.id, event)
+
+
+def _seconds(moment: Any) -> float:
+    """A batch's ``created_at`` (a datetime from the SDK, or its RFC 3339 text) as epoch seconds."""
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment.replace("Z", "+00:00"))
+    return float(moment.timestamp())
+
+
+def _requests_in(job: Any) -> int:
+    counts = job.request_counts
+    return sum(
+        getattr(counts, kind, 0) or 0
+        for kind in ("processing", "succeeded", "errored", "canceled", "expired")
+    )
 
 
 def _happened(result: Any) -> Answered | BackendError:

@@ -3,8 +3,12 @@
 ``batches`` (one row per batch: its key, how it runs, its settings), ``batch_items`` (each
 item, its run in the journal, its status and, once it ended, its output line) and
 ``batch_rounds`` (each Message Batches job sent to the service: its id, the custom ids in it,
-whether its results were collected). The tables are created idempotently next to the
-journal's own; the runs themselves are written through ``autocontinue.journal``. Every write
+whether its results were collected) and ``batch_intents`` (each job about to be sent: its
+custom ids and the time, committed before the create call, so a process killed after the
+service accepted a job but before it learnt the job's id leaves a trace that a resume matches
+against the service instead of paying for the round again). The tables are created
+idempotently next to the journal's own (a journal written before ``batch_intents`` existed
+gains it when opened; older code ignores it); the runs themselves are written through ``autocontinue.journal``. Every write
 is one committed transaction, so a batch killed at any moment resumes from what landed.
 """
 
@@ -24,7 +28,7 @@ from ..journal import new_run_id
 from .items import BatchItem
 from .output import ItemResult
 
-__all__ = ["BatchStore", "BatchRecord", "ItemRecord", "ServiceJob", "ITEM_STATES"]
+__all__ = ["BatchStore", "BatchRecord", "ItemRecord", "ServiceJob", "JobIntent", "ITEM_STATES"]
 
 ITEM_STATES = ("pending", "running", "finished", "failed")
 
@@ -57,6 +61,14 @@ CREATE TABLE IF NOT EXISTS batch_rounds (
     state      TEXT NOT NULL,
     PRIMARY KEY (batch_id, service_id)
 );
+CREATE TABLE IF NOT EXISTS batch_intents (
+    id         INTEGER PRIMARY KEY,
+    batch_id   TEXT NOT NULL REFERENCES batches(id) ON DELETE CASCADE,
+    created    REAL NOT NULL,
+    custom_ids TEXT NOT NULL,
+    state      TEXT NOT NULL,
+    service_id TEXT
+);
 """
 
 
@@ -85,6 +97,18 @@ class ServiceJob:
     service_id: str
     custom_ids: list[str]
     state: str
+
+
+@dataclass
+class JobIntent:
+    """A job journaled before its create call: ``creating`` until the service's id is known."""
+
+    id: int
+    created: float
+    custom_ids: list[str]
+    #: creating (sent or about to be), submitted (the service's id is known), dropped (it never landed).
+    state: str
+    service_id: str | None
 
 
 class BatchStore:
@@ -177,12 +201,59 @@ class BatchStore:
 
     # -- Message Batches jobs ---------------------------------------------------------------
 
-    def add_job(self, batch_id: str, service_id: str, custom_ids: list[str]) -> None:
+    def add_intent(self, batch_id: str, custom_ids: list[str]) -> int:
+        """Journal a job about to be created (committed before the create call); its row id."""
         with self._write() as conn:
+            cursor = conn.execute(
+                "INSERT INTO batch_intents (batch_id, created, custom_ids, state) VALUES (?, ?, ?, 'creating')",
+                (batch_id, time.time(), json.dumps(custom_ids)),
+            )
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    def intent_landed(self, batch_id: str, intent_id: int, service_id: str) -> None:
+        """The intent's job is ``service_id`` on the service: one transaction makes it a job."""
+        with self._write() as conn:
+            (custom_ids,) = conn.execute(
+                "SELECT custom_ids FROM batch_intents WHERE id = ?", (intent_id,)
+            ).fetchone()
+            conn.execute(
+                "UPDATE batch_intents SET state = 'submitted', service_id = ? WHERE id = ?",
+                (service_id, intent_id),
+            )
             conn.execute(
                 "INSERT INTO batch_rounds (batch_id, service_id, created, custom_ids, state) VALUES (?, ?, ?, ?, 'submitted')",
-                (batch_id, service_id, time.time(), json.dumps(custom_ids)),
+                (batch_id, service_id, time.time(), custom_ids),
             )
+
+    def drop_intent(self, intent_id: int) -> None:
+        """The intent's create never reached the service: its round is to be sent again."""
+        with self._write() as conn:
+            conn.execute("UPDATE batch_intents SET state = 'dropped' WHERE id = ?", (intent_id,))
+
+    def ignore_jobs(self, batch_id: str, service_ids: list[str], custom_ids: list[str]) -> None:
+        """Journal service jobs that also answer an intent but were not used (never matched again)."""
+        with self._write() as conn:
+            conn.executemany(
+                "INSERT OR IGNORE INTO batch_rounds (batch_id, service_id, created, custom_ids, state) VALUES (?, ?, ?, ?, 'ignored')",
+                [(batch_id, sid, time.time(), json.dumps(custom_ids)) for sid in service_ids],
+            )
+
+    def intents(self, batch_id: str) -> list[JobIntent]:
+        """The batch's intents still ``creating`` (their job's id never reached the journal)."""
+        rows = self._rows(
+            "SELECT * FROM batch_intents WHERE batch_id = ? AND state = 'creating' ORDER BY id", (batch_id,)
+        )
+        return [
+            JobIntent(
+                row["id"], row["created"], json.loads(row["custom_ids"]), row["state"], row["service_id"]
+            )
+            for row in rows
+        ]
+
+    def known_service_ids(self) -> set[str]:
+        """Every service job id any batch of this journal knows (these are never another's)."""
+        return {row["service_id"] for row in self._rows("SELECT service_id FROM batch_rounds")}
 
     def job_collected(self, batch_id: str, service_id: str) -> None:
         with self._write() as conn:

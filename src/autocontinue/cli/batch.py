@@ -23,7 +23,7 @@ from ..batch.output import ItemResult
 from ..batch.progress import BatchProgress, format_seconds
 from ..batch.runner import BatchResult, abatch
 from .common import journal_options
-from .errors import BUDGET_STOPS, EXIT_BACKEND, EXIT_BUDGET, EXIT_INTERRUPTED, CommandFailed, say
+from .errors import BUDGET_STOPS, EXIT_BACKEND, EXIT_BUDGET, EXIT_INTERRUPTED, CommandFailed, say, warn
 from .inputs import check_output_path
 
 __all__ = ["batch"]
@@ -262,6 +262,8 @@ class _View:
         failed = result.failed
         budget = [r for r in result.results if r.stop_reason in BUDGET_STOPS]
         if not self.quiet:
+            for line in result.warnings:
+                warn(line)
             self._table(result)
             if failed and resumable:
                 say(

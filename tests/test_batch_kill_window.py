@@ -1,0 +1,233 @@
+"""``--via batches`` killed between the service accepting a job and the journal learning its id.
+
+The driver journals each job as an intent before its create call; a resume looks for the
+intent's job on the service (``batches.list``, confirmed by the custom ids of its results)
+and collects it instead of paying for the round again. Everything runs through the official
+SDK against the emulator over real HTTP. Where a test stands in for ``kill -9`` in-process,
+the only part not real is the death itself: a thin wrapper around the real client's
+``messages.batches`` raises right after (or right before) the real create call, where the
+killed process stopped; the last test kills a real CLI process with SIGKILL inside the window.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import anthropic
+import pytest
+
+import autocontinue
+from autocontinue.batch.store import BatchStore
+
+MODEL = "claude-haiku-4-5"
+ARGS: dict[str, Any] = dict(model=MODEL, max_tokens_per_call=250, poll_interval=0.01, via="batches")
+ROUNDS = 3  # an answer of 700 tokens in calls of 250
+
+
+class _Killed(Exception):
+    """Where the process would have died."""
+
+
+class _Batches:
+    """The real client's ``messages.batches``, except that the process 'dies' at ``die``."""
+
+    def __init__(self, real: Any, die: str) -> None:
+        self._real, self._die = real, die
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+    async def create(self, **kwargs: Any) -> Any:
+        if self._die == "before create":
+            raise _Killed
+        job = await self._real.create(**kwargs)
+        if self._die == "after create":
+            raise _Killed(job.id)
+        return job
+
+    async def retrieve(self, *args: Any, **kwargs: Any) -> Any:
+        if self._die == "first poll":
+            raise _Killed
+        return await self._real.retrieve(*args, **kwargs)
+
+
+class _Client:
+    def __init__(self, real: anthropic.AsyncAnthropic, die: str) -> None:
+        self.base_url = real.base_url
+        self.messages = type("Messages", (), {})()
+        self.messages.batches = _Batches(real.messages.batches, die)
+
+
+def _items(n: int = 3) -> list[dict[str, str]]:
+    return [{"id": f"doc{i}", "prompt": f"Write document {i} in full"} for i in range(n)]
+
+
+def _get(url: str) -> dict[str, Any]:
+    with urllib.request.urlopen(f"{url}/emulator/batches") as response:
+        return dict(json.load(response))
+
+
+def _configure(url: str, **settings: Any) -> None:
+    request = urllib.request.Request(
+        f"{url}/emulator/batches",
+        data=json.dumps(settings).encode(),
+        method="POST",
+        headers={"content-type": "application/json"},
+    )
+    urllib.request.urlopen(request).read()
+
+
+@pytest.fixture
+def env(monkeypatch):
+    def point(url: str) -> None:
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", url)
+        monkeypatch.setenv("ANTHROPIC_API_KEY", "k")
+
+    return point
+
+
+@pytest.fixture
+def clean(start_emulator, env, tmp_path):
+    """The uninterrupted batch's (id, text, stop_reason, rounds), on an emulator of its own."""
+    env(start_emulator(length=700))
+    done = autocontinue.batch(_items(), journal=str(tmp_path / "clean.sqlite3"), **ARGS)
+    return [(r.id, r.text, r.stop_reason, r.rounds) for r in done.results]
+
+
+def _die(url: str, journal: Path, die: str) -> str:
+    """Run the batch until the process 'dies' at ``die``; its batch id."""
+    real = anthropic.AsyncAnthropic(base_url=url, api_key="k", max_retries=0)
+    with pytest.raises(_Killed):
+        autocontinue.batch(_items(), journal=str(journal), client=_Client(real, die), **ARGS)
+    store = BatchStore(journal)
+    try:
+        (row,) = store._rows("SELECT id FROM batches")
+        return str(row["id"])
+    finally:
+        store.close()
+
+
+def _table(journal: Path, sql: str) -> list[tuple[Any, ...]]:
+    with sqlite3.connect(journal) as conn:
+        return conn.execute(sql).fetchall()
+
+
+def _every_round_billed_once(url: str) -> None:
+    billed = _get(url)["billed"]
+    assert sorted(billed) == sorted(f"doc{i}-r{r}" for i in range(3) for r in range(ROUNDS))
+    assert set(billed.values()) == {1}
+
+
+def test_a_job_the_service_took_before_the_kill_is_collected_not_sent_again(
+    start_emulator, env, tmp_path, clean
+):
+    url = start_emulator(length=700)
+    env(url)
+    journal = tmp_path / "j.sqlite3"
+    batch_id = _die(url, journal, "after create")
+    assert _table(journal, "SELECT state, service_id FROM batch_intents") == [("creating", None)]
+    assert _get(url)["batches"] == 1  # the service has round 0's job; the journal has no id for it
+
+    done = autocontinue.batch(resume=batch_id, journal=str(journal), **ARGS)
+    assert [(r.id, r.text, r.stop_reason, r.rounds) for r in done.results] == clean
+    _every_round_billed_once(url)
+    assert _get(url)["batches"] == ROUNDS  # no second service job for round 0
+    assert done.warnings == []
+
+
+def test_an_intent_whose_create_never_left_is_sent_once(start_emulator, env, tmp_path, clean):
+    url = start_emulator(length=700)
+    env(url)
+    journal = tmp_path / "j.sqlite3"
+    batch_id = _die(url, journal, "before create")
+    # Another job on the same account, with as many requests, made after the intent: not ours.
+    other = anthropic.Anthropic(base_url=url, api_key="k", max_retries=0)
+    params = {"model": MODEL, "max_tokens": 20, "messages": [{"role": "user", "content": "hi"}]}
+    other.messages.batches.create(requests=[{"custom_id": f"x{i}", "params": params} for i in range(3)])
+
+    done = autocontinue.batch(resume=batch_id, journal=str(journal), **ARGS)
+    assert [(r.id, r.text, r.stop_reason, r.rounds) for r in done.results] == clean
+    billed = _get(url)["billed"]
+    assert {k: v for k, v in billed.items() if k.startswith("doc")} == {
+        f"doc{i}-r{r}": 1 for i in range(3) for r in range(ROUNDS)
+    }
+    states = [state for (state,) in _table(journal, "SELECT state FROM batch_intents ORDER BY id")]
+    assert states == ["dropped"] + ["submitted"] * ROUNDS
+
+
+def test_two_service_jobs_for_one_intent_use_the_nearest_and_say_so(start_emulator, env, tmp_path, clean):
+    url = start_emulator(length=700)
+    env(url)
+    journal = tmp_path / "j.sqlite3"
+    batch_id = _die(url, journal, "after create")
+    # The same requests sent again (as an SDK retry of a create whose response was lost does).
+    sync = anthropic.Anthropic(base_url=url, api_key="k", max_retries=0)
+    (first,) = sync.messages.batches.list()
+    params = {"model": MODEL, "max_tokens": 250, "messages": [{"role": "user", "content": "hi"}]}
+    time.sleep(0.05)
+    again = sync.messages.batches.create(
+        requests=[{"custom_id": f"doc{i}-r0", "params": params} for i in range(3)]
+    )
+
+    done = autocontinue.batch(resume=batch_id, journal=str(journal), **ARGS)
+    assert [(r.id, r.text, r.stop_reason, r.rounds) for r in done.results] == clean
+    billed = _get(url)["billed"]
+    twice = {f"doc{i}-r0": 2 for i in range(3)}  # the killed process's job and the resend
+    assert billed == {**{f"doc{i}-r{r}": 1 for i in range(3) for r in range(1, ROUNDS)}, **twice}
+    assert _get(url)["batches"] == ROUNDS + 1  # nothing sent a third time
+    assert len(done.warnings) == 1 and f"used {first.id}" in done.warnings[0] and again.id in done.warnings[0]
+    assert (again.id, "ignored") in _table(journal, "SELECT service_id, state FROM batch_rounds")
+
+
+def test_a_journal_from_before_intents_resumes_and_gains_the_table(start_emulator, env, tmp_path, clean):
+    url = start_emulator(length=700)
+    env(url)
+    journal = tmp_path / "j.sqlite3"
+    batch_id = _die(url, journal, "first poll")  # round 0's job journaled as submitted
+    with sqlite3.connect(journal) as conn:
+        conn.execute("DROP TABLE batch_intents")  # the file as the code before intents left it
+
+    done = autocontinue.batch(resume=batch_id, journal=str(journal), **ARGS)
+    assert [(r.id, r.text, r.stop_reason, r.rounds) for r in done.results] == clean
+    _every_round_billed_once(url)
+    assert len(_table(journal, "SELECT * FROM batch_intents")) == ROUNDS - 1
+
+
+def test_kill_9_of_the_cli_while_the_create_response_is_on_its_way(start_emulator, tmp_path, clean):
+    # Deterministic: the emulator makes the job, then holds the response 60 s; the process is
+    # killed once the job exists, so it dies after the service took the job and before it
+    # could journal the id (the intent was committed before the request went out).
+    url = start_emulator(length=700)
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps(item) + "\n" for item in _items()))
+    command = [sys.executable, "-m", "autocontinue", "batch", str(source), "-o", str(tmp_path / "out.jsonl")]
+    command += ["--via", "batches", "--model", MODEL, "--max-tokens-per-call", "250"]
+    command += ["--poll-interval", "0.01", "--journal", str(tmp_path / "j.sqlite3"), "-q"]
+    child_env = {**os.environ, "ANTHROPIC_BASE_URL": url, "ANTHROPIC_API_KEY": "k"}
+    child_env["PYTHONPATH"] = os.pathsep.join([str(Path(autocontinue.__file__).parents[1]), *sys.path])
+    _configure(url, create_delay=60)
+    process = subprocess.Popen(command, env=child_env, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while _get(url)["batches"] == 0 and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert process.poll() is None, process.stderr.read() if process.stderr else ""
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    _configure(url, create_delay=0)
+
+    rerun = subprocess.run(command, env=child_env, capture_output=True, text=True, timeout=120)
+    assert rerun.returncode == 0, rerun.stderr
+    lines = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    got = sorted((r["id"], r["text"], r["stop_reason"], r["rounds"]) for r in lines)
+    assert got == sorted(clean)
+    _every_round_billed_once(url)
+    assert _get(url)["batches"] == ROUNDS
