@@ -14,6 +14,11 @@ against live, and kill -9 during a batch then resume.
 3. Crashes: an N-item batch in a subprocess killed with SIGKILL K times at random moments,
    then rerun to the end: the output against an uninterrupted run, and billed calls against
    landed rounds.
+4. Crashes through Message Batches (``--via batches``): the same, every other kill inside the
+   window between the service accepting a job and the journal learning its id (the emulator
+   holds the create's response, the process is killed once the job exists), the others at
+   random moments; the output against an uninterrupted run, custom ids billed more than once,
+   and service jobs made against the uninterrupted run's.
 """
 
 from __future__ import annotations
@@ -246,7 +251,90 @@ def crashes(n: int, kills: int, seed: int = 7) -> dict[str, Any]:
     }
 
 
-PARTS = ("throughput", "cost", "crashes")
+def _batches_stats(url: str) -> dict[str, Any]:
+    import urllib.request
+
+    with urllib.request.urlopen(url + "/emulator/batches") as response:
+        return dict(json.load(response))
+
+
+def _batches_configure(url: str, **settings: Any) -> None:
+    import urllib.request
+
+    body = json.dumps(settings).encode()
+    request = urllib.request.Request(url + "/emulator/batches", data=body, method="POST")
+    request.add_header("content-type", "application/json")
+    urllib.request.urlopen(request).read()
+
+
+def crashes_via_batches(n: int, kills: int, seed: int = 7) -> dict[str, Any]:
+    """Kill a ``--via batches`` CLI batch ``kills`` times (every other one in the create window)."""
+    from autocontinue.emulator import run_emulator
+
+    rng = random.Random(seed)
+    with tempfile.TemporaryDirectory() as scratch_dir:
+        scratch = Path(scratch_dir)
+        source = scratch / "in.jsonl"
+        source.write_text(
+            "".join(json.dumps({"id": f"m{i}", "prompt": f"Write memo {i}"}) + "\n" for i in range(n))
+        )
+        args = [sys.executable, "-m", "autocontinue", "batch", str(source), "--via", "batches"]
+        args += ["--model", MODEL, "--max-tokens-per-call", "300", "--poll-interval", "0.05", "-q"]
+        env = {**os.environ, "ANTHROPIC_API_KEY": "bench", "AUTOCONTINUE_HOME": str(scratch)}
+
+        def serve() -> Any:
+            return run_emulator(length=600)  # 2 rounds an item
+
+        with serve() as url:
+            _batches_configure(url, processing_delay=0.5)  # a round's job runs half a second
+            clean_cmd = [*args, "-o", str(scratch / "clean.jsonl"), "--journal", str(scratch / "c.sqlite3")]
+            subprocess.run(clean_cmd, env={**env, "ANTHROPIC_BASE_URL": url}, check=True, timeout=600)
+            clean = _batches_stats(url)
+        done_kills = in_window = 0
+        with serve() as url:
+            _batches_configure(url, processing_delay=0.5)
+            command = [*args, "-o", str(scratch / "out.jsonl"), "--journal", str(scratch / "j.sqlite3")]
+            for k in range(kills):
+                window = k % 2 == 0
+                _batches_configure(url, create_delay=30.0 if window else 0.0)
+                before = _batches_stats(url)["batches"]
+                process = subprocess.Popen(command, env={**env, "ANTHROPIC_BASE_URL": url})
+                while _batches_stats(url)["batches"] == before and process.poll() is None:
+                    time.sleep(0.01)
+                if not window:
+                    time.sleep(rng.uniform(0.0, 1.5))
+                if process.poll() is None:
+                    process.send_signal(signal.SIGKILL)
+                    done_kills += 1
+                    in_window += window
+                process.wait()
+                _batches_configure(url, create_delay=0.0)  # releases the response held for the dead
+            final = subprocess.run(command, env={**env, "ANTHROPIC_BASE_URL": url}, timeout=600)
+            bill = _batches_stats(url)
+
+        def lines(name: str) -> list[dict[str, Any]]:
+            rows = [json.loads(line) for line in (scratch / name).read_text().splitlines()]
+            return sorted(
+                ({k: r[k] for k in ("id", "text", "stop_reason", "rounds", "error")} for r in rows),
+                key=lambda r: r["id"],
+            )
+
+        identical = lines("out.jsonl") == lines("clean.jsonl")
+    return {
+        "items": n,
+        "kills": done_kills,
+        "kills_in_create_window": in_window,
+        "exit_code": final.returncode,
+        "identical_output": identical,
+        "billed_requests": sum(bill["billed"].values()),
+        "clean_billed_requests": sum(clean["billed"].values()),
+        "billed_more_than_once": sorted(k for k, v in bill["billed"].items() if v > 1),
+        "service_jobs": bill["batches"],
+        "clean_service_jobs": clean["batches"],
+    }
+
+
+PARTS = ("throughput", "cost", "crashes", "batches_crashes")
 
 
 def run(
@@ -268,12 +356,14 @@ def run(
         ],
         "cost": lambda: cost(2, 16, 200_000),
         "crashes": lambda: crashes(200, 10),  # 10 kills during a 200-item batch, as issue 12 asks
+        "batches_crashes": lambda: crashes_via_batches(200, 10),
     }
     if quick:
         sized = {
             "throughput": lambda: [throughput("output", 12, 2_000, 8)],
             "cost": lambda: cost(1, 2, 3_000),
             "crashes": lambda: crashes(8, 2),
+            "batches_crashes": lambda: crashes_via_batches(8, 2),
         }
     data: dict[str, Any] = dict(earlier or {})
     data.pop("machine", None)
@@ -349,11 +439,27 @@ def report_section(out: list[str], data: dict[str, Any] | None) -> None:
         "What the kill part measures: billed calls are the emulator's completed calls (requests - errors; "
         "a call cut off mid-stream by the kill is an error and is not billed), landed rounds those in the "
         "final output; billed - landed is the double-billing window (a live call the service finished just "
-        "before the killed process journaled its round, sent again by the rerun). Through Message Batches "
-        "a round's job id is journaled as soon as the create call returns and a resumed batch collects a "
-        "job still running instead of sending it again; the window left there (a kill between the service "
-        "accepting the create call and the journal writing its id) is not closed and not measured here "
-        "(the bench kills live batches only).\n"
+        "before the killed process journaled its round, sent again by the rerun).\n"
+    )
+    b = data.get("batches_crashes")
+    if not b:
+        out.append("Kills through Message Batches: not measured in this run (`--only batches_crashes`).\n")
+        return
+    same = b["identical_output"] and not b["billed_more_than_once"]
+    out.append(
+        f"- `--via batches`, kill -9 {b['kills']} times during a {b['items']}-item batch "
+        f"({b['kills_in_create_window']} of them between the service accepting a round's job and the journal "
+        f"learning its id), then rerun: output {'identical to' if b['identical_output'] else 'DIFFERENT from'} "
+        f"the uninterrupted batch; {len(b['billed_more_than_once'])} requests billed more than once "
+        f"({b['billed_requests']} billed, {b['clean_billed_requests']} uninterrupted); {b['service_jobs']} "
+        f"service jobs ({b['clean_service_jobs']} uninterrupted): {'met' if same else 'missed'}.\n"
+    )
+    out.append(
+        "Through Message Batches each round's job is journaled as an intent before the create call; a "
+        "resumed batch collects a job still running, and looks for an intent's job on the service (its "
+        "batches since the intent with as many requests, confirmed by their results' custom ids) instead "
+        "of sending the round again. The kills in the window are placed there: the emulator holds the "
+        "create's response (`create_delay`) and the process is killed once the job exists.\n"
     )
 
 
