@@ -188,6 +188,20 @@ def test_two_service_jobs_for_one_intent_use_the_nearest_and_say_so(start_emulat
     assert (again.id, "ignored") in _table(journal, "SELECT service_id, state FROM batch_rounds")
 
 
+def test_a_create_whose_response_times_out_is_found_not_sent_again(start_emulator, env, tmp_path, clean):
+    # The SDK resends a POST that timed out (no idempotency key): the service would make and
+    # bill a second job for the round. The driver turns those resends off for the create and
+    # looks for the job instead.
+    url = start_emulator(length=700)
+    env(url)
+    _configure(url, create_delay=3.0)  # every create's response arrives after the client gave up
+    client = anthropic.AsyncAnthropic(base_url=url, api_key="k", timeout=1.0)  # default retries
+    done = autocontinue.batch(_items(), journal=str(tmp_path / "j.sqlite3"), client=client, **ARGS)
+    assert [(r.id, r.text, r.stop_reason, r.rounds) for r in done.results] == clean
+    _every_round_billed_once(url)
+    assert _get(url)["batches"] == ROUNDS
+
+
 def test_a_journal_from_before_intents_resumes_and_gains_the_table(start_emulator, env, tmp_path, clean):
     url = start_emulator(length=700)
     env(url)

@@ -51,6 +51,11 @@ from .store import BatchStore, JobIntent
 
 __all__ = ["BatchesBackend", "ServiceDriver", "custom_id", "batch_params", "CLOCK_SKEW"]
 
+#: Create calls per job (the SDK's own retries are off for them, see ServiceDriver._create),
+#: and the first wait between them in seconds (doubling).
+_CREATE_ATTEMPTS = 3
+_CREATE_BACKOFF = 1.0
+
 #: Seconds a service job may seem to predate its intent (this machine's clock against the
 #: service's); only jobs created since the intent, less this, are taken for its job.
 CLOCK_SKEW = 60.0
@@ -225,9 +230,34 @@ class ServiceDriver:
         # Committed before the call: if this process dies once the service has the job but
         # before the line after the call, the resume finds the job instead of paying again.
         intent = self.store.add_intent(self.batch_id, [str(a.sent_id) for a in sent])
-        job = await self.client.messages.batches.create(requests=requests, extra_headers=headers)
-        self.store.intent_landed(self.batch_id, intent, str(job.id))
-        return str(job.id)
+        service_id = await self._create(intent, requests, headers)
+        self.store.intent_landed(self.batch_id, intent.id, service_id)
+        return service_id
+
+    async def _create(self, intent: JobIntent, requests: list[Any], headers: dict[str, str]) -> str:
+        """The service's id for the intent's job, created once even when a response is lost.
+
+        The SDK would resend a create whose response timed out or failed with no idempotency
+        key, and the service would make and bill a second job; so its own retries are off for
+        this call, and after an error that may come from a job the service did make (lost
+        connection, timeout, 5xx) the job is looked for (``find_landed``) before sending again.
+        """
+        batches = self.client.messages.batches
+        if hasattr(self.client, "with_options"):
+            batches = self.client.with_options(max_retries=0).messages.batches
+        for attempt in range(_CREATE_ATTEMPTS):
+            try:
+                job = await batches.create(requests=requests, extra_headers=headers)
+                return str(job.id)
+            except Exception as error:
+                landed, retry = _create_failure(error)
+                if attempt == _CREATE_ATTEMPTS - 1 or not retry:
+                    raise
+            found = await self.find_landed(intent) if landed else None
+            if found is not None:
+                return found
+            await asyncio.sleep(_CREATE_BACKOFF * 2**attempt)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     # -- intents left by a killed process ---------------------------------------------------
 
@@ -325,6 +355,15 @@ class ServiceDriver:
             if isinstance(event, RoundFinished):
                 self.journal.record_round(a.run_id, event.report, a.engine.state.text, a.engine.state.held)
             self.on_event(a.item.id, event)
+
+
+def _create_failure(error: Exception) -> tuple[bool, bool]:
+    """(whether the service may have made the job anyway, whether to try the create again)."""
+    lost = any(kind.__name__ == "APIConnectionError" for kind in type(error).__mro__)  # and timeouts
+    status = getattr(error, "status_code", None)
+    if lost or (isinstance(status, int) and status >= 500):
+        return True, True
+    return False, status in (408, 409, 429)
 
 
 def _seconds(moment: Any) -> float:

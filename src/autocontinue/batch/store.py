@@ -201,15 +201,16 @@ class BatchStore:
 
     # -- Message Batches jobs ---------------------------------------------------------------
 
-    def add_intent(self, batch_id: str, custom_ids: list[str]) -> int:
-        """Journal a job about to be created (committed before the create call); its row id."""
+    def add_intent(self, batch_id: str, custom_ids: list[str]) -> JobIntent:
+        """Journal a job about to be created (committed before the create call)."""
+        now = time.time()
         with self._write() as conn:
             cursor = conn.execute(
                 "INSERT INTO batch_intents (batch_id, created, custom_ids, state) VALUES (?, ?, ?, 'creating')",
-                (batch_id, time.time(), json.dumps(custom_ids)),
+                (batch_id, now, json.dumps(custom_ids)),
             )
         assert cursor.lastrowid is not None
-        return cursor.lastrowid
+        return JobIntent(cursor.lastrowid, now, list(custom_ids), "creating", None)
 
     def intent_landed(self, batch_id: str, intent_id: int, service_id: str) -> None:
         """The intent's job is ``service_id`` on the service: one transaction makes it a job."""
