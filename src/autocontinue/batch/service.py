@@ -59,6 +59,9 @@ _CREATE_BACKOFF = 1.0
 #: Seconds a service job may seem to predate its intent (this machine's clock against the
 #: service's); only jobs created since the intent, less this, are taken for its job.
 CLOCK_SKEW = 60.0
+#: Seconds a create call may take before it is given up (its response lost): a job created
+#: later than its intent plus this (and the skew) was not made by that call.
+CREATE_TIMEOUT = 600.0
 
 _TRANSIENT = {"overloaded_error", "api_error", "rate_limit_error", "timeout_error"}
 _CONTEXT_MARKERS = ("prompt is too long", "exceed context limit", "context window")
@@ -244,7 +247,7 @@ class ServiceDriver:
         """
         batches = self.client.messages.batches
         if hasattr(self.client, "with_options"):
-            batches = self.client.with_options(max_retries=0).messages.batches
+            batches = self.client.with_options(max_retries=0, timeout=CREATE_TIMEOUT).messages.batches
         for attempt in range(_CREATE_ATTEMPTS):
             try:
                 job = await batches.create(requests=requests, extra_headers=headers)
@@ -274,7 +277,8 @@ class ServiceDriver:
         """The service job an intent's create made, or None if it never reached the service.
 
         Candidates: the service's batches (newest first, every page) created since the intent,
-        less ``CLOCK_SKEW``, that no batch of this journal knows, with as many requests as the
+        less ``CLOCK_SKEW``, and no later than its create call could have reached the service
+        (``CREATE_TIMEOUT``, plus the skew), that no batch of this journal knows, with as many requests as the
         intent. Their requests are not visible while they run, so each is waited for until it
         ends, then confirmed by its results: exactly the intent's custom ids (``<item>-r<round>``).
 
@@ -288,13 +292,13 @@ class ServiceDriver:
         still has it, and if autocontinue picked the wrong one the user can see which.
         """
         known = self.store.known_service_ids()
-        since = intent.created - CLOCK_SKEW
+        since, until = intent.created - CLOCK_SKEW, intent.created + CREATE_TIMEOUT + CLOCK_SKEW
         candidates = []
         async for job in self.client.messages.batches.list(limit=100):
             created = _seconds(job.created_at)
             if created < since:
                 break  # newest first: the rest are older still
-            if job.id not in known and _requests_in(job) == len(intent.custom_ids):
+            if created <= until and job.id not in known and _requests_in(job) == len(intent.custom_ids):
                 candidates.append((created, str(job.id)))
         wanted = set(intent.custom_ids)
         confirmed = []
