@@ -68,6 +68,21 @@ def test_an_unpriced_model_is_cost_unknown_in_the_summary_runs_show_and_json(cha
     assert as_json["cost_usd"] is None and as_json["cost_known"] is False
 
 
+def test_each_round_of_an_unpriced_model_has_a_null_cost_in_run_json_and_show_json(chat_url, tmp_path):
+    run = ["--backend", "openai", "--base-url", chat_url, "--model", "emulated"]
+    done = _cli(*run, "--max-tokens-per-call", "40", "--max-rounds", "3", "--json", PROMPT, home=tmp_path)
+    assert done.returncode in (0, 1), done.stderr
+    as_json = json.loads(done.stdout)
+    assert len(as_json["rounds"]) >= 2
+    assert [(r["cost_usd"], r["cost_known"]) for r in as_json["rounds"]] == [(None, False)] * len(
+        as_json["rounds"]
+    )
+    shown = json.loads(_cli("show", as_json["run_id"], "--json", home=tmp_path).stdout)
+    assert [(r["cost_usd"], r["cost_known"]) for r in shown["rounds"]] == [(None, False)] * len(
+        as_json["rounds"]
+    )
+
+
 def test_the_live_line_says_cost_unknown_and_shows_no_cost_before_a_round_reported_one(chat_url):
     events = list(
         autocontinue.stream(
@@ -127,3 +142,5 @@ def test_the_local_model_says_its_cost_is_zero_because_it_is_local(tmp_path):
     assert "$0 (local)" in row
     (listed,) = json.loads(_cli("runs", "--json", home=tmp_path).stdout)
     assert listed["cost_usd"] == 0 and listed["cost_known"] is True
+    shown = json.loads(_cli("show", listed["id"], "--json", home=tmp_path).stdout)
+    assert [(r["cost_usd"], r["cost_known"]) for r in shown["rounds"]] == [(0.0, True)]

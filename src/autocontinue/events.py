@@ -62,6 +62,7 @@ class RoundReport:
     request_id: str | None = None
     #: Round retries (after the SDK's own) and broken streams resumed within this round.
     retries: int = 0
+    #: 0.0 when the prices are unknown (so sums stay plain floats); ``to_dict`` gives null then.
     cost_usd: float = 0.0
     #: False when the model's prices are unknown: ``cost_usd`` (0.0) means nothing then.
     cost_known: bool = True
@@ -73,12 +74,16 @@ class RoundReport:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["usage"] = self.usage.to_dict()
+        # An unknown cost is null, never a $0 a reader would take for free.
+        data["cost_usd"] = self.cost_usd if self.cost_known else None
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RoundReport:
         data = dict(data)
         data["usage"] = Usage.from_dict(data.get("usage") or {})
+        if data.get("cost_usd", 0.0) is None:
+            data["cost_usd"], data["cost_known"] = 0.0, False
         known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in data.items() if k in known})
 
