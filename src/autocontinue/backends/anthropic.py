@@ -54,7 +54,15 @@ from ..errors import (
     UnknownModelError,
 )
 from ..usage import Usage
-from .base import Backend, BackendDelta, BackendEvent, RoundEnd, RoundRequest, transport_errors
+from .base import (
+    Backend,
+    BackendDelta,
+    BackendEvent,
+    RoundEnd,
+    RoundRequest,
+    retry_after,
+    transport_errors,
+)
 
 __all__ = ["AnthropicBackend", "api_version", "map_error", "request_params", "request_refusal"]
 
@@ -202,21 +210,6 @@ def _error_body(error: Any) -> tuple[str | None, str]:
     return None, str(getattr(error, "message", None) or error)
 
 
-def _retry_after(error: Any) -> float | None:
-    response = getattr(error, "response", None)
-    headers = getattr(response, "headers", None)
-    if not headers:
-        return None
-    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value:
-            try:
-                return float(value) * scale
-            except ValueError:
-                continue
-    return None
-
-
 def map_error(error: Exception, *, model: str, text_received: str = "", in_stream: bool = True) -> Exception:
     """Convert any SDK, transport or stream-parsing error into the autocontinue tree (returns it).
 
@@ -244,10 +237,10 @@ def map_error(error: Exception, *, model: str, text_received: str = "", in_strea
         if text_received:
             return StreamInterruptedError(
                 f"the stream broke after {len(text_received)} characters: {message}",
-                retry_after=_retry_after(error),
+                retry_after=retry_after(error),
                 **common,
             )
-        return TransientBackendError(message, retry_after=_retry_after(error), **common)
+        return TransientBackendError(message, retry_after=retry_after(error), **common)
     return _refusal_error(message, status, model, common)
 
 

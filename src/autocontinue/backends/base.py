@@ -8,14 +8,28 @@ one model call. Errors are converted to the ``autocontinue.errors`` tree here, a
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Iterator
+import math
+import time
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import timezone
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 from ..catalogue import ModelSpec
 from ..usage import Usage
 
-__all__ = ["transport_errors", "RoundRequest", "BackendDelta", "RoundEnd", "BackendEvent", "Backend"]
+__all__ = [
+    "transport_errors",
+    "retry_after",
+    "parse_retry_after",
+    "MAX_RETRY_AFTER",
+    "RoundRequest",
+    "BackendDelta",
+    "RoundEnd",
+    "BackendEvent",
+    "Backend",
+]
 
 
 @dataclass(frozen=True)
@@ -135,3 +149,54 @@ def transport_errors() -> tuple[type[BaseException], ...]:
         if isinstance(stream_error, type):
             found.append(stream_error)
     return tuple(found)
+
+
+#: The longest wait a server's ``retry-after`` can ask for (seconds); a longer one is cut to
+#: this, so a wrong header (an epoch, a day) cannot park a run for hours.
+MAX_RETRY_AFTER = 600.0
+
+
+def retry_after(error: Any) -> float | None:
+    """Seconds the response behind an SDK status error asks to wait (``parse_retry_after``)."""
+    return parse_retry_after(getattr(getattr(error, "response", None), "headers", None))
+
+
+def parse_retry_after(headers: Mapping[str, str] | None, *, now: float | None = None) -> float | None:
+    """Seconds a response's headers ask to wait before the next call; None when they do not say.
+
+    ``retry-after-ms`` (milliseconds) wins over ``retry-after``, which is delta-seconds or an
+    HTTP-date (a date in the past is 0). A value that is not a number (or, in ``retry-after``,
+    a date), is negative or is not finite is ignored: the next header, then the caller's own
+    backoff decide. One above ``MAX_RETRY_AFTER`` is cut to it. ``now`` (epoch seconds) is for
+    tests.
+    """
+    if not headers:
+        return None
+    milliseconds = _number(headers.get("retry-after-ms"))
+    if milliseconds is not None:
+        return min(milliseconds / 1000, MAX_RETRY_AFTER)
+    value = headers.get("retry-after")
+    seconds = _number(value)
+    if seconds is None and value:
+        seconds = _until(value, time.time() if now is None else now)
+    return None if seconds is None else min(seconds, MAX_RETRY_AFTER)
+
+
+def _number(value: str | None) -> float | None:
+    """A non-negative finite number, or None."""
+    try:
+        number = float(value or "")
+    except ValueError:
+        return None
+    return number if math.isfinite(number) and number >= 0 else None
+
+
+def _until(value: str, now: float) -> float | None:
+    """Seconds from ``now`` to an HTTP-date (0 when it is past), or None if it is not one."""
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # "-0000"; HTTP-dates are always GMT
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, when.timestamp() - now)

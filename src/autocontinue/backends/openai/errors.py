@@ -21,6 +21,7 @@ from ...errors import (
     TransientBackendError,
     UnknownModelError,
 )
+from ..base import retry_after
 
 __all__ = ["map_error"]
 
@@ -62,18 +63,6 @@ def _message(error: Any, body: dict[str, Any]) -> str:
     return str(message) if message else str(getattr(error, "message", None) or error)
 
 
-def _retry_after(error: Any) -> float | None:
-    headers = getattr(getattr(error, "response", None), "headers", None)
-    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
-        value = headers.get(name) if headers else None
-        if value:
-            try:
-                return float(value) * scale
-            except ValueError:
-                continue
-    return None
-
-
 def _limits(message: str, body: dict[str, Any], max_tokens: int) -> tuple[str, dict[str, int]]:
     """`` (P + M > C)`` or `` (max_tokens: M > L)`` when the numbers are known, else '', and
     the same numbers as the error's fields (prompt_tokens, context_window / max_tokens_allowed)."""
@@ -110,11 +99,11 @@ def map_error(error: Exception, *, model: str, max_tokens: int = 0, text_receive
     if transient and text_received:
         return StreamInterruptedError(
             f"the stream broke after {len(text_received)} characters: {message}",
-            retry_after=_retry_after(error),
+            retry_after=retry_after(error),
             **common,
         )
     if transient:
-        return TransientBackendError(message, retry_after=_retry_after(error), **common)
+        return TransientBackendError(message, retry_after=retry_after(error), **common)
     if status in (401, 403):
         return AuthenticationError(message, hint="check OPENAI_API_KEY (or the client's api_key)", **common)
     lowered = f"{message} {body.get('code', '')} {error_type or ''}".lower()
