@@ -5,13 +5,21 @@
 * ``emulator_url``: one emulator with default options for the whole session (call
   ``reset_emulator(url)`` when a test needs clean stats);
 * ``start_emulator(**options)``: starts an emulator with custom options (same keywords as
-  ``run_emulator``) and stops it when the test ends.
+  ``run_emulator``) and stops it when the test ends;
+* ``cli_on_terminal(args, env)``: the CLI in a subprocess with stderr (and stdout, unless told)
+  on a real pseudo-terminal, and what the terminal was shown.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
+import pty
+import select
+import subprocess
+import sys
+import time
 import urllib.request
 
 import pytest
@@ -57,6 +65,39 @@ def reset_emulator(url: str) -> None:
     request = urllib.request.Request(f"{url}/emulator/reset", method="POST", data=b"")
     with urllib.request.urlopen(request) as response:
         response.read()
+
+
+def cli_on_terminal(
+    args: list[str], env: dict[str, str], *, stdout_too: bool = True, timeout: float = 240
+) -> tuple[int, bytes]:
+    """Run ``python -m autocontinue ARGS`` with stderr on a pseudo-terminal (stdout on it too, or
+    discarded with ``stdout_too=False``); (exit code, every byte the terminal was shown)."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "autocontinue", *args],
+        stdin=subprocess.DEVNULL,
+        stdout=slave if stdout_too else subprocess.DEVNULL,
+        stderr=slave,
+        env=env,
+        close_fds=True,
+    )
+    os.close(slave)
+    shown = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.2)
+        if ready:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the other side closed
+                break
+            if not chunk:
+                break
+            shown += chunk
+        elif proc.poll() is not None:
+            break
+    os.close(master)
+    return proc.wait(timeout=10), shown
 
 
 # -- real OpenAI-compatible servers (tests/test_openai_*) ----------------------------------

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import json
 import os
-import pty
 import random
 import re
-import select
 import signal
 import subprocess
 import sys
@@ -19,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import emulator_stats
+from conftest import cli_on_terminal, emulator_stats
 
 from autocontinue.batch.output import ItemResult
 from autocontinue.batch.progress import BatchProgress
@@ -192,34 +190,10 @@ def test_kill_9_at_random_moments_then_rerun_gives_the_uninterrupted_output_bill
     assert 0 <= lost <= 4 * kills and billed["output_tokens"] == reported + 200 * lost
 
 
-def _on_a_terminal(args: list[str], env: dict[str, str], timeout: float = 240) -> tuple[int, bytes]:
+def _on_a_terminal(args: list[str], env: dict[str, str]) -> tuple[int, bytes]:
     """Run the CLI with stderr on a real pseudo-terminal (stdout goes to -o); what stderr showed."""
-    master, slave = pty.openpty()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "autocontinue", "batch", *args],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=slave,
-        env={**env, "TERM": "xterm", "COLUMNS": "200", "PYTHONIOENCODING": "utf-8"},
-        close_fds=True,
-    )
-    os.close(slave)
-    shown = b""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([master], [], [], 0.2)
-        if ready:
-            try:
-                chunk = os.read(master, 65536)
-            except OSError:  # EIO: the other side closed
-                break
-            if not chunk:
-                break
-            shown += chunk
-        elif proc.poll() is not None:
-            break
-    os.close(master)
-    return proc.wait(timeout=10), shown
+    env = {**env, "TERM": "xterm", "COLUMNS": "200", "PYTHONIOENCODING": "utf-8"}
+    return cli_on_terminal(["batch", *args], env, stdout_too=False)
 
 
 _LIVE = re.compile(r"(\d+)/(\d+) done · (\d+) running · (\d+) failed · [\d,]+ tok/s · (\S+(?: \S+)*?) · ETA")

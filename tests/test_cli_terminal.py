@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import json
 import os
-import pty
-import select
 import subprocess
 import sys
-import time
 
 import pytest
+from conftest import cli_on_terminal
 
 from autocontinue.journal import Journal, default_journal_path
 
@@ -51,34 +49,9 @@ def _env(url: str) -> dict[str, str]:
     return env
 
 
-def on_terminal(*args: str, env: dict[str, str], timeout: float = 240) -> tuple[int, bytes]:
+def on_terminal(*args: str, env: dict[str, str]) -> tuple[int, bytes]:
     """Run the CLI with stdout and stderr on one pseudo-terminal; (exit code, what it showed)."""
-    master, slave = pty.openpty()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "autocontinue", *args],
-        stdin=subprocess.DEVNULL,
-        stdout=slave,
-        stderr=slave,
-        env=env,
-        close_fds=True,
-    )
-    os.close(slave)
-    shown = b""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([master], [], [], 0.2)
-        if ready:
-            try:
-                chunk = os.read(master, 65536)
-            except OSError:  # EIO: the other side closed
-                break
-            if not chunk:
-                break
-            shown += chunk
-        elif proc.poll() is not None:
-            break
-    os.close(master)
-    return proc.wait(timeout=10), shown
+    return cli_on_terminal(list(args), env)
 
 
 def assert_inert(shown: bytes) -> None:
