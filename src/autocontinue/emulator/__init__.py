@@ -47,6 +47,7 @@ from .app import Emulator, EmulatorConfig, build_app
 from .cache import ManualClock, SystemClock
 from .faults import parse_faults
 from .guard import Guard
+from .openai_compat import PERSONAS
 from .quirks import parse_quirks
 from .sources import parse_source
 
@@ -70,10 +71,16 @@ def build_config(
     model_specs: tuple[str | ModelSpec, ...] | list = (),
     api_key: str | None = None,
     clock: Any = None,
+    openai_models: tuple[str, ...] = ("emulated",),
+    openai_persona: str = "openai",
 ) -> EmulatorConfig:
     """Check the options; raises ConfigurationError (one line, with a hint) on a bad value."""
     if not isinstance(length, int) or length < 1:
         raise _bad(f"bad length {length!r}", "give the answer length in tokens, at least 1")
+    if not openai_models or not all(isinstance(m, str) and m for m in openai_models):
+        raise _bad(f"bad openai_models {openai_models!r}", "name at least one model id, e.g. ('emulated',)")
+    if openai_persona not in PERSONAS:
+        raise _bad(f"bad openai_persona {openai_persona!r}", "use one of: " + ", ".join(PERSONAS))
     try:
         source = parse_source(source)
     except ValueError as exc:
@@ -113,6 +120,8 @@ def build_config(
         models=models,
         api_key=api_key,
         clock=clock or SystemClock(),
+        openai_models=tuple(openai_models),
+        openai_persona=openai_persona,
     )
 
 
@@ -192,11 +201,15 @@ def run_emulator(
     host: str = "127.0.0.1",
     port: int = 0,
     clock: Any = None,
+    openai_models: tuple[str, ...] = ("emulated",),
+    openai_persona: str = "openai",
 ) -> Iterator[str]:
     """Run an emulator in a background thread; yields its base URL, stops it on exit.
 
     ``clock`` (optional) is any object with ``now()`` and ``advance(seconds)``, e.g.
     ``ManualClock()``, to move cache lifetimes and rate-limit refills by hand.
+    ``openai_models``: the model ids the OpenAI-compatible endpoint serves; ``openai_persona``:
+    the server it plays at ``/v1`` and the root (see openai_compat).
     """
     config = build_config(
         seed=seed,
@@ -210,6 +223,8 @@ def run_emulator(
         model_specs=tuple(model_specs),
         api_key=api_key,
         clock=clock,
+        openai_models=tuple(openai_models),
+        openai_persona=openai_persona,
     )
     sock = bind_socket(host, port)
     warn_if_exposed(sock)

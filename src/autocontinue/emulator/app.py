@@ -102,6 +102,10 @@ class EmulatorConfig:
     models: dict[str, ModelSpec] = field(default_factory=dict)
     api_key: str | None = None
     clock: Any = field(default_factory=SystemClock)
+    #: Model ids the OpenAI-compatible endpoint serves (``/v1/models``; others get a 404 there).
+    openai_models: tuple[str, ...] = ("emulated",)
+    #: The server the OpenAI-compatible endpoint plays at ``/v1`` and the root (``/props``, ...).
+    openai_persona: str = "openai"
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """The emulator's OpenAI-compatible endpoint: ``/v1/chat/completions`` with server personalities.
 
-Routes (``PERSONA`` one of ``PERSONAS``; without a prefix the persona is ``openai``)::
+Routes (``PERSONA`` one of ``PERSONAS``; without a prefix the persona is the emulator's
+``openai_persona``, ``openai`` unless told, and its own root routes answer at the root too)::
 
     POST [/PERSONA]/v1/chat/completions     streaming (``data: {chunk}`` ... ``data: [DONE]``) and not
     GET  [/PERSONA]/v1/models               vllm/sglang entries carry ``owned_by`` and ``max_model_len``
@@ -14,7 +15,11 @@ Each persona does only what its server documents with a final assistant message
 ``continue_final_message: true`` and ``add_generation_prompt: false`` (both true: 400);
 ``llama-server``, ``ollama`` and ``lmstudio`` continue a trailing assistant message,
 llama-server repeating the whole prefill ahead of the new text; ``deepseek``/``mistral`` continue a message marked
-``prefix: true``; ``openai`` never does. An assistant message that is not continued is a past
+``prefix: true``; ``openai`` never does, and refuses the other servers' request arguments
+(``continue_final_message``, ``add_generation_prompt``, ``cache_prompt``) with a 400. Every persona but ``llama-server`` and ``tgi`` (which
+answer with their one model whatever the request names) refuses a model it does not serve with
+vLLM's 404 (``The model `X` does not exist.``); the served models are the emulator's
+``openai_models`` (``emulated`` unless told). An assistant message that is not continued is a past
 turn: the answer starts anew. The text comes from the Messages API emulator's model (the same
 sources and continuation planning), so a continued answer is the same fixed answer.
 
@@ -59,6 +64,10 @@ PERSONAS = {
     "deepseek": "prefix",
     "mistral": "prefix",
 }
+#: Request arguments of other servers that OpenAI's own API refuses ("Unrecognized request argument").
+_NOT_OPENAI = ("continue_final_message", "add_generation_prompt", "cache_prompt")
+#: Personas that answer whatever model a request names (their one loaded model).
+ANY_MODEL = ("llama-server", "tgi")
 TURN_OPEN = 3
 TURN_CLOSE = 2
 #: Context window of the emulated models (``/props``, ``max_model_len``, the 400 error).
@@ -163,6 +172,9 @@ def parse_chat(body: Any, persona: str) -> ChatRequest:
         raise _invalid("model: field required")
     if not isinstance(messages, list) or not messages:
         raise _invalid("messages: field required")
+    for name in _NOT_OPENAI if persona == "openai" else ():
+        if name in body:
+            raise _invalid(f"Unrecognized request argument supplied: {name}")
     system, turns = _turns(messages)
     continued = turns[-1][0] == "assistant" and _continues(persona, body, turns[-1][2])
     mode, assistant_text = _shape(turns, continued)
@@ -222,8 +234,17 @@ class OpenAICompat:
         shared = common_prefix_length(previous, chat.prompt_key)
         return min(count_tokens(chat.prompt_key[:shared]), chat.prompt_tokens - 1)
 
+    def persona(self, request: Request) -> str:
+        """The persona a request's path names, or the one playing at the root."""
+        return request.path_params.get("persona", self.emulator.config.openai_persona)
+
+    def _at_root(self, request: Request, persona: str) -> bool:
+        """Whether a root route (``/props``, ...) answers: yes under its persona's prefix, and at
+        the root when that persona plays there."""
+        return request.url.path.startswith(f"/{persona}/") or self.emulator.config.openai_persona == persona
+
     async def completions(self, request: Request) -> Response:
-        persona = request.path_params.get("persona", "openai")
+        persona = self.persona(request)
         if persona not in PERSONAS:
             return _error(ApiError(404, "not_found_error", f"unknown persona {persona!r}"))
         try:
@@ -236,6 +257,9 @@ class OpenAICompat:
                 else "",
             )
             chat = parse_chat(body, persona)
+            served = self.emulator.config.openai_models
+            if persona not in ANY_MODEL and chat.model not in served:
+                raise ApiError(404, "NotFoundError", f"The model `{chat.model}` does not exist.")
             if chat.prompt_tokens + chat.max_tokens > CONTEXT:
                 raise _invalid(
                     f"This model's maximum context length is {CONTEXT} tokens. However, you requested "
@@ -254,34 +278,46 @@ class OpenAICompat:
 
     async def models(self, request: Request) -> Response:
         self._seen(request)
-        persona = request.path_params.get("persona", "openai")
-        entry: dict[str, Any] = {"id": "emulated", "object": "model", "created": 0, "owned_by": persona}
-        if persona in ("vllm", "sglang"):
-            entry["max_model_len"] = CONTEXT
-        return JSONResponse({"object": "list", "data": [entry]})
+        persona = self.persona(request)
+        entries: list[dict[str, Any]] = []
+        for model in self.emulator.config.openai_models:
+            entry: dict[str, Any] = {"id": model, "object": "model", "created": 0, "owned_by": persona}
+            if persona in ("vllm", "sglang"):
+                entry["max_model_len"] = CONTEXT
+            entries.append(entry)
+        return JSONResponse({"object": "list", "data": entries})
 
     async def props(self, request: Request) -> Response:
         self._seen(request)
+        if not self._at_root(request, "llama-server"):
+            return _error(ApiError(404, "not_found_error", "File Not Found"))
         return JSONResponse({"default_generation_settings": {"n_ctx": CONTEXT}, "total_slots": 1})
 
     async def lmstudio_models(self, request: Request) -> Response:
         """LM Studio's ``GET /api/v0/models`` entry shape (its REST API documentation)."""
         self._seen(request)
-        entry = {
-            "id": "emulated",
-            "object": "model",
-            "type": "llm",
-            "publisher": "emulator",
-            "arch": "emulated",
-            "compatibility_type": "gguf",
-            "quantization": "Q4_K_M",
-            "state": "loaded",
-            "max_context_length": CONTEXT,
-        }
-        return JSONResponse({"object": "list", "data": [entry]})
+        if not self._at_root(request, "lmstudio"):
+            return _error(ApiError(404, "not_found_error", "Not Found"))
+        entries = [
+            {
+                "id": model,
+                "object": "model",
+                "type": "llm",
+                "publisher": "emulator",
+                "arch": "emulated",
+                "compatibility_type": "gguf",
+                "quantization": "Q4_K_M",
+                "state": "loaded",
+                "max_context_length": CONTEXT,
+            }
+            for model in self.emulator.config.openai_models
+        ]
+        return JSONResponse({"object": "list", "data": entries})
 
     async def version(self, request: Request) -> Response:
         self._seen(request)
+        if not self._at_root(request, "ollama"):
+            return _error(ApiError(404, "not_found_error", "404 page not found"))
         return JSONResponse({"version": "0.0.0-emulated"})
 
 
@@ -347,5 +383,8 @@ def routes(emulator: Any) -> list[Route]:
         Route("/llama-server/props", compat.props, methods=["GET"]),
         Route("/ollama/api/version", compat.version, methods=["GET"]),
         Route("/lmstudio/api/v0/models", compat.lmstudio_models, methods=["GET"]),
+        Route("/props", compat.props, methods=["GET"]),
+        Route("/api/version", compat.version, methods=["GET"]),
+        Route("/api/v0/models", compat.lmstudio_models, methods=["GET"]),
         Route("/emulator/openai/requests", compat.request_log, methods=["GET"]),
     ]
