@@ -5,8 +5,11 @@ The server kind (``servers.py``) decides how a final assistant message is sent; 
 trailing assistant message is checked once per model, before its first prefill round, with
 three one-token calls; one that closes the turn instead is run by user turn (a forced prefill
 raises PrefillNotSupportedError). Both answers are remembered on disk per endpoint
-(``known.py``), so a later process probes nothing. llama-server's echo of the prefill is
-stripped exactly (``EchoStripper``).
+(``known.py``), so a later process probes nothing. When a call is refused in a way that says
+the memory may be another server's (a 404 for the model, a 400 for the request, with the kind
+or model taken from memory), the endpoint is forgotten and asked again, once per backend; a
+changed kind repeats the call, a model the server no longer serves ends the run saying which
+it serves. llama-server's echo of the prefill is stripped exactly (``EchoStripper``).
 """
 
 from __future__ import annotations
@@ -23,10 +26,13 @@ from ...errors import (
     BackendUnavailableError,
     ConfigurationError,
     ContextWindowError,
+    InvalidRequestError,
+    MaxTokensExceededError,
     MissingCredentialsError,
     PrefillNotSupportedError,
     StreamInterruptedError,
     TransientBackendError,
+    UnknownModelError,
 )
 from ...usage import Usage
 from ..base import Backend, BackendDelta, BackendEvent, RoundEnd, RoundRequest, transport_errors
@@ -179,6 +185,8 @@ class OpenAIBackend(Backend):
         self._probe_client: Any = None
         self._default_model: str | None = None
         self._info: ServerInfo | None = None
+        #: Whether ``_info`` came from the memory file (not asked of the server by this process).
+        self._info_remembered = False
         #: (model, kind) -> whether a trailing assistant message is continued.
         self._continues: dict[tuple[str, str], bool] = {}
         self.memory = ServerMemory()
@@ -217,10 +225,45 @@ class OpenAIBackend(Backend):
         if self._info is None:
             key = self.endpoint_key()
             self._info = self.memory.info(key)
+            self._info_remembered = self._info is not None
             if self._info is None:
                 self._info = detect_server(self._prober(), self.base_url)
                 self.memory.remember_info(key, self._info)
         return self._info
+
+    def _recheck(self, mapped: Exception, request: RoundRequest) -> bool:
+        """After a refused call: whether to repeat it, the endpoint forgotten and asked again.
+
+        Only when what the call relied on came from memory, once per backend (the flag is
+        cleared here, so a second refusal is final): a 404 (the model) or a 400 (the request's
+        shape, which follows the kind). The call is repeated when the kind changed; a model the
+        server now says it does not serve raises UnknownModelError naming the ones it does.
+        """
+        contradicts = isinstance(mapped, UnknownModelError) or (
+            isinstance(mapped, InvalidRequestError)
+            and not isinstance(mapped, (ContextWindowError, MaxTokensExceededError))
+            and self.server is None
+        )
+        if not (contradicts and self._info_remembered):
+            return False
+        before, kind = self.info, self.mode.kind
+        self._info_remembered = False
+        after = detect_server(self._prober(), self.base_url)
+        if (after.kind, after.models) == (before.kind, before.models):
+            return False  # the memory was right (its prefill verdicts too): the refusal stands
+        key = self.endpoint_key()
+        self.memory.forget(key)  # its prefill verdicts were checked on the other server
+        self.memory.remember_info(key, after)
+        self._info, self._default_model = after, None
+        self._continues.clear()
+        if isinstance(mapped, UnknownModelError) and after.models and request.model not in after.models:
+            raise UnknownModelError(
+                f"the server at {self.base_url} does not serve model {request.model!r}; it serves "
+                + ", ".join(repr(m) for m in after.models)
+                + " (what was remembered about this URL was another server's, now forgotten)",
+                hint=f"pass --model {after.default_model} (model=), or run again without --model",
+            ) from None
+        return self.mode.kind != kind
 
     @property
     def mode(self) -> ServerMode:
@@ -336,12 +379,20 @@ class OpenAIBackend(Backend):
                 "an async client needs the async API", hint="use agenerate() / astream()"
             )
         openai = _import_sdk()
-        if prefill_of(request) is not None:
-            self.check_prefill(request.model)
-        acc = _Accumulator(request, self.mode)
         errors = (openai.OpenAIError, OSError, *transport_errors())
+        for attempt in (1, 2):
+            if prefill_of(request) is not None:
+                self.check_prefill(request.model)
+            acc = _Accumulator(request, self.mode)
+            try:
+                stream = self.client.chat.completions.create(**chat_params(request, self.mode))
+            except errors as error:
+                mapped = self._mapped(error, request, "")
+                if attempt == 1 and self._recheck(mapped, request):
+                    continue
+                raise mapped from error
+            break
         try:
-            stream = self.client.chat.completions.create(**chat_params(request, self.mode))
             acc.request_id = _request_id(stream)
             with stream:
                 for chunk in stream:
@@ -356,12 +407,20 @@ class OpenAIBackend(Backend):
                 yield item
             return
         openai = _import_sdk()
-        if prefill_of(request) is not None:
-            await asyncio.to_thread(self.check_prefill, request.model)
-        acc = _Accumulator(request, self.mode)
         errors = (openai.OpenAIError, OSError, *transport_errors())
+        for attempt in (1, 2):
+            if prefill_of(request) is not None:
+                await asyncio.to_thread(self.check_prefill, request.model)
+            acc = _Accumulator(request, self.mode)
+            try:
+                stream = await self.client.chat.completions.create(**chat_params(request, self.mode))
+            except errors as error:
+                mapped = self._mapped(error, request, "")
+                if attempt == 1 and await asyncio.to_thread(self._recheck, mapped, request):
+                    continue
+                raise mapped from error
+            break
         try:
-            stream = await self.client.chat.completions.create(**chat_params(request, self.mode))
             acc.request_id = _request_id(stream)
             async with stream:
                 async for chunk in stream:

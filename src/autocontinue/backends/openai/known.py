@@ -7,7 +7,9 @@ windows) and, per model, whether a trailing assistant message was continued or c
 turn, with the server kind it was checked as. A verdict is used again only under that same
 kind, so ``server=`` / ``--server`` naming another kind always wins and checks afresh.
 Only what the server said is written here, never the caller's ``server=``. Deleting the file
-(or an entry) forgets it; writes are best effort and never fail a run.
+(or an entry) forgets it; so does the backend when a call is refused in a way the entry may
+explain (another server now at the URL), asking the server again once. Writes are best effort
+and never fail a run.
 """
 
 from __future__ import annotations
