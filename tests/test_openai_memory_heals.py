@@ -141,3 +141,70 @@ def test_the_async_client_heals_the_same_way():
         calls = _requests(url)
     assert [r.strategy for r in result.rounds] == ["initial", "user-turn", "user-turn"]
     assert calls.count("GET /v1/models") == 1 and sum("chat/completions" in c for c in calls) == 4
+
+
+def test_a_server_that_cannot_say_what_it_is_leaves_the_memory_alone():
+    """A refusal, then /v1/models failing too (down, overloaded): the memory stays as it was.
+
+    The second server is a few lines of stdlib HTTP (a 400 for every chat call, a 503 for the
+    model list): a failed probe must not be read as "a generic server" and overwrite what a
+    real vLLM said about this URL.
+    """
+    import http.server
+    import threading
+
+    port = _port()
+    with run_emulator(length=300, port=port, openai_persona="vllm") as url:
+        base = f"{url}/v1"
+        _run(base, max_rounds=3)
+    key = f"openai:{base}"
+    assert ServerMemory().info(key).kind == "vllm"
+
+    seen: list[str] = []
+
+    class Refusing(http.server.BaseHTTPRequestHandler):
+        def _answer(self, status: int, body: dict) -> None:
+            seen.append(f"{self.command} {self.path}")
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self) -> None:  # noqa: N802 (http.server's names)
+            self._answer(503, {"error": {"message": "busy", "type": "server_error"}})
+
+        def do_POST(self) -> None:  # noqa: N802
+            self.rfile.read(int(self.headers.get("content-length") or 0))
+            self._answer(400, {"error": {"message": "bad request shape", "type": "invalid_request_error"}})
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Refusing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(autocontinue.AutocontinueError):
+            _run(base, max_rounds=3)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert any(s.startswith("GET /v1/models") for s in seen)  # it did ask, once the call was refused
+    assert ServerMemory().info(key).kind == "vllm"
+
+
+def test_an_error_naming_the_server_shows_its_url_without_credentials():
+    port = _port()
+    with run_emulator(length=200, port=port, openai_models=("old-model",)) as url:
+        host = url.removeprefix("http://")
+        base = f"http://user:s3cret@{host}/vllm/v1"
+        _run(base)  # remembered: serves old-model
+    with (
+        run_emulator(length=200, port=port, openai_models=("new-model",)),
+        pytest.raises(UnknownModelError) as caught,
+    ):
+        _run(base)
+    message = caught.value.one_line()
+    assert "'old-model'" in message and f"{host}/vllm/v1" in message
+    assert "s3cret" not in message

@@ -34,6 +34,7 @@ from ...errors import (
     TransientBackendError,
     UnknownModelError,
 )
+from ...journal.records import redact_url
 from ...usage import Usage
 from ..base import Backend, BackendDelta, BackendEvent, RoundEnd, RoundRequest, transport_errors
 from .errors import map_error
@@ -182,6 +183,8 @@ class OpenAIBackend(Backend):
         self.server = server
         self.is_async = isinstance(client, openai.AsyncOpenAI)
         self.base_url = str(client.base_url).rstrip("/")
+        #: The base URL as messages show it: no user:password, query or fragment (tokens hide there).
+        self.shown_url = redact_url(self.base_url)
         self._probe_client: Any = None
         self._default_model: str | None = None
         self._info: ServerInfo | None = None
@@ -249,6 +252,10 @@ class OpenAIBackend(Backend):
         before, kind = self.info, self.mode.kind
         self._info_remembered = False
         after = detect_server(self._prober(), self.base_url)
+        if after.kind == "generic" and not after.models:
+            # Nothing answered (down, overloaded, or a server that lists no models): that says
+            # nothing against the memory, and must not overwrite what a real server said.
+            return False
         if (after.kind, after.models) == (before.kind, before.models):
             return False  # the memory was right (its prefill verdicts too): the refusal stands
         key = self.endpoint_key()
@@ -258,7 +265,7 @@ class OpenAIBackend(Backend):
         self._continues.clear()
         if isinstance(mapped, UnknownModelError) and after.models and request.model not in after.models:
             raise UnknownModelError(
-                f"the server at {self.base_url} does not serve model {request.model!r}; it serves "
+                f"the server at {self.shown_url} does not serve model {request.model!r}; it serves "
                 + ", ".join(repr(m) for m in after.models)
                 + " (what was remembered about this URL was another server's, now forgotten)",
                 hint=f"pass --model {after.default_model} (model=), or run again without --model",
@@ -280,7 +287,7 @@ class OpenAIBackend(Backend):
             self._default_model = HOSTED_DEFAULT_MODELS.get(kind) or self.info.default_model or ""
         if not self._default_model:
             raise ConfigurationError(
-                f"the server at {self.base_url} names no model", hint="pass --model (model=) explicitly"
+                f"the server at {self.shown_url} names no model", hint="pass --model (model=) explicitly"
             )
         return self._default_model
 
@@ -303,7 +310,7 @@ class OpenAIBackend(Backend):
             output_price=output_price,
             family="openai",
             priced=priced,
-            notes=f"served by {self.mode.kind} at {self.base_url}" + ("" if priced else "; price unknown"),
+            notes=f"served by {self.mode.kind} at {self.shown_url}" + ("" if priced else "; price unknown"),
         )
 
     def prefill_supported(self, model: str) -> bool:
@@ -351,7 +358,7 @@ class OpenAIBackend(Backend):
             self.memory.remember_continues(self.endpoint_key(), model, mode.kind, continues)
         if not continues:
             raise PrefillNotSupportedError(
-                f"the server at {self.base_url} closes a final assistant message as a past turn "
+                f"the server at {self.shown_url} closes a final assistant message as a past turn "
                 "instead of continuing it",
                 hint="use strategy auto or user-turn for this server",
             )
