@@ -11,6 +11,11 @@ Phases, in order (each waits, holding the piece back, until it can decide):
    repair: a model continuing its own turn is trusted.
 4. ``pass``: the rest of the piece goes through untouched.
 
+User-turn, from the first repaired text on: what comes out is held back (at most
+``_OPENING_CHARS`` of it) until the restart check (``restart.py``) is final or ruled out, so
+that the engine can throw a restarted piece away before any of it is shown. Nothing is held
+when no restart is possible (no head of the answer, no section heading), nor under prefill.
+
 The output is the same for every way of splitting the piece into deltas: a phase decides
 only when no later text can change its decision.
 """
@@ -25,7 +30,14 @@ from .echo import ECHO_WINDOW, EchoSearch, Overlap, Tail, choose_overlap
 from .markup import CutState
 from .preamble import MAX_PREAMBLE, MORE, Found, Need, find_preamble, find_reopening
 from .report import SeamReport, Verdict
-from .restart import HEAD_WORDS, is_restart
+from .restart import (
+    HEAD_WORDS,
+    SECTION_WORDS,
+    could_restart,
+    is_restart,
+    restart_confirmed,
+    restart_ruled_out,
+)
 
 __all__ = ["SeamRepairer", "join_piece"]
 
@@ -73,9 +85,13 @@ class SeamRepairer:
         self._search: EchoSearch | None = None
         #: The piece now starts at a line start (after a removed fence line).
         self._line_start = False
+        #: The piece reopened what was open at the cut (evidence for the restart check).
+        self._reopened = False
         self._opening = ""
-        #: The restart check has been made on openings long enough to be final.
-        self._restart_settled = False
+        #: The restart check has been made on openings long enough to be final (or none can be one).
+        self._restart_settled = strategy != "user-turn" or not could_restart(self._tail.text, self._head)
+        #: Repaired text held back until the restart check is settled.
+        self._withheld = ""
         #: The start of the piece as the model sent it (preambles included).
         self._piece_head = ""
         self._finished = False
@@ -108,7 +124,13 @@ class SeamRepairer:
         out = "" if self._phase == "pass" else self._emit(self._advance(final=True))
         self._finished = True
         self._conclude()
+        out, self._withheld = self._withheld + out, ""
         return out
+
+    @property
+    def withheld(self) -> str:
+        """Repaired text held back while the restart check is not settled (``finish`` gives it)."""
+        return self._withheld
 
     # -- the phases
 
@@ -163,6 +185,7 @@ class SeamRepairer:
         self._preamble_seen = 0
         if what == "reopening":
             self._line_start = text.endswith("\n")
+            self._reopened = True
             note = f"removed {text.strip()!r}: the piece reopened what was still open at the cut"
         else:
             note = f"removed a continuation preamble {text.strip()!r} ({len(text)} chars with its whitespace)"
@@ -243,8 +266,14 @@ class SeamRepairer:
     def _emit(self, out: str) -> str:
         if out and len(self._opening) < _OPENING_CHARS:
             self._opening += out[: _OPENING_CHARS - len(self._opening)]
-        if out and self._phase == "pass" and self.strategy == "user-turn" and not self._restart_settled:
+        if self._restart_settled:
+            return out
+        if out and self._phase == "pass":
             self._check_restart(final=False)  # as early as it is settled, so the engine can stop reading
+        if not self._restart_settled:
+            self._withheld += out
+            return ""
+        out, self._withheld = self._withheld + out, ""
         return out
 
     def _conclude(self) -> None:
@@ -261,14 +290,41 @@ class SeamRepairer:
         self.report = replace(self.report, verdict=verdict)
 
     def _check_restart(self, final: bool) -> None:
-        """Set ``restart`` once the openings are long enough that more text cannot change it."""
-        expected = len(self._held_ws + self._word)
-        openings = (self._raw_opening(), self._opening)
-        if not final and not all(_settled(text, expected) for text in openings):
+        """Set ``restart`` once more text cannot change it: each opening long enough or ruled out."""
+        expected = self._held_ws + self._word
+        openings = ((self._raw_opening(), True), (self._opening, False))
+        if not final and not (
+            any(self._confirmed(text, raw, expected) for text, raw in openings)
+            or all(self._decided(text, raw, expected) for text, raw in openings)
+        ):
             return
         self._restart_settled = True  # checked once: later text cannot change the verdict
         if self._restarts():
             self._add("the piece starts the answer or its section over", restart=True)
+
+    def _decided(self, text: str, raw: bool, expected: str) -> bool:
+        """Can no later text change the restart verdict on ``text``?"""
+        if _settled(text, len(expected)) or (expected and text.startswith(expected)):
+            return True
+        tail, evidence = self._restart_place(raw)
+        return restart_ruled_out(text, tail, self._head, **evidence)
+
+    def _confirmed(self, text: str, raw: bool, expected: str) -> bool:
+        """Is ``text`` a restart whatever follows (so the engine can stop reading now)?"""
+        if len(text) < len(expected) or (expected and text.startswith(expected)):
+            return False
+        tail, evidence = self._restart_place(raw)
+        return restart_confirmed(text, tail, self._head, **evidence)
+
+    def _restart_place(self, raw: bool) -> tuple[str, dict[str, bool]]:
+        """Where an opening stands in the text, for the restart check: the text before it, and
+        whether the cut was at a line start and the piece reopened what was open there. The
+        piece as sent (``raw``) stands where its trimmed echo starts: what it repeats is the
+        text's own."""
+        tail, echo = self._tail.text, self.report.trimmed_echo
+        if echo and raw:
+            return tail[: len(tail) - len(echo)], {"line_start": False, "reopened": self._reopened}
+        return tail, {"line_start": "\n" in self._held_ws, "reopened": self._reopened}
 
     def _raw_opening(self) -> str:
         return self._piece_head[len(self.report.trimmed_preamble) :][:_OPENING_CHARS]
@@ -281,22 +337,28 @@ class SeamRepairer:
     def _restarts(self) -> bool:
         """Does the piece (before or after its echo is trimmed) open the answer or section again?"""
         expected = self._held_ws + self._word
-        tail, head = self._tail.text, self._head
-        openings = (self._raw_opening(), self._opening)
         return any(
-            not (expected and text.startswith(expected)) and is_restart(text, tail, head) for text in openings
+            not (expected and text.startswith(expected)) and self._is_restart(text, raw)
+            for text, raw in ((self._raw_opening(), True), (self._opening, False))
         )
+
+    def _is_restart(self, text: str, raw: bool) -> bool:
+        tail, evidence = self._restart_place(raw)
+        return is_restart(text, tail, self._head, **evidence)
 
     def _add(self, note: str, **changes: str | bool) -> None:
         self.report = replace(self.report, notes=self.report.notes + (note,), **changes)  # type: ignore[arg-type]
 
 
 def _settled(text: str, expected: int) -> bool:
-    """Is the restart check over ``text`` final: past the held word, the first line and the head's words?"""
+    """Is the restart check over ``text`` final: past the held word, the first line, the head's
+    words and the section's words after the first line?"""
     if len(text) >= _OPENING_CHARS:
         return True
     opening = text.lstrip()
-    return len(text) > expected and "\n" in opening and len(opening.split()) > HEAD_WORDS
+    _, newline, after = opening.partition("\n")
+    words_done = len(opening.split()) > HEAD_WORDS and len(after.split()) > SECTION_WORDS
+    return len(text) > expected and bool(newline) and words_done
 
 
 def _leads(buf: str, final: bool) -> list[int] | Literal[Need.MORE]:
