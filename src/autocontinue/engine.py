@@ -504,6 +504,9 @@ class Engine:
         # and when it does not, finishing the run emits it. A finished answer's last word is
         # complete, though: only its trailing whitespace stays held.
         current.close(capped=capped)
+        if current.redo == "restart" and not continuing:
+            # A finished piece that started over was thrown away: the round is asked for again.
+            end, continuing = replace(end, stop_reason="restart"), True
         if end.stop_reason == "end_turn":
             current.release_word()
         if current.chars or end.stop_reason != "interrupted":
@@ -565,8 +568,9 @@ class Engine:
         progress (``RetryPolicy.gives_up``). A broken round that added nothing is dropped whole,
         so the seam is exactly as it was before the call.
         """
-        extended = self._round is not None and self._round.chars > 0
-        events = self._abandon_round()
+        current = self._round
+        events = self._abandon_round()  # text held for the restart check is kept, so counted after
+        extended = current is not None and current.chars > 0
         self._failures += 1
         if extended:
             self._attempts, self._waited = 0, 0.0
@@ -606,9 +610,13 @@ class Engine:
         return self._finish("context_exhausted")
 
     def _abandon_round(self) -> list[Event]:
-        """A call failed: keep the text it added as an interrupted round, or forget it whole."""
+        """A call failed: keep the text it added as an interrupted round, or forget it whole.
+
+        Text the seam still holds for the restart check counts as added: closing the round
+        decides the check and keeps it, as it was kept before the check held it.
+        """
         current = self._round
-        if current is not None and current.chars:
+        if current is not None and (current.chars or current.withheld().strip()):
             return self.end_round(None)
         if current is not None:
             current.forget()
@@ -679,6 +687,10 @@ class _RoundInProgress:
             return []
         self._take(self._skip_sent_word(out, final=False))
         return self.take_events()
+
+    def withheld(self) -> str:
+        """Repaired text the seam holds back until its restart check is settled."""
+        return self.repairer.withheld if self.repairer is not None and not self.cut else ""
 
     def _report_says(self, name: str) -> bool:
         return self.repairer is not None and bool(getattr(self.repairer.report, name, False))
@@ -767,7 +779,7 @@ class _RoundInProgress:
         """The answer ended (``end_turn``): emit the held word, keep only trailing whitespace."""
         held = self.state.held
         base = held.rstrip()
-        if base and not self.cut:
+        if base and not self.cut and not self.redo:
             self._emit(base, held[len(base) :])
             self.pending = held[len(base) :]
 
