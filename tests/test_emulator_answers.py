@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from autocontinue.emulator.quirks import PREAMBLES, echo_text, parse_quirks
+from autocontinue.emulator.quirks import PREAMBLES, decide_quirks, echo_text, parse_quirks
 from autocontinue.emulator.sources import numbered_text
 from autocontinue.emulator.tokenizer import count_tokens, tokenize
 
@@ -280,6 +280,59 @@ def test_early_stop_quirk_ends_well_short_and_continues_when_asked(start_emulato
         )
         assert full_answer.startswith(text)
     assert text == full_answer
+
+
+def test_restart_quirk_writes_the_first_paragraph_again_unless_the_end_is_quoted(start_emulator, full_answer):
+    url = start_emulator(seed=7, length=LENGTH, quirks="restart:1")
+    given = full_answer[: full_answer.index(" ", 600)]
+    first_paragraph = full_answer[: full_answer.index("\n\n") + 2]
+    asked = PROMPT + [{"role": "assistant", "content": given}, {"role": "user", "content": "Continue."}]
+    piece = text_of(ask(url, asked))
+    assert piece.startswith(first_paragraph)
+    assert given + " " + piece[len(first_paragraph) :] == full_answer  # then it goes on as it should
+    quoted = f"Continue after this line:\n\n{given.splitlines()[-1][-40:]}"
+    asked[-1] = {"role": "user", "content": quoted}
+    assert given + text_of(ask(url, asked)) == full_answer  # shown where it stopped: no restart
+    assert given + text_of(ask(url, PROMPT + [{"role": "assistant", "content": given}])) == full_answer
+
+
+def test_restart_section_quirk_starts_from_the_current_heading(tmp_path, start_emulator):
+    corpus = tmp_path / "doc.md"
+    corpus.write_text(
+        "".join(f"## Part {n}\n\nIntro {n}.\n\nBody {n} " + "word " * 30 + "\n\n" for n in range(9))
+    )
+    url = start_emulator(seed=7, length=LENGTH, source=f"corpus:{corpus}", quirks="restart-section:1")
+    answer = text_of(ask(url, PROMPT))
+    heading = answer.index("## Part", 1)
+    given = answer[: answer.index("word", answer.index("Body", heading))]
+    given = given.rstrip()
+    piece = text_of(
+        ask(url, PROMPT + [{"role": "assistant", "content": given}, {"role": "user", "content": "Go on."}])
+    )
+    section = answer[heading:].split("\n\n", 2)
+    assert piece.startswith(section[0] + "\n\n" + section[1] + "\n\n")
+
+
+def test_new_quirks_leave_the_quirks_of_a_seeded_mix_as_they_were():
+    # Values from before restart and restart-section existed: new names draw after the old ones.
+    mix = {"echo": 0.5, "preamble": 0.5, "drop-space": 0.5, "early-stop": 0.5}
+    expected = [
+        (2, "Certainly! C", False, 0.0),
+        (3, "", True, 0.0),
+        (0, "Here is the ", False, 0.0),
+        (0, "Sure, contin", False, 0.0),
+        (0, "Sure, contin", True, 0.547496),
+        (3, "Certainly! C", False, 0.421078),
+        (0, "Continuing:", False, 0.0),
+        (0, "", False, 0.685799),
+    ]
+    for restart in (0.0, 1.0):
+        got = []
+        for i in range(8):
+            q = decide_quirks({**mix, "restart": restart}, 7, f"key {i}", "user-turn", assistant_text="a b")
+            got.append((q.echo_words, q.preamble[:12], q.drop_space, round(q.early_stop, 6)))
+            assert q.restart == ("answer" if restart else "")
+        assert got == expected
 
 
 def test_quirks_are_decided_per_request_content(start_emulator, full_answer):

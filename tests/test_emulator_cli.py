@@ -88,6 +88,12 @@ def test_bad_value_in_a_real_process_exits_2_with_one_line():
     result = subprocess.run([*COMMAND, "--quirks", "echo:lots"], capture_output=True, text=True, timeout=30)
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("autocontinue: bad quirks")
+    assert "restart:0.1,restart-section:0.1" in result.stderr  # the hint names every quirk
+
+
+def test_help_names_the_restart_quirks():
+    help_text = " ".join(CliRunner().invoke(emulate, ["--help"]).output.split())
+    assert "restart:0.1,restart-section:0.1" in help_text and "starts the answer over" in help_text
 
 
 def test_a_port_in_use_is_a_one_line_error_with_exit_code_1():

@@ -21,7 +21,7 @@ Python::
 
 Where things are: ``sources.py`` (the fixed answers), ``tokenizer.py`` (token counts),
 ``continuation.py`` (where a continuation resumes, max_tokens and stop sequences),
-``quirks.py`` (echo, preamble, drop-space, early-stop), ``faults.py`` (529, 429, 500, dropped
+``quirks.py`` (echo, preamble, drop-space, early-stop, restart, restart-section), ``faults.py`` (529, 429, 500, dropped
 connections, in-stream errors), ``ratelimit.py``, ``cache.py`` (prompt caching),
 ``billing.py`` (``/emulator/stats``, the billing rule), ``request.py`` (the API's rules and
 error texts), ``app.py`` (routes and wire format), ``guard.py`` (body size limits and the API
@@ -48,7 +48,7 @@ from .cache import ManualClock, SystemClock
 from .faults import parse_faults
 from .guard import Guard
 from .openai_compat import PERSONAS
-from .quirks import parse_quirks
+from .quirks import QUIRKS_EXAMPLE, parse_quirks
 from .sources import parse_source
 
 __all__ = ["run_emulator", "build_config", "make_server", "EmulatorConfig", "ManualClock", "SystemClock"]
@@ -88,9 +88,7 @@ def build_config(
     try:
         quirk_map = parse_quirks(quirks)
     except ValueError as exc:
-        raise _bad(
-            f"bad quirks: {exc}", "write them as echo:0.5,preamble:1,drop-space:0.3,early-stop:0.2"
-        ) from None
+        raise _bad(f"bad quirks: {exc}", f"write them as {QUIRKS_EXAMPLE}") from None
     try:
         fault_plan = parse_faults(faults)
     except ValueError as exc:

@@ -204,7 +204,14 @@ class Emulator:
         answer = answer_for(
             config.source, config.seed, config.length, parsed.system_text, parsed.first_user_text
         )
-        quirks = decide_quirks(config.quirks, config.seed, parsed.content_key, parsed.mode)
+        quirks = decide_quirks(
+            config.quirks,
+            config.seed,
+            parsed.content_key,
+            parsed.mode,
+            assistant_text=parsed.assistant_text,
+            user_text=parsed.last_user_text,
+        )
         return plan_output(answer, parsed.mode, parsed.assistant_text, quirks, room, parsed.stop_sequences)
 
     def complete(self, outcome: Outcome) -> None:

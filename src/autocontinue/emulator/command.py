@@ -13,6 +13,7 @@ import sys
 import click
 
 from ..errors import AutocontinueError
+from .quirks import QUIRKS_EXAMPLE
 
 __all__ = ["emulate"]
 
@@ -47,7 +48,11 @@ def _fail(message: str, code: int) -> None:
     help="numbered, corpus:PATH or local.",
 )
 @click.option(
-    "--quirks", default="", metavar="LIST", help="e.g. echo:0.5,preamble:1,drop-space:0.3,early-stop:0.2"
+    "--quirks",
+    default="",
+    metavar="LIST",
+    help=f"Seeded model quirks with their probabilities, e.g. {QUIRKS_EXAMPLE} (restart: a user-turn "
+    "continuation starts the answer over; restart-section: from its section's heading).",
 )
 @click.option(
     "--faults",

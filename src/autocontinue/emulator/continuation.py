@@ -3,7 +3,9 @@
 A continuation goes on from the end of the longest common prefix of the assistant text it was
 given and the full answer: a prefill cut mid-word continues mid-word (``"bro"`` -> ``"wn"``),
 a user-turn text cut back to a whitespace continues with that whitespace (``" brown"``).
-The output is the quirk prefix (preamble, echo) then the answer from there, cut at
+A ``restart`` quirk writes the answer's first paragraph again (or its current section's
+heading and first paragraph) in place of an echo. The output is the quirk prefix (preamble,
+echo or restart) then the answer from there, cut at
 ``max_tokens`` by the tokenizer, then at the first stop sequence (the matched string is not
 sent; the tokens up to and including it are counted, as a model generated them).
 
@@ -22,7 +24,7 @@ from .quirks import QuirkChoice, echo_text
 from .sources import Answer
 from .tokenizer import token_starts
 
-__all__ = ["Plan", "resume_offset", "plan_output"]
+__all__ = ["Plan", "resume_offset", "restart_text", "plan_output"]
 
 
 @dataclass(frozen=True)
@@ -97,7 +99,11 @@ def plan_output(
     """The whole response for a request (see the module docstring)."""
     start = resume_offset(answer.text, assistant_text) if mode != "fresh" else 0
     echo = echo_text(assistant_text, quirks.echo_words) if mode != "fresh" else ""
-    if (quirks.drop_space or quirks.preamble) and not echo:  # after a blank line no model opens with a space
+    restart = restart_text(answer.text, start, quirks.restart) if mode == "user-turn" else ""
+    if restart:
+        echo = restart
+    # After a blank line (a preamble's, a restart's) no model opens with a space.
+    if restart or ((quirks.drop_space or quirks.preamble) and not echo):
         while start < len(answer.text) and answer.text[start].isspace():
             start += 1
     segment, seg_bounds = _answer_segment(answer, start, quirks.early_stop, max_tokens + 1)
@@ -110,6 +116,32 @@ def plan_output(
         bounds = bounds[: max_tokens + 1]
         text = text[: bounds[-1]]
     return _apply_stops(text, bounds, stop_sequences, "max_tokens" if hit_max else "end_turn")
+
+
+def restart_text(text: str, start: int, kind: str) -> str:
+    """What a restarted continuation writes again before going on ("" = it does not restart).
+
+    From the answer's start (``"answer"``) or from the last ``#`` heading line that ended
+    before ``start`` (``"section"``): the text to the end of that first paragraph (its blank
+    line included), at most to ``start``.
+    """
+    begin: int | None = 0 if kind == "answer" else _section_start(text, start) if kind == "section" else None
+    if begin is None or begin >= start:
+        return ""
+    blank = text.find("\n\n", text.find("\n", begin) + 1 if kind == "section" else begin)
+    end = start if blank < 0 else min(start, blank + 2)
+    return text[begin:end]
+
+
+def _section_start(text: str, start: int) -> int | None:
+    """The offset of the last markdown heading line that ended before ``start``."""
+    body = text[: text.rfind("\n", 0, start) + 1]
+    offset = len(body)
+    for line in reversed(body.split("\n")[:-1]):
+        offset -= len(line) + 1
+        if line.lstrip().startswith("#") and line.strip("# \t"):
+            return offset
+    return None
 
 
 def _apply_stops(text: str, bounds: list[int], stops: tuple[str, ...], reason: str) -> Plan:

@@ -20,8 +20,18 @@ continuation round rolls again.
 ``early-stop``
     The answer ends with ``end_turn`` at 30-70% of what is left of it (after a whole word), as
     real models stop short of a requested length; asked to continue, it goes on with the rest.
+``restart``
+    A user-turn continuation starts the answer over: it writes the answer's first paragraph
+    again (to its blank line; all of the text when it has none), then goes on from where it
+    should, with no echo. A user turn that quotes the end of the text (its last line, as a
+    firmer instruction does) is not restarted: the model was shown where it stopped.
+``restart-section``
+    The same, from the heading of the section the text is in (the last markdown ``#`` line
+    before where it stopped): the heading and the section's first paragraph again. With no
+    such heading it goes on normally.
 
-Quirk text counts as output tokens, like everything the model sends.
+New quirks are rolled after the earlier ones' draws, so the quirks a seed gave before stay the
+same. Quirk text counts as output tokens, like everything the model sends.
 """
 
 from __future__ import annotations
@@ -34,6 +44,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "QUIRK_NAMES",
+    "QUIRKS_EXAMPLE",
     "PREAMBLES",
     "parse_probabilities",
     "parse_quirks",
@@ -42,7 +53,14 @@ __all__ = [
     "echo_text",
 ]
 
-QUIRK_NAMES = ("echo", "preamble", "drop-space", "early-stop")
+#: New quirks go at the end (and are rolled after the parameters): each request's seeded roll
+#: takes its draws in this order, so the quirks a seed gave before stay the same.
+QUIRK_NAMES = ("echo", "preamble", "drop-space", "early-stop", "restart", "restart-section")
+_FIRST_QUIRKS = QUIRK_NAMES[:4]
+#: Characters of the end of the text's last line a user turn must quote to prevent a restart.
+QUOTE_CHARS = 20
+#: Written in the hints of a bad ``--quirks``.
+QUIRKS_EXAMPLE = "echo:0.5,preamble:1,drop-space:0.3,early-stop:0.2,restart:0.1,restart-section:0.1"
 
 PREAMBLES = (
     "Sure, continuing where I left off:",
@@ -98,6 +116,8 @@ class QuirkChoice:
     drop_space: bool = False
     #: Fraction of the remaining answer after which it ends early (0 = no early stop).
     early_stop: float = 0.0
+    #: "answer" or "section": the piece starts the answer or its section over ("" = no restart).
+    restart: str = ""
 
 
 def _request_rng(seed: int, content_key: str) -> random.Random:
@@ -105,11 +125,24 @@ def _request_rng(seed: int, content_key: str) -> random.Random:
     return random.Random(int.from_bytes(digest[:8], "big"))
 
 
-def decide_quirks(probabilities: Mapping[str, float], seed: int, content_key: str, mode: str) -> QuirkChoice:
-    """Roll each quirk for a request in ``mode`` ("fresh", "prefill" or "user-turn")."""
+def decide_quirks(
+    probabilities: Mapping[str, float],
+    seed: int,
+    content_key: str,
+    mode: str,
+    *,
+    assistant_text: str = "",
+    user_text: str = "",
+) -> QuirkChoice:
+    """Roll each quirk for a request in ``mode`` ("fresh", "prefill" or "user-turn").
+
+    ``assistant_text`` and ``user_text`` (the user turn after it) decide whether the user turn
+    quotes where the text stopped, which prevents a restart.
+    """
     rng = _request_rng(seed, content_key)
-    rolls = {name: rng.random() for name in QUIRK_NAMES}
+    rolls = {name: rng.random() for name in _FIRST_QUIRKS}
     params = (rng.randint(1, 4), rng.choice(PREAMBLES), 0.3 + 0.4 * rng.random())
+    rolls.update((name, rng.random()) for name in QUIRK_NAMES[len(_FIRST_QUIRKS) :])
 
     def on(name: str) -> bool:
         return rolls[name] < probabilities.get(name, 0.0)
@@ -119,7 +152,18 @@ def decide_quirks(probabilities: Mapping[str, float], seed: int, content_key: st
         preamble=params[1] if mode == "user-turn" and on("preamble") else "",
         drop_space=mode == "user-turn" and on("drop-space"),
         early_stop=params[2] if on("early-stop") else 0.0,
+        restart=_restart(mode, on("restart"), on("restart-section"), assistant_text, user_text),
     )
+
+
+def _restart(mode: str, answer: bool, section: bool, assistant_text: str, user_text: str) -> str:
+    """Which restart applies ("" = none): never when the user turn quotes the end of the text."""
+    if mode != "user-turn" or not (answer or section):
+        return ""
+    lines = [line.strip() for line in assistant_text.splitlines() if line.strip()]
+    if lines and lines[-1][-QUOTE_CHARS:] in user_text:
+        return ""
+    return "answer" if answer else "section"
 
 
 _WORD_START = re.compile(r"(?<!\S)\S")

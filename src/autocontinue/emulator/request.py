@@ -112,6 +112,8 @@ class ParsedRequest:
     version: str = LATEST_API_VERSION
     #: Canonical JSON of system + messages, for seeding per-request decisions.
     content_key: str = ""
+    #: The text of the final user turn ("" when the conversation ends with the assistant).
+    last_user_text: str = ""
     raw: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -370,6 +372,7 @@ def parse_request(
         assistant_text=assistant_text,
         stop_sequences=stops,
         content_key=content_key,
+        last_user_text=turns[-1][1] if turns[-1][0] == "user" else "",
         raw=body,
         thinking=thinking.on,
         thinking_display=thinking.display,
