@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -84,6 +85,31 @@ def test_a_plain_text_input_writes_one_file_per_item(start_emulator, tmp_path):
     files = sorted(p.name for p in (tmp_path / "answers").iterdir())
     assert files == ["1.json", "2.json"]
     assert json.loads((tmp_path / "answers" / "1.json").read_text())["stop_reason"] == "end_turn"
+
+
+@pytest.mark.parametrize("backend", [["--backend", "local"], ["--backend", "openai"]])
+def test_via_batches_on_another_backend_is_refused_before_anything_is_billed(
+    start_emulator, tmp_path, backend
+):
+    # Message Batches are Anthropic's: the run must not quietly go to the Anthropic service.
+    url = start_emulator(length=150)
+    source = _write_input(tmp_path / "in.jsonl", 2)
+    done = _run([str(source), "--via", "batches", *backend, "--poll-interval", "0.05"], url, tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1 and "Message Batches" in done.stderr and "hint" in done.stderr
+    assert done.stdout == "" and emulator_stats(url)["requests"] == 0
+    with urllib.request.urlopen(f"{url}/emulator/batches") as response:
+        assert json.load(response)["batches"] == 0
+
+
+def test_an_output_dir_that_cannot_be_made_is_refused_in_one_line(start_emulator, tmp_path):
+    url = start_emulator(length=150)
+    source = _write_input(tmp_path / "in.jsonl", 2)
+    (tmp_path / "file").write_text("not a directory", encoding="utf-8")
+    done = _run([str(source), "--output-dir", str(tmp_path / "file" / "answers")], url, tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1 and "output directory" in done.stderr and "hint" in done.stderr
+    assert "Traceback" not in done.stderr and emulator_stats(url)["requests"] == 0
 
 
 def test_an_item_stopped_by_a_budget_exits_1_and_a_failed_item_exits_3(start_emulator, tmp_path):

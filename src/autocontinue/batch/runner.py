@@ -89,6 +89,36 @@ def _check_defaults(options: dict[str, Any]) -> None:
         )
 
 
+def _check_via_backend(via: str, backend: Any, options: dict[str, Any]) -> None:
+    """Message Batches are Anthropic's: another backend with ``via="batches"`` is refused, not
+    quietly replaced by the Anthropic service (which would bill the user's Anthropic key)."""
+    if via != "batches":
+        return
+    name = getattr(backend, "name", backend)
+    if name is None and options.get("model_path"):
+        name = "local"
+    if name not in (None, "anthropic"):
+        raise ConfigurationError(
+            f"--via batches runs on Anthropic's Message Batches, not on the {name} backend",
+            hint="drop --via batches to run it live, or use --backend anthropic",
+        )
+
+
+def _make_output_dir(path: Path) -> None:
+    """Create the output directory before anything is spent, or refuse it in one line."""
+    try:
+        path.expanduser().mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot create the output directory {path}: {exc.strerror or exc}",
+            hint="choose a directory you can write to",
+        ) from None
+    if not os.access(path.expanduser(), os.W_OK):
+        raise ConfigurationError(
+            f"the output directory {path} is not writable", hint="choose a directory you can write to"
+        )
+
+
 def batch_key(items: list[BatchItem], defaults: dict[str, Any], via: str) -> str:
     """Same input, options and mode: same key (a plain rerun finds its batch by it)."""
     blob = json.dumps(
@@ -128,6 +158,7 @@ async def abatch(
         raise ConfigurationError(f"unknown via {via!r}", hint="use 'live' or 'batches'")
     if not isinstance(concurrency, int) or concurrency < 1:
         raise ConfigurationError(f"concurrency must be a positive whole number, got {concurrency!r}")
+    _check_via_backend(via, backend, options)
     items, bad = load_items(inputs) if inputs is not None else ([], [])
     if strict and bad:
         raise ConfigurationError(
@@ -139,6 +170,8 @@ async def abatch(
             on_bad_line(line)
     if inputs is not None and not items:
         raise ConfigurationError("the input holds no items", hint="one JSON object or one prompt a line")
+    if output_dir is not None:
+        _make_output_dir(Path(output_dir))
     path = Path(journal).expanduser() if journal else default_journal_path()
     with Journal(path) as runs:
         store = BatchStore(path)
