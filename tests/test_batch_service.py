@@ -300,3 +300,42 @@ def test_every_price_of_a_model_is_halved_in_batches(model, prompt_tokens):
     )
     assert batch_spec(spec, beta_300k=True).cost(usage) == pytest.approx(spec.cost(usage) / 2)
     assert batch_spec(spec, beta_300k=True).max_output == (300_000 if spec.batch_300k else spec.max_output)
+
+
+def test_the_300k_beta_header_goes_only_on_jobs_whose_models_all_have_it(start_emulator, tmp_path):
+    # The header is per create call: a round mixing models is sent as one job with the beta
+    # (its models have it) and one without, never a Fable or 4.5 request under the beta.
+    url = start_emulator(length=300)
+    creates: list[tuple[str | None, list[str]]] = []
+
+    async def record(request) -> None:
+        if request.method == "POST" and request.url.path.endswith("/messages/batches"):
+            models = [r["params"]["model"] for r in json.loads(request.content)["requests"]]
+            creates.append((request.headers.get("anthropic-beta"), models))
+
+    http = anthropic.DefaultAsyncHttpxClient(event_hooks={"request": [record]})
+    client = anthropic.AsyncAnthropic(base_url=url, api_key="k", http_client=http)
+    items = [
+        {"id": "s", "prompt": "Write a long story", "model": "claude-sonnet-4-6"},
+        {"id": "f", "prompt": "Write a long poem", "model": "claude-fable-5-1"},
+        {"id": "h", "prompt": "Write a long tale", "model": MODEL, "max_tokens_per_call": 120},
+    ]
+    result = asyncio.run(
+        autocontinue.abatch(
+            items,
+            via="batches",
+            client=client,
+            poll_interval=0.01,
+            journal=str(tmp_path / "j.sqlite3"),
+            output=str(tmp_path / "o.jsonl"),
+        )
+    )
+    assert all(r.error is None and r.stop_reason == "end_turn" for r in result.results)
+    assert [r.rounds for r in result.results] == [1, 1, 3]
+    with_beta = [models for beta, models in creates if beta == "output-300k-2026-03-24"]
+    assert with_beta == [["claude-sonnet-4-6"]]
+    assert all(beta is None for beta, models in creates if models != ["claude-sonnet-4-6"])
+    assert sorted(m for _, models in creates for m in models) == sorted(
+        ["claude-sonnet-4-6", "claude-fable-5-1", MODEL, MODEL, MODEL]
+    )
+    assert set(_billed(url).values()) == {1}

@@ -3,7 +3,8 @@
 Each item keeps its own sans-I/O ``Engine`` (built by ``api.prepare``, as a live run's; the
 same round planning, seam repair and stop decisions), driven by ``begin``/``step`` like the
 live drivers drive it. A round of the batch collects every unfinished engine's ``Call``, sends
-all of them as one Message Batches job (``custom_id`` ``<item>-r<round>``), polls until the
+all of them as one Message Batches job (``custom_id`` ``<item>-r<round>``; two jobs when the
+round mixes models with and without the 300k beta, whose header is per job), polls until the
 job has ended, and steps each engine with its result: ``Answered`` (the text and the round's
 end at once) or the error a live call would have raised. An engine whose next action is a
 ``Call`` again (it stopped at ``max_tokens``) goes into the next job. Errored, expired and
@@ -159,13 +160,17 @@ class ServiceDriver:
             if pending:
                 # A job this batch sent before it was stopped: collect it, never send it again.
                 job = pending.pop(0)
-                service_id, sent = job.service_id, set(job.custom_ids)
+                jobs = [(job.service_id, set(job.custom_ids))]
             else:
-                service_id, sent = await self._submit(active), None
-            results = await self._collect(service_id)
-            self._apply(active, results, sent)
-            self.store.job_collected(self.batch_id, service_id)
-            self.collected.append(service_id)
+                jobs = [
+                    (await self._submit(group), {str(a.sent_id) for a in group})
+                    for group in self._groups(active)
+                ]
+            for service_id, sent in jobs:
+                results = await self._collect(service_id)
+                self._apply(active, results, sent)
+                self.store.job_collected(self.batch_id, service_id)
+                self.collected.append(service_id)
 
     # -- opening items ----------------------------------------------------------------------
 
@@ -320,6 +325,15 @@ class ServiceDriver:
 
     def _wants_beta(self, active: list[_Item]) -> bool:
         return self.beta_300k and any(a.request and allows_300k(a.engine.state.spec) for a in active)
+
+    def _groups(self, active: list[_Item]) -> list[list[_Item]]:
+        """The round's calls as jobs: those of models with the 300k beta in one job (sent with
+        its header), the others in another, so no request goes out under a beta its model
+        does not have (the header is per create call, not per request)."""
+        calls = [a for a in active if a.request is not None and a.sent_id is not None]
+        beta = [a for a in calls if self.beta_300k and allows_300k(a.engine.state.spec)]
+        plain = [a for a in calls if a not in beta]
+        return [group for group in (beta, plain) if group]
 
     async def _wait_ended(self, service_id: str) -> None:
         while True:
