@@ -102,6 +102,73 @@ def test_via_batches_on_another_backend_is_refused_before_anything_is_billed(
         assert json.load(response)["batches"] == 0
 
 
+def test_the_same_input_on_another_backend_is_another_batch(start_emulator, tmp_path):
+    # A rerun with --backend openai must not hand back the Anthropic batch's answers unasked.
+    pytest.importorskip("openai")
+    url = start_emulator(length=150)
+    source = _write_input(tmp_path / "in.jsonl", 2)
+    env = {**_env(url, tmp_path), "OPENAI_BASE_URL": f"{url}/vllm/v1", "OPENAI_API_KEY": "k"}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        command = _cli(str(source), "--model", MODEL, *args, url=url, home=tmp_path)
+        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+
+    first = run("-o", str(tmp_path / "a.jsonl"))
+    other = run("-o", str(tmp_path / "o.jsonl"), "--backend", "openai")
+    assert first.returncode == other.returncode == 0, other.stderr
+    batch_ids = [re.search(r"batch (b[\w-]+): ", done.stderr).group(1) for done in (first, other)]
+    assert batch_ids[0] != batch_ids[1]
+    assert _backends(tmp_path / "journal.sqlite3", batch_ids[1]) == ["openai", "openai"]
+
+
+def test_a_resumed_batch_runs_on_the_backend_it_was_started_with(start_emulator, tmp_path, monkeypatch):
+    pytest.importorskip("openai")
+    import autocontinue
+
+    url = start_emulator(length=150)
+    for name, value in [
+        ("ANTHROPIC_BASE_URL", url),
+        ("ANTHROPIC_API_KEY", "k"),
+        ("OPENAI_BASE_URL", f"{url}/vllm/v1"),
+        ("OPENAI_API_KEY", "k"),
+    ]:
+        monkeypatch.setenv(name, value)
+    journal = str(tmp_path / "j.sqlite3")
+    items = [{"id": f"r{i}", "prompt": f"Write report {i}"} for i in range(3)]
+    started: list[str] = []
+
+    def stop(result, progress):  # the process "dies" once the first item has ended
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        autocontinue.batch(
+            items,
+            backend="openai",
+            model=MODEL,
+            concurrency=1,
+            journal=journal,
+            output=str(tmp_path / "a.jsonl"),
+            on_batch=lambda batch_id, _: started.append(batch_id),
+            on_item=stop,
+        )
+    # --resume names no backend (and ANTHROPIC_API_KEY is set): the rest still runs on openai.
+    done = autocontinue.batch(resume=started[0], journal=journal, output=str(tmp_path / "b.jsonl"))
+    assert [r.error for r in done.results] == [None] * 3
+    assert _backends(Path(journal), started[0]) == ["openai"] * 3
+    assert emulator_stats(url)["requests"] == 0  # not one call went to the Messages API
+
+
+def _backends(journal: Path, batch_id: str) -> list[str]:
+    import sqlite3
+
+    with sqlite3.connect(journal) as conn:
+        rows = conn.execute(
+            "SELECT r.backend FROM batch_items bi JOIN runs r ON r.id = bi.run_id WHERE bi.batch_id = ?",
+            (batch_id,),
+        ).fetchall()
+    return [backend for (backend,) in rows]
+
+
 def test_an_output_dir_that_cannot_be_made_is_refused_in_one_line(start_emulator, tmp_path):
     url = start_emulator(length=150)
     source = _write_input(tmp_path / "in.jsonl", 2)

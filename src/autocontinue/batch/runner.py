@@ -119,10 +119,16 @@ def _make_output_dir(path: Path) -> None:
         )
 
 
-def batch_key(items: list[BatchItem], defaults: dict[str, Any], via: str) -> str:
-    """Same input, options and mode: same key (a plain rerun finds its batch by it)."""
+def batch_key(items: list[BatchItem], defaults: dict[str, Any], via: str, backend: str | None = None) -> str:
+    """Same input, options, mode and backend: same key (a plain rerun finds its batch by it).
+
+    A backend named other than anthropic is part of the key (the same input on another
+    backend is another batch); anthropic and an unnamed one leave it out, so the keys of
+    batches journaled before the backend counted stay as they were.
+    """
+    named = {"backend": backend} if backend not in (None, "anthropic") else {}
     blob = json.dumps(
-        {"items": [i.to_record() for i in items], "defaults": defaults, "via": via},
+        {"items": [i.to_record() for i in items], "defaults": defaults, "via": via, **named},
         sort_keys=True,
         ensure_ascii=False,
         default=str,
@@ -176,7 +182,7 @@ async def abatch(
     with Journal(path) as runs:
         store = BatchStore(path)
         try:
-            batch_id = _find_or_create(store, items, options, via, resume, fresh)
+            batch_id = _find_or_create(store, items, options, via, resume, fresh, _backend_name(backend))
             return await _run(
                 store,
                 runs,
@@ -222,6 +228,7 @@ def _find_or_create(
     via: str,
     resume: str | None,
     fresh: bool,
+    backend: str | None = None,
 ) -> str:
     if resume:
         record = store.get(resume)
@@ -230,11 +237,18 @@ def _find_or_create(
                 f"no batch {resume!r} in the journal", hint="rerun the same command without --resume"
             )
         return record.id
-    key = batch_key(items, options, via)
+    key = batch_key(items, options, via, backend)
     earlier = None if fresh else store.latest_with_key(key)
     if earlier is not None:
         return earlier.id
-    return store.create(key=key, via=via, settings={"options": options, "via": via}, items=items)
+    settings = {"options": options, "via": via, **({"backend": backend} if backend else {})}
+    return store.create(key=key, via=via, settings=settings, items=items)
+
+
+def _backend_name(backend: Any) -> str | None:
+    """The backend a caller named (a name, or a Backend's name); None when left to the environment."""
+    name = getattr(backend, "name", backend)
+    return name if isinstance(name, str) else None
 
 
 async def _run(
@@ -259,6 +273,8 @@ async def _run(
     assert record is not None
     defaults: dict[str, Any] = record.settings.get("options", {})
     via = record.settings.get("via", via)
+    if backend is None:  # a resumed batch runs on the backend it was started with
+        backend = record.settings.get("backend")
     records = store.items(batch_id)
     progress = BatchProgress(total=len(records))
     results: dict[str, ItemResult] = {}
