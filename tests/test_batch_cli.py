@@ -329,3 +329,31 @@ def test_on_a_terminal_a_model_without_prices_shows_cost_unknown_never_0_dollars
     assert "$0.0000" not in text and "$0.00" not in text
     assert re.search(r"total\s+│?\s*8\s+│?\s*[\d,]+\s+│?\s*unknown", text), text
     assert all(line["cost_usd"] is None for line in _lines(tmp_path / "out.jsonl"))
+
+
+def test_the_first_calls_reserve_all_they_may_write_so_the_next_ones_draw_no_429s(start_emulator, tmp_path):
+    # 30 items of 2 rounds of 200 tokens at 6,000 output tokens a minute: the first round is the
+    # minute's whole allowance. Calls sent before any usage came back reserved half of
+    # max_tokens (continuation rounds mostly use all of it), the local level stood 2,900 tokens
+    # above the service's, and the second rounds went into 429s: 5 within 4 s, 9 of 69 calls
+    # in the whole batch (1m30s against 1m02s). The batch is stopped once the second rounds
+    # have begun; the whole of it takes a minute.
+    url = start_emulator(length=400, otpm=6000)
+    source = _write_input(tmp_path / "in.jsonl", 30)
+    args = [str(source), "-o", str(tmp_path / "o.jsonl"), "--model", MODEL, "--max-tokens-per-call", "200"]
+    process = subprocess.Popen(
+        _cli(*args, url=url, home=tmp_path),
+        env=_env(url, tmp_path),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while emulator_stats(url)["requests"] < 30 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(4.0)  # the second rounds start as the first ones end and the allowance refills
+        stats = emulator_stats(url)
+    finally:
+        process.kill()
+        process.wait()
+    assert stats["requests"] >= 30 and stats["errors"] == 0, stats

@@ -120,7 +120,10 @@ class Pacer:
     # -- before a call ----------------------------------------------------------------------
 
     def estimate(self, input_tokens: int, max_tokens: int) -> Need:
-        expected = self.mean_output if self.mean_output is not None else max_tokens / 2
+        """What a call may spend: the running mean of the output so far, or (before any call
+        came back) all of ``max_tokens``, which continuation rounds mostly use; reserving less
+        for the first wave let the local level run ahead of the service's, into 429s."""
+        expected = self.mean_output if self.mean_output is not None else max_tokens
         return Need(input=float(input_tokens), output=float(min(max_tokens, expected)))
 
     def wait_time(self, need: Need) -> float:
