@@ -357,3 +357,10 @@ def test_the_first_calls_reserve_all_they_may_write_so_the_next_ones_draw_no_429
         process.kill()
         process.wait()
     assert stats["requests"] >= 30 and stats["errors"] == 0, stats
+
+
+def test_emulate_help_names_the_batches_endpoints_and_their_settings():
+    shown = subprocess.run(
+        [sys.executable, "-m", "autocontinue", "emulate", "--help"], capture_output=True, text=True, timeout=60
+    ).stdout
+    assert "/v1/messages/batches" in shown and "/emulator/batches" in shown and "processing_delay" in shown

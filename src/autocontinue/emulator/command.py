@@ -88,6 +88,8 @@ def emulate(host, port, seed, length, source, quirks, faults, decode_rate, rpm, 
     Point a client at it: ANTHROPIC_BASE_URL=http://127.0.0.1:8089 (any key).
     Endpoints: POST /v1/messages, POST /v1/messages/count_tokens,
     GET /emulator/stats, POST /emulator/reset, POST /emulator/clock {"advance": S}.
+    Message Batches: /v1/messages/batches (create, list, retrieve, cancel, results);
+    POST /emulator/batches {"processing_delay": S, "outcomes": [...]}, GET for what was billed.
     """
     from . import bind_socket, build_config, make_server, url_for, warn_if_exposed
 
