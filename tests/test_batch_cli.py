@@ -361,6 +361,9 @@ def test_the_first_calls_reserve_all_they_may_write_so_the_next_ones_draw_no_429
 
 def test_emulate_help_names_the_batches_endpoints_and_their_settings():
     shown = subprocess.run(
-        [sys.executable, "-m", "autocontinue", "emulate", "--help"], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "autocontinue", "emulate", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
     ).stdout
     assert "/v1/messages/batches" in shown and "/emulator/batches" in shown and "processing_delay" in shown

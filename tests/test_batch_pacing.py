@@ -150,4 +150,3 @@ def test_a_service_that_tells_no_limits_is_not_held_to_one_call_at_a_time():
     pacer.settle(need, 500)  # it came back without rate-limit headers
     pacer.take(need)
     assert pacer.wait_time(need) == 0
-
