@@ -105,7 +105,7 @@ def test_via_batches_on_another_backend_is_refused_before_anything_is_billed(
 def test_the_same_input_on_another_backend_is_another_batch(start_emulator, tmp_path):
     # A rerun with --backend openai must not hand back the Anthropic batch's answers unasked.
     pytest.importorskip("openai")
-    url = start_emulator(length=150)
+    url = start_emulator(length=150, openai_models=(MODEL,))  # one model id on both backends
     source = _write_input(tmp_path / "in.jsonl", 2)
     env = {**_env(url, tmp_path), "OPENAI_BASE_URL": f"{url}/vllm/v1", "OPENAI_API_KEY": "k"}
 
@@ -125,7 +125,7 @@ def test_a_resumed_batch_runs_on_the_backend_it_was_started_with(start_emulator,
     pytest.importorskip("openai")
     import autocontinue
 
-    url = start_emulator(length=150)
+    url = start_emulator(length=150, openai_models=(MODEL,))
     for name, value in [
         ("ANTHROPIC_BASE_URL", url),
         ("ANTHROPIC_API_KEY", "k"),
