@@ -5,14 +5,19 @@ its shape as the API does (at least one and at most 100,000 requests, 256 MB, cu
 matching ``^[a-zA-Z0-9_-]{1,64}$`` and unique, params present and not streaming; 400
 ``invalid_request_error`` naming the field, 413 ``request_too_large``). A batch stays
 ``in_progress`` for the processing delay (0 s unless set with ``POST /emulator/batches``
-``{"processing_delay": seconds}``, on the emulator clock), then every request is answered at
+``{"processing_delay": seconds}``, on the emulator clock; each batch keeps the delay set when
+it was made), then every request is answered at
 once exactly as ``POST /v1/messages`` would answer it (same answers, prompt cache and
 checks, but no rate limits) and billed at half price; a request the API would refuse is an
 ``errored`` result with that error. ``outcomes`` (``["expired", "errored", ...]``, set the
 same way) scripts the next requests' results, to exercise a client's retries;
 ``create_delay`` (seconds, real time) holds the response to a create after the batch is made,
 as a slow network would: a client killed in that hold has a batch on the service whose id it
-never learnt (setting it back to 0 releases the held responses). A batch not
+never learnt (setting it back to 0 releases the held responses); ``create_errors``
+(``["429/3", "500"]``) answers the next creates with those errors and makes no batch
+(``429/N``: ``rate_limit_error`` with ``retry-after: N``; ``500``: ``api_error``). Each
+succeeded result's message carries the ``model`` and ``usage`` a ``POST /v1/messages`` would:
+its input tokens (with cache reads and writes) add up to what ``count_tokens`` says. A batch not
 processed within 24 hours expires; a canceled one ends with its requests ``canceled``. The
 header ``anthropic-beta: output-300k-2026-03-24`` allows ``max_tokens`` up to 300,000 on the
 models that have that beta. ``GET /v1/messages/batches/{id}/results`` is JSONL, one line per
@@ -62,6 +67,8 @@ class Job:
     created: float
     requests: list[tuple[str, dict[str, Any]]]
     beta_300k: bool
+    #: Seconds (emulator clock) it stays in progress: the service's processing delay when made.
+    delay: float = 0.0
     status: str = "in_progress"
     results: list[dict[str, Any]] = field(default_factory=list)
     ended: float | None = None
@@ -82,6 +89,7 @@ class BatchService:
         self.jobs: dict[str, Job] = {}
         self.processing_delay = 0.0
         self.create_delay = 0.0
+        self.create_errors: list[str] = []
         self.outcomes: list[str] = []
         self.billed: Counter[str] = Counter()
         self._lock = threading.Lock()
@@ -93,6 +101,9 @@ class BatchService:
     # -- handlers ---------------------------------------------------------------------------
 
     async def create(self, request: Request) -> Response:
+        if self.create_errors:
+            fault = self.create_errors.pop(0)
+            return await self._handle(request, lambda r, _: _raise_create_error(fault))
         response = await self._handle(request, self._create, read_body=True)
         held = time.monotonic()
         # create_delay is read again each time: setting it to 0 releases a held response.
@@ -123,10 +134,13 @@ class BatchService:
             self.create_delay = float(body["create_delay"])
         if "outcomes" in body:
             self.outcomes = [str(kind) for kind in body["outcomes"]]
+        if "create_errors" in body:
+            self.create_errors = [str(kind) for kind in body["create_errors"]]
         return JSONResponse(
             {
                 "processing_delay": self.processing_delay,
                 "create_delay": self.create_delay,
+                "create_errors": self.create_errors,
                 "outcomes": self.outcomes,
             }
         )
@@ -157,7 +171,7 @@ class BatchService:
 
         requests = _checked_requests(body, int(request.headers.get("content-length") or 0))
         beta = BETA_300K in request.headers.get("anthropic-beta", "")
-        job = Job(_random_id("msgbatch_01", 24), self.clock.now(), requests, beta)
+        job = Job(_random_id("msgbatch_01", 24), self.clock.now(), requests, beta, self.processing_delay)
         with self._lock:
             self.jobs[job.id] = job
         return self._view(request, job)
@@ -250,7 +264,7 @@ class BatchService:
                 kind = "canceled"
             elif now >= job.created + DAY:
                 kind = "expired"
-            elif now >= job.created + self.processing_delay:
+            elif now >= job.created + job.delay:
                 kind = "process"
             else:
                 return
@@ -297,6 +311,19 @@ class BatchService:
         emulator.stats.bill(parsed.spec, usage)  # parsed.spec is the half-price batch spec
         emulator.cache.commit(cache)
         return message_json(Outcome(parsed, plan, cache, usage, None, 0))
+
+
+def _raise_create_error(fault: str) -> None:
+    """A scripted create failure (``create_errors``): the API's error, and no batch made."""
+    status, _, wait = fault.partition("/")
+    if status == "429":
+        raise ApiError(
+            429,
+            "rate_limit_error",
+            "Number of request tokens has exceeded your per-minute rate limit.",
+            {"retry-after": wait or "1"},
+        )
+    raise ApiError(500, "api_error", "Internal server error")
 
 
 def _timestamp(seconds: float) -> str:
