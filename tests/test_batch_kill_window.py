@@ -17,6 +17,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -29,7 +30,12 @@ import autocontinue
 from autocontinue.batch.store import BatchStore
 
 MODEL = "claude-haiku-4-5"
-ARGS: dict[str, Any] = dict(model=MODEL, max_tokens_per_call=250, poll_interval=0.01, via="batches")
+#: Small create timeout and clock skew: an intent is undecided until its last create was sent
+#: plus both, so a resume after a create that never left waits that long before sending again.
+TIMEOUTS = {"create_timeout": 2.0, "clock_skew": 0.5}
+ARGS: dict[str, Any] = dict(
+    model=MODEL, max_tokens_per_call=250, poll_interval=0.01, via="batches", driver_options=TIMEOUTS
+)
 ROUNDS = 3  # an answer of 700 tokens in calls of 250
 
 
@@ -40,6 +46,9 @@ class _Killed(Exception):
 class _Batches:
     """The real client's ``messages.batches``, except that the process 'dies' at ``die``."""
 
+    #: The requests of the last create call (sent or not), to send them again as another would.
+    sent: list[Any] = []
+
     def __init__(self, real: Any, die: str) -> None:
         self._real, self._die = real, die
 
@@ -47,6 +56,7 @@ class _Batches:
         return getattr(self._real, name)
 
     async def create(self, **kwargs: Any) -> Any:
+        _Batches.sent = kwargs["requests"]
         if self._die == "before create":
             raise _Killed
         job = await self._real.create(**kwargs)
@@ -65,6 +75,7 @@ class _Client:
         self.base_url = real.base_url
         self.messages = type("Messages", (), {})()
         self.messages.batches = _Batches(real.messages.batches, die)
+        self.messages.count_tokens = real.messages.count_tokens
 
 
 def _items(n: int = 3) -> list[dict[str, str]]:
@@ -172,11 +183,8 @@ def test_two_service_jobs_for_one_intent_use_the_nearest_and_say_so(start_emulat
     # The same requests sent again (as an SDK retry of a create whose response was lost does).
     sync = anthropic.Anthropic(base_url=url, api_key="k", max_retries=0)
     (first,) = sync.messages.batches.list()
-    params = {"model": MODEL, "max_tokens": 250, "messages": [{"role": "user", "content": "hi"}]}
     time.sleep(0.05)
-    again = sync.messages.batches.create(
-        requests=[{"custom_id": f"doc{i}-r0", "params": params} for i in range(3)]
-    )
+    again = sync.messages.batches.create(requests=_Batches.sent)
 
     done = autocontinue.batch(resume=batch_id, journal=str(journal), **ARGS)
     assert [(r.id, r.text, r.stop_reason, r.rounds) for r in done.results] == clean
@@ -245,3 +253,112 @@ def test_kill_9_of_the_cli_while_the_create_response_is_on_its_way(start_emulato
     assert got == sorted(clean)
     _every_round_billed_once(url)
     assert _get(url)["batches"] == ROUNDS
+
+
+def _foreign(url: str, prompt: str = "hi") -> str:
+    """Another job on the account with round 0's custom ids and count, for other prompts (a
+    colleague's batch in the same workspace, or another run of a file whose items are 1, 2, 3)."""
+    other = anthropic.Anthropic(base_url=url, api_key="k", max_retries=0)
+    params = {"model": MODEL, "max_tokens": 250, "messages": [{"role": "user", "content": prompt}]}
+    job = other.messages.batches.create(
+        requests=[{"custom_id": f"doc{i}-r0", "params": params} for i in range(3)]
+    )
+    return str(job.id)
+
+
+def test_another_jobs_batch_with_the_same_custom_ids_is_not_taken(start_emulator, env, tmp_path, clean):
+    url = start_emulator(length=700)
+    env(url)
+    journal = tmp_path / "j.sqlite3"
+    batch_id = _die(url, journal, "before create")
+    foreign = _foreign(url)  # same ids, same count, made right after the intent: only its tokens differ
+
+    done = autocontinue.batch(resume=batch_id, journal=str(journal), **ARGS)
+    assert [(r.id, r.text, r.stop_reason, r.rounds) for r in done.results] == clean  # not its answers
+    billed = _get(url)["billed"]
+    assert billed == {
+        **{f"doc{i}-r{r}": 1 for i in range(3) for r in range(1, ROUNDS)},
+        **{f"doc{i}-r0": 2 for i in range(3)},
+    }
+    assert len(done.warnings) == 1 and foreign in done.warnings[0] and "not taken" in done.warnings[0]
+    states = [state for (state,) in _table(journal, "SELECT state FROM batch_intents ORDER BY id")]
+    assert states == ["dropped"] + ["submitted"] * ROUNDS
+
+
+def test_a_job_the_service_lists_late_is_still_found(start_emulator, env, tmp_path, clean):
+    # The killed process's create reaches the service only after the resume has started (a
+    # slow create, or a resume right after the kill): the intent stays undecided until its
+    # send time plus the create timeout and the skew, so the job is found, not paid again.
+    url = start_emulator(length=700)
+    env(url)
+    journal = tmp_path / "j.sqlite3"
+    batch_id = _die(url, journal, "before create")
+    sync = anthropic.Anthropic(base_url=url, api_key="k", max_retries=0)
+    late = threading.Timer(0.8, lambda: sync.messages.batches.create(requests=_Batches.sent))
+    late.start()
+    try:
+        done = autocontinue.batch(resume=batch_id, journal=str(journal), **ARGS)
+    finally:
+        late.join()
+    assert [(r.id, r.text, r.stop_reason, r.rounds) for r in done.results] == clean
+    _every_round_billed_once(url)
+    assert _get(url)["batches"] == ROUNDS
+    assert done.warnings == []
+
+
+def test_a_retry_after_a_429_waits_its_retry_after_and_its_job_is_found(start_emulator, env, tmp_path, clean):
+    # The first create gets 429 with retry-after 3 (longer than the create timeout plus the
+    # skew); the retry lands and the process dies before it learns the id. The retry's send
+    # time was journaled, so the resume looks for a job created up to then plus the timeout.
+    url = start_emulator(length=700)
+    env(url)
+    journal = tmp_path / "j.sqlite3"
+    _configure(url, create_errors=["429/3"])
+    batch_id = _die(url, journal, "after create")
+    ((created, last_sent),) = _table(journal, "SELECT created, last_sent FROM batch_intents")
+    (job,) = anthropic.Anthropic(base_url=url, api_key="k").messages.batches.list()
+    assert job.created_at.timestamp() - created >= 3.0  # the retry waited what the service asked
+    assert last_sent - created >= 3.0
+
+    done = autocontinue.batch(resume=batch_id, journal=str(journal), **ARGS)
+    assert [(r.id, r.text, r.stop_reason, r.rounds) for r in done.results] == clean
+    _every_round_billed_once(url)
+    assert _get(url)["batches"] == ROUNDS
+
+
+def test_a_confirmed_job_is_taken_without_waiting_for_a_running_candidate(
+    start_emulator, env, tmp_path, clean
+):
+    url = start_emulator(length=700)
+    env(url)
+    journal = tmp_path / "j.sqlite3"
+    batch_id = _die(url, journal, "after create")  # our job, ended at once
+    _configure(url, processing_delay=30)
+    _foreign(url)  # another candidate, still running for 30 s
+    _configure(url, processing_delay=0)
+
+    started = time.monotonic()
+    done = autocontinue.batch(resume=batch_id, journal=str(journal), **ARGS)
+    assert time.monotonic() - started < 15  # not held by the running candidate
+    assert [(r.id, r.text, r.stop_reason, r.rounds) for r in done.results] == clean
+    assert _get(url)["batches"] == ROUNDS + 1
+
+
+def _cli(url: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "autocontinue", "batch", *args, "--journal", str(tmp_path / "j.sqlite3")]
+    child_env = {**os.environ, "ANTHROPIC_BASE_URL": url, "ANTHROPIC_API_KEY": "k"}
+    child_env["PYTHONPATH"] = os.pathsep.join([str(Path(autocontinue.__file__).parents[1]), *sys.path])
+    return subprocess.run(command, env=child_env, capture_output=True, text=True, timeout=120)
+
+
+def test_a_create_the_service_keeps_refusing_is_one_line_with_a_hint(start_emulator, tmp_path):
+    url = start_emulator(length=700)
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps(item) + "\n" for item in _items()))
+    _configure(url, create_errors=["429/0"] * 3)
+    run = _cli(url, tmp_path, str(source), "--via", "batches", "--model", MODEL, "--poll-interval", "0.01")
+    assert run.returncode == 3, run.stderr
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and "rate limit" in lines[0].lower(), run.stderr
+    assert "bug" not in run.stderr and "Traceback" not in run.stderr
+    assert _get(url)["batches"] == 0

@@ -52,7 +52,8 @@ class BatchResult:
     #: Message Batches jobs collected by this process (``via="batches"``).
     service_jobs: list[str] = field(default_factory=list)
     #: One line each for what did not stop the batch but should be known (e.g. a round the
-    #: service holds twice after a crash, see ``ServiceDriver.find_landed``).
+    #: service holds twice after a crash, see ``ServiceDriver.find_landed``), from this run and
+    #: the runs of the batch before it (they are journaled with the batch).
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -156,6 +157,8 @@ async def abatch(
     on_item: Callable[[ItemResult, BatchProgress], None] | None = None,
     on_batch: Callable[[str, BatchProgress], None] | None = None,
     on_bad_line: Callable[[BadLine], None] | None = None,
+    on_warning: Callable[[str], None] | None = None,
+    driver_options: dict[str, Any] | None = None,
     **options: Any,
 ) -> BatchResult:
     """Run every item of ``inputs`` to its end; see ``batch``."""
@@ -201,6 +204,8 @@ async def abatch(
                 on_event=on_event,
                 on_item=on_item,
                 on_batch=on_batch,
+                on_warning=on_warning,
+                driver_options=driver_options or {},
             )
         finally:
             store.close()
@@ -215,7 +220,10 @@ def batch(inputs: Any = None, **options: Any) -> BatchResult:
     ``resume`` (a batch id), ``fresh`` (do not pick up an earlier identical batch), ``via``
     ("live" | "batches"), ``concurrency``, ``client``, ``backend``, ``limits`` (a minute's
     requests / input / output tokens, when the service does not say), ``strict``,
-    ``poll_interval``, ``on_event``, ``on_item``, ``on_batch``, ``on_bad_line``, and any run option of ``generate`` as the
+    ``poll_interval``, ``on_event``, ``on_item``, ``on_batch``, ``on_bad_line``, ``on_warning`` (told each
+    line about money, e.g. a round billed twice, as it happens; they are also journaled with the
+    batch and in ``BatchResult.warnings``), ``driver_options`` (fields of ``ServiceDriver``, e.g.
+    ``create_timeout`` and ``clock_skew``; for tests), and any run option of ``generate`` as the
     default of every item.
     """
     return asyncio.run(abatch(inputs, **options))
@@ -268,6 +276,8 @@ async def _run(
     on_event: Any,
     on_item: Any,
     on_batch: Any,
+    on_warning: Any = None,
+    driver_options: dict[str, Any] | None = None,
 ) -> BatchResult:
     record = store.get(batch_id)
     assert record is not None
@@ -305,8 +315,20 @@ async def _run(
     store.set_state(batch_id, "running")
     try:
         if via == "batches":
-            outcome.service_jobs, outcome.warnings = await _run_service(
-                store, runs, batch_id, todo, defaults, client, poll_interval, beta_300k, event, done, progress
+            outcome.service_jobs = await _run_service(
+                store,
+                runs,
+                batch_id,
+                todo,
+                defaults,
+                client,
+                poll_interval,
+                beta_300k,
+                event,
+                done,
+                progress,
+                on_warning,
+                driver_options or {},
             )
         else:
             outcome.calls, outcome.throttled = await _run_live(
@@ -330,6 +352,7 @@ async def _run(
         writer.close()
     outcome.results = [results[r.item.id] for r in records if r.item.id in results]
     outcome.elapsed_s = progress.elapsed
+    outcome.warnings = store.warnings(batch_id)  # this run's and those of runs before it
     complete = all(r.item.id in results and not results[r.item.id].error for r in records)
     store.set_state(batch_id, "finished" if complete else "incomplete")
     return outcome
@@ -445,7 +468,9 @@ async def _run_service(
     event: Any,
     done: Any,
     progress: BatchProgress,
-) -> tuple[list[str], list[str]]:
+    on_warning: Any,
+    driver_options: dict[str, Any],
+) -> list[str]:
     owned = client is None
     if owned:
         try:
@@ -472,10 +497,12 @@ async def _run_service(
         on_start=progress.on_start,
         poll_interval=poll_interval,
         beta_300k=beta_300k,
+        on_warning=on_warning,
+        **driver_options,
     )
     try:
         await driver.run(todo)
     finally:
         if owned:
             await client.close()
-    return driver.collected, driver.warnings
+    return driver.collected

@@ -21,15 +21,16 @@ for on the service (``ServiceDriver.find_landed``) before its round is sent agai
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from .. import api
-from ..backends.anthropic import request_params
-from ..backends.base import Backend, BackendEvent, RoundEnd, RoundRequest
-from ..catalogue import ANTHROPIC_DEFAULT_MODEL, ModelSpec, lookup_model
+from ..backends.anthropic import map_error, request_params
+from ..backends.base import Backend, BackendEvent, RoundEnd, RoundRequest, retry_after
+from ..catalogue import ANTHROPIC_DEFAULT_MODEL, ModelSpec, find_model, lookup_model
 from ..engine import Action, Answered, Call, Done, Engine, Sleep, Slept
 from ..errors import (
     AutocontinueError,
@@ -63,6 +64,17 @@ CLOCK_SKEW = 60.0
 #: Seconds a create call may take before it is given up (its response lost): a job created
 #: later than its intent plus this (and the skew) was not made by that call.
 CREATE_TIMEOUT = 600.0
+
+#: How far a result's input tokens may be from ``count_tokens`` for its request and still be
+#: taken for that request: the API calls the count an estimate that "may differ by a small
+#: amount" from what a message bills (tokens it adds itself). Tight on purpose: a job wrongly
+#: refused is paid again, a job wrongly taken gives another prompt's answers.
+_TOKEN_SLACK = 4
+_TOKEN_SLACK_SHARE = 0.005
+#: The parameters of a batch request that ``count_tokens`` takes (it counts what they make).
+_COUNTED = ("model", "messages", "system", "thinking", "tools", "tool_choice", "output_config")
+#: Token counts asked at once while checking a job.
+_COUNT_CONCURRENCY = 8
 
 _TRANSIENT = {"overloaded_error", "api_error", "rate_limit_error", "timeout_error"}
 _CONTEXT_MARKERS = ("prompt is too long", "exceed context limit", "context window")
@@ -144,14 +156,19 @@ class ServiceDriver:
     on_start: Callable[[str, bool], None] | None = None
     #: Service job ids collected by this driver, in order (for tests and the summary).
     collected: list[str] = field(default_factory=list)
-    #: One line each for what the user should know but that did not stop the batch.
+    #: One line each for what the user should know but that did not stop the batch (money:
+    #: a round billed twice); also journaled with the batch and told to ``on_warning`` at once.
     warnings: list[str] = field(default_factory=list)
+    on_warning: Callable[[str], None] | None = None
+    #: ``CREATE_TIMEOUT`` and ``CLOCK_SKEW`` for this driver (small in tests).
+    create_timeout: float = CREATE_TIMEOUT
+    clock_skew: float = CLOCK_SKEW
 
     async def run(self, records: list[Any]) -> None:
         backend = BatchesBackend(self.client, beta_300k=self.beta_300k)
         active = [a for a in (self._open(backend, record) for record in records) if a is not None]
         if active:
-            await self._settle_intents()
+            await self._settle_intents(active)
         pending = [job for job in self.store.jobs(self.batch_id) if job.state == "submitted"]
         while True:
             active = [a for a in active if not a.done]
@@ -232,96 +249,189 @@ class ServiceDriver:
         a.sent_id = custom_id(a.item, action.request.round_index)
 
     async def _submit(self, active: list[_Item]) -> str:
-        sent = [a for a in active if a.request is not None and a.sent_id is not None]
-        requests = [{"custom_id": a.sent_id, "params": batch_params(a.request)} for a in sent if a.request]
+        ours = _our_requests(active)
+        requests = [{"custom_id": cid, "params": params} for cid, params in ours.items()]
         headers = {"anthropic-beta": BETA_300K} if self._wants_beta(active) else {}
         # Committed before the call: if this process dies once the service has the job but
         # before the line after the call, the resume finds the job instead of paying again.
-        intent = self.store.add_intent(self.batch_id, [str(a.sent_id) for a in sent])
-        service_id = await self._create(intent, requests, headers)
+        intent = self.store.add_intent(self.batch_id, list(ours))
+        service_id = await self._create(intent, ours, requests, headers)
         self.store.intent_landed(self.batch_id, intent.id, service_id)
         return service_id
 
-    async def _create(self, intent: JobIntent, requests: list[Any], headers: dict[str, str]) -> str:
+    async def _create(
+        self, intent: JobIntent, ours: dict[str, Any], requests: list[Any], headers: dict[str, str]
+    ) -> str:
         """The service's id for the intent's job, created once even when a response is lost.
 
         The SDK would resend a create whose response timed out or failed with no idempotency
         key, and the service would make and bill a second job; so its own retries are off for
         this call, and after an error that may come from a job the service did make (lost
         connection, timeout, 5xx) the job is looked for (``find_landed``) before sending again.
+        Each attempt's send time is journaled before it goes out, so a resume looks for the job
+        of the last one too. A 429 waits what its ``retry-after`` asks; the last failure ends
+        the batch as the error a live call would have raised (one line, with a hint).
         """
         batches = self.client.messages.batches
         if hasattr(self.client, "with_options"):
-            batches = self.client.with_options(max_retries=0, timeout=CREATE_TIMEOUT).messages.batches
+            batches = self.client.with_options(max_retries=0, timeout=self.create_timeout).messages.batches
+        model = str(requests[0]["params"].get("model", "")) if requests else ""
         for attempt in range(_CREATE_ATTEMPTS):
+            self.store.intent_sent(intent)
             try:
                 job = await batches.create(requests=requests, extra_headers=headers)
                 return str(job.id)
             except Exception as error:
                 landed, retry = _create_failure(error)
                 if attempt == _CREATE_ATTEMPTS - 1 or not retry:
-                    raise
-            found = await self.find_landed(intent) if landed else None
+                    if not landed and isinstance(getattr(error, "status_code", None), int):
+                        self.store.drop_intent(intent.id)  # the service refused it: no job to find
+                    raise _mapped(error, model) from None
+                wait = retry_after(error)
+            found = await self.find_landed(intent, ours) if landed else None
             if found is not None:
                 return found
-            await asyncio.sleep(_CREATE_BACKOFF * 2**attempt)
+            await asyncio.sleep(wait if wait is not None else _CREATE_BACKOFF * 2**attempt)
         raise AssertionError("unreachable")  # pragma: no cover
 
     # -- intents left by a killed process ---------------------------------------------------
 
-    async def _settle_intents(self) -> None:
+    async def _settle_intents(self, active: list[_Item]) -> None:
         """Turn each intent whose create may have landed into a job to collect, or drop it."""
+        ours = _our_requests(active)
         for intent in self.store.intents(self.batch_id):
-            found = await self.find_landed(intent)
+            found = await self.find_landed(intent, ours)
             if found is None:
                 self.store.drop_intent(intent.id)
             else:
                 self.store.intent_landed(self.batch_id, intent.id, found)
 
-    async def find_landed(self, intent: JobIntent) -> str | None:
+    async def find_landed(self, intent: JobIntent, ours: dict[str, Any]) -> str | None:
         """The service job an intent's create made, or None if it never reached the service.
 
-        Candidates: the service's batches (newest first, every page) created since the intent,
-        less ``CLOCK_SKEW``, and no later than its create call could have reached the service
-        (``CREATE_TIMEOUT``, plus the skew), that no batch of this journal knows, with as many requests as the
-        intent. Their requests are not visible while they run, so each is waited for until it
-        ends, then confirmed by its results: exactly the intent's custom ids (``<item>-r<round>``).
+        ``ours`` holds the batch request parameters of this round by custom id. Candidates: the
+        service's batches (newest first, every page) created since the intent, less the clock
+        skew, and no later than its last create call could have reached the service (its send
+        time plus the create timeout and the skew), that no batch of this journal knows, with
+        as many requests as the intent. The intent stays undecided until that last moment has
+        passed on this machine: a job the service made late (a create that timed out, a resume
+        right after a kill while the service does not list the job yet) is still found. The
+        list is polled for new candidates and every candidate at once, each every
+        ``poll_interval`` (their requests are not visible while they run) until one of them
+        has ended and is confirmed, nearest the intent first; one that has not ended is not
+        waited for once another is confirmed.
+
+        Confirmed means that the results hold exactly the intent's custom ids
+        (``<item>-r<round>``) AND that their requests are ours: custom ids repeat across jobs
+        (plain-text inputs are 1, 2, 3...; two runs of one file; a colleague in the same
+        workspace), so every answered result must name our request's model and have read as
+        many input tokens (input, cache reads and writes) as ``count_tokens`` says our request
+        has, within a few tokens (the count is an estimate). A job of someone else whose
+        requests are token for token as long as ours, on the same model, is almost surely the
+        same prompt, and its answers are then as good as ours. Evidence missing (no answered
+        result, a token count that failed) or not matching: the job is not taken and a warning
+        says so; the round is then sent again, since paying twice is better than giving
+        another prompt's answer.
 
         More than one confirmed (the SDK resent a create whose response it lost, or another
-        process sent the same items and rounds at the same moment): every one of them is
-        already billed and nothing spent can be saved, so refusing to go on would only lose
-        the answers, and sending the round once more would pay a third time. The one created
-        nearest the intent is used (a killed process's create lands right after its intent;
-        a resend comes later), the others are journaled as ``ignored`` so no resume counts
-        them again, and a warning names them: if one of them belongs to another job, that job
-        still has it, and if autocontinue picked the wrong one the user can see which.
+        process sent the same requests at the same moment): every one of them is already
+        billed and nothing spent can be saved, so refusing to go on would only lose the
+        answers, and sending the round once more would pay a third time. The one created
+        nearest the intent is used (a killed process's create lands right after its intent; a
+        resend comes later), the others are journaled as ``ignored`` so no resume counts them
+        again, and a warning names them: if one of them belongs to another job, that job still
+        has it, and if autocontinue picked the wrong one the user can see which.
         """
         known = self.store.known_service_ids()
-        since, until = intent.created - CLOCK_SKEW, intent.created + CREATE_TIMEOUT + CLOCK_SKEW
-        candidates = []
-        async for job in self.client.messages.batches.list(limit=100):
-            created = _seconds(job.created_at)
-            if created < since:
-                break  # newest first: the rest are older still
-            if created <= until and job.id not in known and _requests_in(job) == len(intent.custom_ids):
-                candidates.append((created, str(job.id)))
+        since = intent.created - self.clock_skew
+        until = intent.last_sent + self.create_timeout + self.clock_skew
         wanted = set(intent.custom_ids)
-        confirmed = []
-        for created, service_id in sorted(candidates):
-            await self._wait_ended(service_id)
-            results = await self.client.messages.batches.results(service_id)
-            if {line.custom_id async for line in results} == wanted:
-                confirmed.append((abs(created - intent.created), service_id))
-        if not confirmed:
-            return None
-        chosen, *others = [service_id for _, service_id in sorted(confirmed)]
+        candidates: dict[str, float] = {}  # service id: created, epoch seconds
+        decided: set[str] = set()
+        counts: dict[str, int] = {}
+        while True:
+            async for job in self.client.messages.batches.list(limit=100):
+                created = _seconds(job.created_at)
+                if created < since:
+                    break  # newest first: the rest are older still
+                if created <= until and job.id not in known and _requests_in(job) == len(wanted):
+                    candidates.setdefault(str(job.id), created)
+            confirmed = []
+            for service_id in sorted(candidates, key=lambda sid: abs(candidates[sid] - intent.created)):
+                if service_id in decided:
+                    continue
+                job = await self.client.messages.batches.retrieve(service_id)
+                if job.processing_status != "ended":
+                    continue
+                decided.add(service_id)
+                refusal = await self._refusal(service_id, wanted, ours, counts)
+                if refusal is None:
+                    confirmed.append(service_id)
+                elif refusal:
+                    self._warn(
+                        f"service job {service_id} has this round's custom ids but {refusal}: "
+                        "not taken for this batch's; the round is sent again (if it was this "
+                        "batch's job after all, the round is billed twice)"
+                    )
+            if confirmed:
+                break
+            if time.time() > until and decided >= set(candidates):
+                return None
+            await asyncio.sleep(self.poll_interval)
+        chosen, *others = confirmed
         if others:
             self.store.ignore_jobs(self.batch_id, others, intent.custom_ids)
-            self.warnings.append(
-                f"the service holds {len(confirmed)} jobs for the same round ({', '.join([chosen, *others])}), "
+            self._warn(
+                f"the service holds {len(confirmed)} jobs for the same round ({', '.join(confirmed)}), "
                 f"all billed; used {chosen}, the one created nearest the round's intent"
             )
         return chosen
+
+    async def _refusal(
+        self, service_id: str, wanted: set[str], ours: dict[str, Any], counts: dict[str, int]
+    ) -> str | None:
+        """None if an ended job holds our requests; else why not ("" if its custom ids differ)."""
+        results = {
+            line.custom_id: line.result
+            async for line in await self.client.messages.batches.results(service_id)
+        }
+        if set(results) != wanted or not wanted <= set(ours):
+            return ""
+        answered = {cid: r.message for cid, r in results.items() if getattr(r, "type", None) == "succeeded"}
+        if not answered:
+            return "no answered request to check that its requests are this batch's"
+        for cid, message in answered.items():
+            if not _same_model(str(message.model), str(ours[cid]["model"])):
+                return f"{cid} was answered by {message.model}, not {ours[cid]['model']}"
+        missing = [cid for cid in answered if cid not in counts]
+        gate = asyncio.Semaphore(_COUNT_CONCURRENCY)
+
+        async def count(cid: str) -> int:
+            async with gate:
+                params = {k: v for k, v in ours[cid].items() if k in _COUNTED}
+                return int((await self.client.messages.count_tokens(**params)).input_tokens)
+
+        got = await asyncio.gather(*(count(cid) for cid in missing), return_exceptions=True)
+        for cid, value in zip(missing, got):
+            if isinstance(value, BaseException):
+                return f"the input tokens of {cid} could not be counted ({_one_line(value)})"
+            counts[cid] = value
+        for cid, message in answered.items():
+            usage = message.usage
+            read = sum(
+                getattr(usage, kind, 0) or 0
+                for kind in ("input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
+            )
+            if abs(read - counts[cid]) > max(_TOKEN_SLACK, _TOKEN_SLACK_SHARE * counts[cid]):
+                return f"{cid} read {read} input tokens where this batch's request has {counts[cid]}"
+        return None
+
+    def _warn(self, line: str) -> None:
+        """A line about money the user must see: kept here, journaled with the batch, told now."""
+        self.warnings.append(line)
+        self.store.add_warning(self.batch_id, line)
+        if self.on_warning is not None:
+            self.on_warning(line)
 
     def _wants_beta(self, active: list[_Item]) -> bool:
         return self.beta_300k and any(a.request and allows_300k(a.engine.state.spec) for a in active)
@@ -373,6 +483,34 @@ class ServiceDriver:
             if isinstance(event, RoundFinished):
                 self.journal.record_round(a.run_id, event.report, a.engine.state.text, a.engine.state.held)
             self.on_event(a.item.id, event)
+
+
+def _our_requests(active: list[_Item]) -> dict[str, Any]:
+    """Each active item's next batch request parameters, by custom id."""
+    return {str(a.sent_id): batch_params(a.request) for a in active if a.request is not None and a.sent_id}
+
+
+def _same_model(answered: str, asked: str) -> bool:
+    """Whether a result's model is the one asked (the API may name the dated snapshot)."""
+    if answered == asked:
+        return True
+    a, b = find_model(answered), find_model(asked)
+    return a is not None and b is not None and a.id == b.id
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())[:200] or type(error).__name__
+
+
+def _mapped(error: Exception, model: str) -> Exception:
+    """A failed create as the autocontinue error a live call would have raised."""
+    sdk = any(kind.__module__.split(".")[0] in ("anthropic", "httpx") for kind in type(error).__mro__)
+    if isinstance(error, AutocontinueError) or not (sdk or isinstance(error, OSError)):
+        return error  # not the service's answer (a bug, or a test's stand-in for a kill)
+    try:
+        return map_error(error, model=model, in_stream=False)
+    except Exception:  # no SDK to map with (a test double): keep the error as it is
+        return error
 
 
 def _create_failure(error: Exception) -> tuple[bool, bool]:

@@ -4,9 +4,11 @@
 item, its run in the journal, its status and, once it ended, its output line) and
 ``batch_rounds`` (each Message Batches job sent to the service: its id, the custom ids in it,
 whether its results were collected) and ``batch_intents`` (each job about to be sent: its
-custom ids and the time, committed before the create call, so a process killed after the
+custom ids, the time, and when its last create call was sent, committed before each call, so a process killed after the
 service accepted a job but before it learnt the job's id leaves a trace that a resume matches
-against the service instead of paying for the round again). The tables are created
+against the service instead of paying for the round again) and ``batch_warnings`` (lines
+about money the user must see, e.g. a round the service billed twice, kept for a resume's
+summary). The tables are created
 idempotently next to the journal's own (a journal written before ``batch_intents`` existed
 gains it when opened; older code ignores it); the runs themselves are written through ``autocontinue.journal``. Every write
 is one committed transaction, so a batch killed at any moment resumes from what landed.
@@ -67,7 +69,14 @@ CREATE TABLE IF NOT EXISTS batch_intents (
     created    REAL NOT NULL,
     custom_ids TEXT NOT NULL,
     state      TEXT NOT NULL,
-    service_id TEXT
+    service_id TEXT,
+    last_sent  REAL
+);
+CREATE TABLE IF NOT EXISTS batch_warnings (
+    id       INTEGER PRIMARY KEY,
+    batch_id TEXT NOT NULL REFERENCES batches(id) ON DELETE CASCADE,
+    created  REAL NOT NULL,
+    line     TEXT NOT NULL
 );
 """
 
@@ -109,6 +118,11 @@ class JobIntent:
     #: creating (sent or about to be), submitted (the service's id is known), dropped (it never landed).
     state: str
     service_id: str | None
+    #: When the last create call for it was sent (committed before the call; ``created`` if none was).
+    last_sent: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.last_sent = max(self.last_sent, self.created)
 
 
 class BatchStore:
@@ -122,6 +136,9 @@ class BatchStore:
             with self._write() as conn:
                 for statement in filter(str.strip, _SCHEMA.split(";")):
                     conn.execute(statement)
+                columns = {row[1] for row in conn.execute("PRAGMA table_info(batch_intents)")}
+                if "last_sent" not in columns:  # a journal from before create attempts were timed
+                    conn.execute("ALTER TABLE batch_intents ADD COLUMN last_sent REAL")
         except sqlite3.DatabaseError as exc:
             raise JournalError(
                 f"the journal {path} cannot hold batches ({exc})", hint="pass --journal PATH"
@@ -212,6 +229,13 @@ class BatchStore:
         assert cursor.lastrowid is not None
         return JobIntent(cursor.lastrowid, now, list(custom_ids), "creating", None)
 
+    def intent_sent(self, intent: JobIntent) -> None:
+        """Journal that a create call for ``intent`` is being sent now (committed before the call)."""
+        now = time.time()
+        with self._write() as conn:
+            conn.execute("UPDATE batch_intents SET last_sent = ? WHERE id = ?", (now, intent.id))
+        intent.last_sent = now
+
     def intent_landed(self, batch_id: str, intent_id: int, service_id: str) -> None:
         """The intent's job is ``service_id`` on the service: one transaction makes it a job."""
         with self._write() as conn:
@@ -247,10 +271,27 @@ class BatchStore:
         )
         return [
             JobIntent(
-                row["id"], row["created"], json.loads(row["custom_ids"]), row["state"], row["service_id"]
+                row["id"],
+                row["created"],
+                json.loads(row["custom_ids"]),
+                row["state"],
+                row["service_id"],
+                row["last_sent"] or 0.0,
             )
             for row in rows
         ]
+
+    def add_warning(self, batch_id: str, line: str) -> None:
+        """Keep a warning the user must see (money spent twice) with the batch, for every later run."""
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO batch_warnings (batch_id, created, line) VALUES (?, ?, ?)",
+                (batch_id, time.time(), line),
+            )
+
+    def warnings(self, batch_id: str) -> list[str]:
+        rows = self._rows("SELECT line FROM batch_warnings WHERE batch_id = ? ORDER BY id", (batch_id,))
+        return [row["line"] for row in rows]
 
     def known_service_ids(self) -> set[str]:
         """Every service job id any batch of this journal knows (these are never another's)."""
