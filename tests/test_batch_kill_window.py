@@ -362,3 +362,24 @@ def test_a_create_the_service_keeps_refusing_is_one_line_with_a_hint(start_emula
     assert len(lines) == 1 and "rate limit" in lines[0].lower(), run.stderr
     assert "bug" not in run.stderr and "Traceback" not in run.stderr
     assert _get(url)["batches"] == 0
+
+
+def test_a_round_billed_twice_is_told_under_q_even_when_the_run_fails_later(start_emulator, env, tmp_path):
+    url = start_emulator(length=700)
+    env(url)
+    journal = tmp_path / "j.sqlite3"
+    batch_id = _die(url, journal, "after create")
+    anthropic.Anthropic(base_url=url, api_key="k").messages.batches.create(requests=_Batches.sent)
+    _configure(url, create_errors=["429/0"] * 3)  # round 1's create then fails for good
+
+    args = ["--resume", batch_id, "-q", "--poll-interval", "0.01"]
+    failed = _cli(url, tmp_path, *args)
+    assert failed.returncode == 3, failed.stderr
+    assert "warning: the service holds 2 jobs for the same round" in failed.stderr
+    assert [line for (line,) in _table(journal, "SELECT line FROM batch_warnings")] == [
+        line.split("warning: ", 1)[1] for line in failed.stderr.splitlines() if "warning: " in line
+    ]
+
+    again = _cli(url, tmp_path, *args)  # the resume's summary tells it again, from the journal
+    assert again.returncode == 0, again.stderr
+    assert again.stderr.count("warning: the service holds 2 jobs for the same round") == 1

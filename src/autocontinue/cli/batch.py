@@ -196,6 +196,7 @@ def batch(
                     on_batch=view.started,
                     on_item=view.item_done,
                     on_bad_line=view.bad_line,
+                    on_warning=view.warning,
                     **run_options,
                 )
             )
@@ -221,6 +222,7 @@ class _View:
         self.batch_id: str | None = None
         self.progress: BatchProgress | None = None
         self._live: Any = None
+        self._warned: set[str] = set()
 
     def started(self, batch_id: str, progress: BatchProgress) -> None:
         self.batch_id, self.progress = batch_id, progress
@@ -247,6 +249,14 @@ class _View:
         if result.error and not self.quiet:
             self._note(f"item {result.id} failed: {result.error}")
 
+    def warning(self, line: str) -> None:
+        """A line about money (a round billed twice): shown at once, even under -q."""
+        self._warned.add(line)
+        if self._live is not None:
+            self._live.console.print(f"autocontinue: warning: {line}", markup=False, highlight=False)
+        else:
+            warn(line)
+
     def _note(self, line: str) -> None:
         if self._live is not None:
             self._live.console.print(f"autocontinue: {line}", markup=False, highlight=False)
@@ -261,9 +271,10 @@ class _View:
     def summary(self, result: BatchResult, *, resumable: bool) -> int:
         failed = result.failed
         budget = [r for r in result.results if r.stop_reason in BUDGET_STOPS]
-        if not self.quiet:
-            for line in result.warnings:
+        for line in result.warnings:  # money: even under -q; earlier runs' ones too
+            if line not in self._warned:
                 warn(line)
+        if not self.quiet:
             self._table(result)
             if failed and resumable:
                 say(
