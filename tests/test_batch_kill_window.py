@@ -1,8 +1,10 @@
 """``--via batches`` killed between the service accepting a job and the journal learning its id.
 
 The driver journals each job as an intent before its create call; a resume looks for the
-intent's job on the service (``batches.list``, confirmed by the custom ids of its results)
-and collects it instead of paying for the round again. Everything runs through the official
+intent's job on the service (``batches.list``, confirmed by the custom ids of its results and
+by evidence that their requests are ours: each answer's model and input tokens against
+``count_tokens``) and collects it instead of paying for the round again; another job with the
+same custom ids is not taken. Everything runs through the official
 SDK against the emulator over real HTTP. Where a test stands in for ``kill -9`` in-process,
 the only part not real is the death itself: a thin wrapper around the real client's
 ``messages.batches`` raises right after (or right before) the real create call, where the
@@ -342,6 +344,29 @@ def test_a_confirmed_job_is_taken_without_waiting_for_a_running_candidate(
     assert time.monotonic() - started < 15  # not held by the running candidate
     assert [(r.id, r.text, r.stop_reason, r.rounds) for r in done.results] == clean
     assert _get(url)["batches"] == ROUNDS + 1
+
+
+def test_a_job_whose_requests_cannot_be_checked_is_not_taken(start_emulator, env, tmp_path, clean):
+    # The one part not real: count_tokens failing (the emulator always counts), so a thin
+    # wrapper over the real client makes it raise as a lost connection would.
+    url = start_emulator(length=700)
+    env(url)
+    journal = tmp_path / "j.sqlite3"
+    batch_id = _die(url, journal, "after create")  # the job is ours, but nothing can show it
+    client = _Client(anthropic.AsyncAnthropic(base_url=url, api_key="k", max_retries=0), "never")
+
+    async def unreachable(**kwargs: Any) -> Any:
+        raise ConnectionError("connection reset by peer")
+
+    client.messages.count_tokens = unreachable
+    done = autocontinue.batch(resume=batch_id, journal=str(journal), client=client, **ARGS)
+    assert [(r.id, r.text, r.stop_reason, r.rounds) for r in done.results] == clean
+    billed = _get(url)["billed"]  # round 0 paid again rather than taken on no evidence
+    assert billed == {
+        **{f"doc{i}-r{r}": 1 for i in range(3) for r in range(1, ROUNDS)},
+        **{f"doc{i}-r0": 2 for i in range(3)},
+    }
+    assert len(done.warnings) == 1 and "could not be counted" in done.warnings[0]
 
 
 def _cli(url: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
