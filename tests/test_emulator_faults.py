@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
+import socket
 
 import anthropic
 import httpx2
@@ -82,6 +84,62 @@ def test_drop_fault_delivers_some_text_then_breaks_the_stream(start_emulator):
     assert full.startswith("".join(pieces)) and len("".join(pieces)) < len(full)
     stats = emulator_stats(url)
     assert stats["errors"] == 1 and stats["output_tokens"] == 300  # the broken stream billed nothing
+
+
+def raw_stream(url: str) -> bytes:
+    """A streaming request over a plain socket: every byte the server sent before it closed."""
+    host, port = url.removeprefix("http://").split(":")
+    body = json.dumps({"model": MODEL, "max_tokens": 300, "stream": True, "messages": USER}).encode()
+    head = (
+        f"POST /v1/messages HTTP/1.1\r\nhost: {host}\r\nx-api-key: test\r\n"
+        f"content-type: application/json\r\ncontent-length: {len(body)}\r\nconnection: close\r\n\r\n"
+    )
+    received = b""
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(head.encode() + body)
+        while chunk := sock.recv(65536):
+            received += chunk
+    return received
+
+
+def test_drop_fault_cuts_the_connection_inside_the_chunked_body_as_a_lost_network_does(start_emulator):
+    url = start_emulator(length=300, faults="drop@1,drop@2")
+    received = raw_stream(url)
+    assert b"transfer-encoding: chunked" in received.lower() and b"content_block_delta" in received
+    assert not received.endswith(b"\r\n0\r\n\r\n")  # no terminating chunk: the body is incomplete
+    pieces, error = stream_pieces(url)
+    assert pieces and isinstance(error, httpx2.RemoteProtocolError), error  # what a lost network gives
+    assert "incomplete chunked read" in str(error)
+
+
+def test_no_stop_fault_ends_the_stream_cleanly_without_message_stop(start_emulator):
+    url = start_emulator(length=300, faults="no-stop@1,no-stop@2")
+    received = raw_stream(url)
+    assert received.endswith(b"\r\n0\r\n\r\n") and b"content_block_delta" in received
+    assert b"message_stop" not in received and b"event: error" not in received
+    events = list(client_for(url).messages.create(model=MODEL, max_tokens=300, messages=USER, stream=True))
+    assert events and all(event.type != "message_stop" for event in events)  # the SDK raises nothing
+    full = create(url, max_tokens=300).content[0].text
+    text = "".join(e.delta.text for e in events if e.type == "content_block_delta")
+    assert text and full.startswith(text) and len(text) < len(full)
+    stats = emulator_stats(url)
+    assert stats["errors"] == 2 and stats["output_tokens"] == 300
+
+
+def test_no_stop_fault_on_a_non_streaming_call_is_a_drop(start_emulator):
+    url = start_emulator(length=200, faults="no-stop@1")
+    with pytest.raises(anthropic.APIConnectionError):
+        create(url)
+
+
+def test_a_fault_added_last_leaves_the_faults_earlier_seeds_gave_unchanged():
+    before = parse_faults("529:0.1,429:0.05,500:0.05,drop:0.1,stream-error:0.1,malformed:0.05")
+    after = parse_faults("529:0.1,429:0.05,500:0.05,drop:0.1,stream-error:0.1,malformed:0.05,no-stop:0.05")
+    for seed in range(5):
+        old = [before.fault_for(seed, n) for n in range(1, 200)]
+        new = [after.fault_for(seed, n) for n in range(1, 200)]
+        assert all(o == n for o, n in zip(old, new) if o is not None)  # only clean requests may change
+        assert "no-stop" in new and all(n == "no-stop" for o, n in zip(old, new) if o != n)
 
 
 def test_drop_fault_on_a_non_streaming_call_is_a_connection_error(start_emulator):

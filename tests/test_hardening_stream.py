@@ -7,6 +7,7 @@ stream holds no events at all; the real CLI in a subprocess for the line a user 
 
 from __future__ import annotations
 
+import asyncio
 import http.server
 import os
 import re
@@ -17,10 +18,11 @@ import threading
 import anthropic
 import httpx2
 import pytest
+from conftest import emulator_stats
 
 import autocontinue
 from autocontinue.emulator import run_emulator
-from autocontinue.events import Retrying
+from autocontinue.events import Retrying, TextDelta
 
 PROMPT = "Write a long story about a lighthouse keeper, in many short paragraphs."
 MODEL = "claude-sonnet-4-6"
@@ -135,3 +137,68 @@ def test_the_emulator_malformed_fault_breaks_a_non_streaming_body_too(emulator_u
         body = {"model": MODEL, "max_tokens": 50, "messages": [{"role": "user", "content": "hi"}]}
         response = httpx2.post(f"{url}/v1/messages", json=body, headers={"x-api-key": "k"}, timeout=30)
     assert response.status_code == 200 and response.text.startswith("{garbage ")
+
+
+#: What the engine is told when each cut-stream fault breaks a round after some text.
+CUT_CAUSES = {
+    "drop": r"the stream broke after \d+ characters: peer closed connection without sending complete "
+    r"message body \(incomplete chunked read\)",
+    "no-stop": r"the stream ended without message_stop after [\d,]+ characters",
+}
+
+
+async def _astream(url: str, policy: autocontinue.RetryPolicy) -> list:
+    client = anthropic.AsyncAnthropic(base_url=url, api_key="test-key", max_retries=0)
+    try:
+        events = autocontinue.astream(
+            PROMPT, client=client, model=MODEL, max_tokens_per_call=300, retry=policy
+        )
+        return [event async for event in events]
+    finally:
+        await client.close()
+
+
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])
+@pytest.mark.parametrize("fault", sorted(CUT_CAUSES))
+def test_a_stream_cut_mid_round_is_retried_once_with_no_text_lost_or_repeated(fault, asynchronous):
+    """``drop`` raises from the HTTP library mid-iteration, ``no-stop`` ends cleanly: both resume."""
+    with run_emulator(seed=3, length=1200) as url:
+        reference = _stream(url, autocontinue.RetryPolicy())[-1].result
+    policy = autocontinue.RetryPolicy(sleep=lambda _s: None)
+    with run_emulator(seed=3, length=1200, faults=f"{fault}@2") as url:
+        events = asyncio.run(_astream(url, policy)) if asynchronous else _stream(url, policy)
+        stats = emulator_stats(url)
+    result = events[-1].result
+    assert result.text == reference.text == "".join(e.text for e in events if isinstance(e, TextDelta))
+    (retry,) = [e for e in events if isinstance(e, Retrying)]
+    assert re.fullmatch(CUT_CAUSES[fault], retry.error), retry.error
+    cut = [r for r in result.rounds if r.stop_reason == "interrupted"]
+    assert len(cut) == 1 and cut[0].chars > 0 and cut[0].usage.output_tokens == 0
+    assert (stats["requests"], stats["errors"]) == (len(result.rounds), 1)
+    assert result.usage.output_tokens == stats["output_tokens"]  # the cut call billed nothing
+
+
+@pytest.mark.parametrize("fault", sorted(CUT_CAUSES))
+def test_the_cli_journals_a_cut_round_and_finishes_with_the_fault_free_answer(tmp_path, fault):
+    from autocontinue.journal import Journal
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_")}
+    args = [sys.executable, "-m", "autocontinue", PROMPT, "--model", MODEL, "--max-tokens-per-call", "300"]
+    runs = {}
+    for name, faults in (("clean", ""), ("cut", f"{fault}@2")):
+        with run_emulator(seed=3, length=1200, faults=faults) as url:
+            env.update(ANTHROPIC_BASE_URL=url, ANTHROPIC_API_KEY="k", AUTOCONTINUE_HOME=str(tmp_path / name))
+            runs[name] = subprocess.run(args, env=env, capture_output=True, timeout=120)
+    clean, cut = runs["clean"], runs["cut"]
+    assert clean.returncode == 0 and cut.returncode == 0, cut.stderr
+    assert cut.stdout == clean.stdout
+    notes = [line for line in cut.stderr.decode().splitlines() if "failed" in line]
+    assert len(notes) == 1 and re.search(CUT_CAUSES[fault], notes[0]), cut.stderr
+    journal = Journal(tmp_path / "cut" / "journal.sqlite3")
+    try:
+        (record,) = journal.list_runs()
+        run = journal.get(record.id)
+    finally:
+        journal.close()
+    assert record.state == "finished" and run.text.encode() == cut.stdout
+    assert [r.stop_reason for r in run.rounds].count("interrupted") == 1

@@ -177,6 +177,8 @@ class Emulator:
         fault = config.faults.fault_for(config.seed, number)
         if fault == "stream-error" and not parsed.stream:
             fault = "529"
+        if fault == "no-stop" and not parsed.stream:
+            fault = "drop"  # a JSON body cannot end early and cleanly
         _raise_status_fault(fault, config.faults.retry_after)
         thinking = plan_thinking(parsed, config.seed) if config.source != "local" else ThinkingPlan()
         plan = self.plan(parsed, parsed.max_tokens - thinking.tokens - thinking.lead_tokens)
@@ -501,6 +503,8 @@ def stream_tail(outcome: Outcome) -> str:
 
 
 STREAM_ERROR = sse("error", {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})
+#: The last bytes of a stream a fault ends cleanly (the terminating chunk follows them).
+CLEAN_ENDS = {"stream-error": STREAM_ERROR.encode(), "malformed": MALFORMED_EVENT.encode(), "no-stop": b""}
 
 
 class SSEResponse:
@@ -539,10 +543,12 @@ class SSEResponse:
             finished = await self._send_deltas(send, disconnected)
             if not finished or disconnected.is_set():
                 emulator.stats.count_error()
-                if outcome.fault in ("stream-error", "malformed") and not disconnected.is_set():
-                    last = STREAM_ERROR if outcome.fault == "stream-error" else MALFORMED_EVENT
-                    await send({"type": "http.response.body", "body": last.encode(), "more_body": False})
-                return  # a drop: returning without the final body makes the server close the connection
+                last = CLEAN_ENDS.get(outcome.fault or "")
+                if last is not None and not disconnected.is_set():
+                    await send({"type": "http.response.body", "body": last, "more_body": False})
+                # a drop: returning without the final body makes uvicorn close the connection
+                # with no terminating chunk, so the client's HTTP library raises
+                return
             await send(
                 {"type": "http.response.body", "body": stream_tail(outcome).encode(), "more_body": False}
             )

@@ -58,7 +58,7 @@ def _fail(message: str, code: int) -> None:
     "--faults",
     default="",
     metavar="LIST",
-    help="e.g. 529:0.1,429:0.05,500:0.02,drop:0.05,stream-error:0.02 or 529@1,drop@3",
+    help="e.g. 529:0.1,429:0.05,500:0.02,drop:0.05,stream-error:0.02 or 529@1,drop@3 (also malformed, no-stop)",
 )
 @click.option(
     "--decode-rate",

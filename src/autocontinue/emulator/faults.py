@@ -15,8 +15,10 @@ since start or reset (so a retry of the same request can succeed). The script fo
 ``500``
     ``api_error`` ``Internal server error``.
 ``drop``
-    The connection is closed mid-response after about a third of the deltas (a non-streaming
-    response is cut inside its JSON body).
+    The connection is closed mid-response after about a third of the deltas, without the
+    terminating chunk, as a lost network or a dying proxy leaves it: the SDK raises
+    ``httpx.RemoteProtocolError`` (``incomplete chunked read``) while iterating. A non-streaming
+    response is cut inside its JSON body (the SDK's ``APIConnectionError``).
 ``stream-error``
     A 200 stream gets ``event: error`` (``overloaded_error``) after about a third of the
     deltas, then ends. On a non-streaming request it is a 529.
@@ -24,6 +26,10 @@ since start or reset (so a retry of the same request can succeed). The script fo
     A 200 stream gets an event whose data is not JSON (``MALFORMED_EVENT``, with an escape
     sequence in it, as a hostile or broken server might send) after about a third of the deltas,
     then ends. On a non-streaming request the 200 body is that text instead of JSON.
+``no-stop``
+    A 200 stream ends cleanly (terminating chunk sent, nothing raised) after about a third of
+    the deltas, with no ``message_stop`` and no error event, as a gateway or load balancer that
+    lost its upstream, or timed out, can end it. On a non-streaming request it is a ``drop``.
 
 Faults are rolled after the request passed every check: an invalid request still gets its 400.
 """
@@ -42,9 +48,9 @@ __all__ = ["FAULT_NAMES", "CUT_FAULTS", "MALFORMED_DATA", "MALFORMED_EVENT", "Fa
 
 #: New faults go at the end: each request's seeded roll takes one draw per name in this order,
 #: so the faults a seed gave before stay the same.
-FAULT_NAMES = ("529", "429", "500", "drop", "stream-error", "malformed")
+FAULT_NAMES = ("529", "429", "500", "drop", "stream-error", "malformed", "no-stop")
 #: The faults that cut a stream after about a third of its deltas.
-CUT_FAULTS = ("drop", "stream-error", "malformed")
+CUT_FAULTS = ("drop", "stream-error", "malformed", "no-stop")
 #: Not JSON, and it would set the terminal's window title if echoed raw.
 MALFORMED_DATA = '{garbage \x1b]0;owned\x07 "text": "'
 MALFORMED_EVENT = f"event: content_block_delta\ndata: {MALFORMED_DATA}\n\n"
