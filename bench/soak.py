@@ -230,29 +230,50 @@ def _proxy_handler(upstream: str, counter: _Counter, seed: int, rate: float) -> 
             for key, value in response.getheaders():
                 if key.lower() not in ("content-length", "transfer-encoding", "connection"):
                     self.send_header(key, value)
+            # chunked, so that a drop (no terminating chunk) is a cut body, as a dying proxy
+            # leaves it, and not the clean end a close-delimited body would make of it
+            self.send_header("transfer-encoding", "chunked")
             self.send_header("connection", "close")
             self.end_headers()
             with contextlib.suppress(http.client.HTTPException, OSError):  # upstream dropped: drop too
-                self._relay(response, breakage)
+                if self._relay(response, breakage):
+                    self.wfile.write(b"0\r\n\r\n")  # the body ends cleanly
+            self.wfile.flush()
             connection.close()
             self.close_connection = True
 
-        def _relay(self, response: http.client.HTTPResponse, breakage: str | None) -> None:
+        def _relay(self, response: http.client.HTTPResponse, breakage: str | None) -> bool:
+            """Relay the body (maybe broken); False for a drop: the body must stay unterminated."""
             events = 0
-            for line in response:
+            for line in _lines(response):
                 if breakage == "no-stop" and line.startswith(b"event: message_stop"):
                     break
-                self.wfile.write(line)
+                self._chunk(line)
                 if line == b"\n":
                     events += 1
                     if events == 6 and breakage == "garbage":
-                        self.wfile.write(b"event: content_block_delta\ndata: {garbage\n\n")
+                        self._chunk(b"event: content_block_delta\ndata: {garbage\n\n")
                         break
                     if events == 6 and breakage == "drop":
-                        break
-            self.wfile.flush()
+                        return False
+            return True
+
+        def _chunk(self, data: bytes) -> None:
+            if data:  # an empty chunk would end the body
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
 
     return Handler
+
+
+def _lines(response: http.client.HTTPResponse) -> Iterator[bytes]:
+    """The body's lines; raises IncompleteRead on a cut chunked body (``for line in response``
+    would just stop there, turning an upstream drop into a clean end)."""
+    rest = b""
+    while data := response.read1(65536):
+        *lines, rest = (rest + data).split(b"\n")
+        yield from (line + b"\n" for line in lines)
+    if rest:
+        yield rest
 
 
 @contextlib.contextmanager

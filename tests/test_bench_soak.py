@@ -52,14 +52,38 @@ def test_the_malformed_proxy_breaks_every_stream_when_told_to(emulator_url):
         "messages": [{"role": "user", "content": "hi"}],
     }
     seen = set()
-    for seed in range(6):
+    for seed in range(8):
         with soak.malformed_proxy(emulator_url, seed=seed, rate=1.0) as (proxy, counter):
-            text = httpx2.post(f"{proxy}/v1/messages", json=body, headers={"x-api-key": "t"}, timeout=30).text
+            try:
+                text = httpx2.post(
+                    f"{proxy}/v1/messages", json=body, headers={"x-api-key": "t"}, timeout=30
+                ).text
+            except httpx2.RemoteProtocolError as exc:  # a drop cuts the body, as a dying proxy does
+                assert "incomplete chunked read" in str(exc)
+                seen.add("drop")
+                continue
         assert counter.requests == 1
         assert "event: message_start" in text and "event: message_stop" not in text
-        seen.add("garbage" if "data: {garbage" in text else "cut")
-    assert seen == {"garbage", "cut"}
+        seen.add("garbage" if "data: {garbage" in text else "no-stop")
+    assert seen == {"garbage", "drop", "no-stop"}
     direct = httpx2.post(
         f"{emulator_url}/v1/messages", json=body, headers={"x-api-key": "t"}, timeout=30
     ).text
     assert "event: message_stop" in direct
+
+
+def test_the_proxy_passes_an_upstream_drop_on_as_a_cut_not_a_clean_end(start_emulator):
+    import httpx2
+
+    url = start_emulator(length=300, faults="drop@1")
+    body = {
+        "model": soak.MODEL,
+        "max_tokens": 300,
+        "stream": True,
+        "messages": [{"role": "user", "content": "hi"}],
+    }
+    with soak.malformed_proxy(url, seed=0, rate=0.0) as (proxy, _):
+        with pytest.raises(httpx2.RemoteProtocolError, match="incomplete chunked read"):
+            httpx2.post(f"{proxy}/v1/messages", json=body, headers={"x-api-key": "t"}, timeout=30)
+        clean = httpx2.post(f"{proxy}/v1/messages", json=body, headers={"x-api-key": "t"}, timeout=30)
+    assert "event: message_stop" in clean.text  # request 2 is clean, and relayed whole
