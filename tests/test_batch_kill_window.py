@@ -308,6 +308,25 @@ def test_a_job_the_service_lists_late_is_still_found(start_emulator, env, tmp_pa
     assert done.warnings == []
 
 
+def test_a_resume_after_a_kill_waits_only_for_the_listing_not_a_whole_create_timeout(
+    start_emulator, env, tmp_path, clean
+):
+    # The real create timeout (600 s): the killed process cannot still be sending, so a resume
+    # waits only list_delay for the service to list a job, then sends the round once.
+    url = start_emulator(length=700)
+    env(url)
+    journal = tmp_path / "j.sqlite3"
+    batch_id = _die(url, journal, "before create")
+    options = {**ARGS, "driver_options": {"create_timeout": 600.0, "clock_skew": 0.5, "list_delay": 0.5}}
+    started = time.monotonic()
+    done = autocontinue.batch(resume=batch_id, journal=str(journal), **options)
+    assert time.monotonic() - started < 120  # not the 600 s a create on its way could take
+    assert [(r.id, r.text, r.stop_reason, r.rounds) for r in done.results] == clean
+    _every_round_billed_once(url)
+    states = [state for (state,) in _table(journal, "SELECT state FROM batch_intents ORDER BY id")]
+    assert states == ["dropped"] + ["submitted"] * ROUNDS
+
+
 def test_a_retry_after_a_429_waits_its_retry_after_and_its_job_is_found(start_emulator, env, tmp_path, clean):
     # The first create gets 429 with retry-after 3 (longer than the create timeout plus the
     # skew); the retry lands and the process dies before it learns the id. The retry's send

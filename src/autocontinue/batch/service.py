@@ -64,6 +64,9 @@ CLOCK_SKEW = 60.0
 #: Seconds a create call may take before it is given up (its response lost): a job created
 #: later than its intent plus this (and the skew) was not made by that call.
 CREATE_TIMEOUT = 600.0
+#: Seconds the service may take to list a job once no create call can still be on its way
+#: (the process that sent it is dead, or the service has answered it).
+LIST_DELAY = 30.0
 
 #: How far a result's input tokens may be from ``count_tokens`` for its request and still be
 #: taken for that request: the API calls the count an estimate that "may differ by a small
@@ -163,6 +166,7 @@ class ServiceDriver:
     #: ``CREATE_TIMEOUT`` and ``CLOCK_SKEW`` for this driver (small in tests).
     create_timeout: float = CREATE_TIMEOUT
     clock_skew: float = CLOCK_SKEW
+    list_delay: float = LIST_DELAY
 
     async def run(self, records: list[Any]) -> None:
         backend = BatchesBackend(self.client, beta_300k=self.beta_300k)
@@ -288,7 +292,12 @@ class ServiceDriver:
                         self.store.drop_intent(intent.id)  # the service refused it: no job to find
                     raise _mapped(error, model) from None
                 wait = retry_after(error)
-            found = await self.find_landed(intent, ours) if landed else None
+                # A lost connection or timeout: the request may still reach the service, so its
+                # job is looked for until the create could no longer land. A 5xx was the
+                # service's answer: nothing is on its way any more, only the listing may lag.
+                answered = isinstance(getattr(error, "status_code", None), int)
+            settled = time.time() + self.list_delay if answered else None
+            found = await self.find_landed(intent, ours, settled=settled) if landed else None
             if found is not None:
                 return found
             await asyncio.sleep(wait if wait is not None else _CREATE_BACKOFF * 2**attempt)
@@ -299,14 +308,19 @@ class ServiceDriver:
     async def _settle_intents(self, active: list[_Item]) -> None:
         """Turn each intent whose create may have landed into a job to collect, or drop it."""
         ours = _our_requests(active)
+        # The process that journaled these intents is gone (its connections died with it):
+        # a create it sent has reached the service or never will, so only the listing lags.
+        settled = time.time() + self.list_delay
         for intent in self.store.intents(self.batch_id):
-            found = await self.find_landed(intent, ours)
+            found = await self.find_landed(intent, ours, settled=settled)
             if found is None:
                 self.store.drop_intent(intent.id)
             else:
                 self.store.intent_landed(self.batch_id, intent.id, found)
 
-    async def find_landed(self, intent: JobIntent, ours: dict[str, Any]) -> str | None:
+    async def find_landed(
+        self, intent: JobIntent, ours: dict[str, Any], *, settled: float | None = None
+    ) -> str | None:
         """The service job an intent's create made, or None if it never reached the service.
 
         ``ours`` holds the batch request parameters of this round by custom id. Candidates: the
@@ -319,7 +333,10 @@ class ServiceDriver:
         list is polled for new candidates and every candidate at once, each every
         ``poll_interval`` (their requests are not visible while they run) until one of them
         has ended and is confirmed, nearest the intent first; one that has not ended is not
-        waited for once another is confirmed.
+        waited for once another is confirmed. ``settled`` (epoch seconds) ends that wait
+        sooner when no create can still be on its way: a resume (the process that sent it is
+        dead) or a create the service answered with a 5xx wait only ``list_delay`` for the
+        listing to show a job.
 
         Confirmed means that the results hold exactly the intent's custom ids
         (``<item>-r<round>``) AND that their requests are ours: custom ids repeat across jobs
@@ -345,6 +362,7 @@ class ServiceDriver:
         known = self.store.known_service_ids()
         since = intent.created - self.clock_skew
         until = intent.last_sent + self.create_timeout + self.clock_skew
+        give_up = until if settled is None else min(until, settled)
         wanted = set(intent.custom_ids)
         candidates: dict[str, float] = {}  # service id: created, epoch seconds
         decided: set[str] = set()
@@ -375,7 +393,7 @@ class ServiceDriver:
                     )
             if confirmed:
                 break
-            if time.time() > until and decided >= set(candidates):
+            if time.time() > give_up and decided >= set(candidates):
                 return None
             await asyncio.sleep(self.poll_interval)
         chosen, *others = confirmed
