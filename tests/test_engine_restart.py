@@ -85,6 +85,23 @@ def test_a_restarted_first_continuation_is_retried_and_none_of_it_is_streamed():
     assert len(result.rounds) == 3 and requests == 3  # one call more, for the one restart
 
 
+def test_a_round_cut_short_reports_what_the_service_counted_when_the_call_opened():
+    # The restart round is read only until the restart is certain, then its stream is closed:
+    # the service never sends that call's final usage. What message_start counted (the
+    # prompt's tokens) and the request id are kept, and the text received is counted as
+    # output (about 4 characters a token), so the run's cost does not leave the call out.
+    with run_emulator(seed=3, length=1800, quirks="restart:1") as url:
+        _, result = _streamed(url, max_tokens_per_call=1000)
+    restarted, retry = result.rounds[1], result.rounds[2]
+    assert restarted.stop_reason == "restart"
+    assert restarted.request_id and restarted.request_id.startswith("req_")
+    # Both calls send the same prompt, bar the firmer instruction of the retry.
+    assert restarted.usage.total_input_tokens > 0
+    assert abs(restarted.usage.total_input_tokens - retry.usage.total_input_tokens) < 80
+    assert restarted.usage.output_tokens > 0 and restarted.cost_usd > 0
+    assert result.cost_usd == pytest.approx(sum(r.cost_usd for r in result.rounds))
+
+
 def test_a_restarted_section_is_retried_from_its_heading(tmp_path):
     corpus = tmp_path / "guide.md"
     # The sections are shorter than the echo window, which the section rule reads the heading in.

@@ -173,9 +173,12 @@ def test_a_stream_cut_mid_round_is_retried_once_with_no_text_lost_or_repeated(fa
     (retry,) = [e for e in events if isinstance(e, Retrying)]
     assert re.fullmatch(CUT_CAUSES[fault], retry.error), retry.error
     cut = [r for r in result.rounds if r.stop_reason == "interrupted"]
-    assert len(cut) == 1 and cut[0].chars > 0 and cut[0].usage.output_tokens == 0
+    assert len(cut) == 1 and cut[0].chars > 0 and cut[0].request_id
+    # A cut call is billed at least its prompt (message_start's count) and the text received
+    # (about 4 characters a token); the emulator bills a call only when its stream completes.
+    assert cut[0].usage.input_tokens > 0 and cut[0].usage.output_tokens >= cut[0].chars // 4
     assert (stats["requests"], stats["errors"]) == (len(result.rounds), 1)
-    assert result.usage.output_tokens == stats["output_tokens"]  # the cut call billed nothing
+    assert result.usage.output_tokens - cut[0].usage.output_tokens == stats["output_tokens"]
 
 
 @pytest.mark.parametrize("fault", sorted(CUT_CAUSES))

@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from . import seams
-from .backends.base import Backend, BackendDelta, RoundEnd, RoundRequest
+from .backends.base import Backend, BackendDelta, RoundEnd, RoundOpened, RoundRequest
 from .errors import (
     AutocontinueError,
     BackendError,
@@ -190,7 +190,7 @@ class Answered:
 
 
 #: What ``Engine.step`` takes.
-Happened = BackendDelta | RoundEnd | AutocontinueError | StreamEnded | Slept | Answered
+Happened = BackendDelta | RoundOpened | RoundEnd | AutocontinueError | StreamEnded | Slept | Answered
 
 
 class Engine:
@@ -318,6 +318,10 @@ class Engine:
             if not self.round_cut_short:
                 return events, None
             return self._then(events + self.end_round(None))
+        if isinstance(happened, RoundOpened):
+            if self._round is not None:
+                self._round.opened = happened
+            return [], None
         if isinstance(happened, RoundEnd):
             return self._then(self.end_round(happened))
         if isinstance(happened, Answered):
@@ -497,7 +501,12 @@ class Engine:
         self._round = None
         self._next_prompt_tokens = None
         if end is None:
-            end = RoundEnd(stop_reason=current.cut or "interrupted", usage=Usage())
+            opened = current.opened
+            end = RoundEnd(
+                stop_reason=current.cut or "interrupted",
+                usage=current.partial_usage(),
+                request_id=opened.request_id if opened is not None else None,
+            )
         continuing = end.stop_reason in ("max_tokens", "interrupted", "restart")
         capped = end.stop_reason == "max_tokens"
         # The tail stays held even when the round ended: the run may still go on (min_words),
@@ -677,8 +686,25 @@ class _RoundInProgress:
         state.start_segment()
         self.chars = 0
         self.events: list[Event] = []
+        #: The backend's word that the service took the call (its prompt usage, request id).
+        self.opened: RoundOpened | None = None
+        #: Characters the model sent in this round, before any seam repair.
+        self.received = 0
+
+    def partial_usage(self) -> Usage:
+        """What a round that ended without the service's final count was billed, at least.
+
+        The prompt's side as the service counted it when the call opened, and the output as
+        the text received, at about 4 characters a token (the tokens written after the reading
+        stopped are not seen). Nothing when the backend did not say (local model: free).
+        """
+        if self.opened is None:
+            return Usage()
+        received = -(-self.received // 4)
+        return replace(self.opened.usage, output_tokens=max(self.opened.usage.output_tokens, received))
 
     def feed(self, text: str) -> list[Event]:
+        self.received += len(text)
         if not text or self.cut:
             return []
         out = self.repairer.feed(text) if self.repairer else text

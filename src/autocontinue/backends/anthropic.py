@@ -59,6 +59,7 @@ from .base import (
     BackendDelta,
     BackendEvent,
     RoundEnd,
+    RoundOpened,
     RoundRequest,
     retry_after,
     transport_errors,
@@ -381,6 +382,7 @@ class _Accumulator:
         kind = getattr(event, "type", None)
         if kind == "message_start":
             self.usage = _usage(event.message.usage)
+            return [RoundOpened(self.usage, self.request_id)]
         elif kind == "content_block_start":
             block_type = getattr(event.content_block, "type", "")
             if block_type in ("thinking", "redacted_thinking"):

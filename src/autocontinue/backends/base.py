@@ -21,6 +21,7 @@ from ..usage import Usage
 
 __all__ = [
     "transport_errors",
+    "RoundOpened",
     "retry_after",
     "parse_retry_after",
     "MAX_RETRY_AFTER",
@@ -74,7 +75,20 @@ class RoundEnd:
     request_id: str | None = None
 
 
-BackendEvent = BackendDelta | RoundEnd
+@dataclass(frozen=True)
+class RoundOpened:
+    """The service took the call: what it counts so far (the prompt's side) and its request id.
+
+    Sent first by a backend that knows it (the Messages API's ``message_start``), so a round
+    that is cut short (``until``, a restart) or breaks still reports what it was billed for the
+    prompt, and its request id, instead of nothing.
+    """
+
+    usage: Usage
+    request_id: str | None = None
+
+
+BackendEvent = BackendDelta | RoundOpened | RoundEnd
 
 
 class Backend(abc.ABC):
