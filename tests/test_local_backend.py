@@ -523,3 +523,30 @@ async def test_async_rounds_run_through_worker_threads(greedy):
     text = "".join(e.text for e in events if isinstance(e, BackendDelta))
     again, _, _ = run_round(greedy, STORY, 6)  # the lock was released by the async stream
     assert text == again
+
+
+def test_the_model_runs_with_flash_attention(backend):
+    import llama_cpp
+
+    # What llama-server runs by default (auto picks it on the CPU): fewer graph nodes a token.
+    params = backend._loaded().llm.context_params
+    assert params.flash_attn_type == llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
+
+
+def test_a_model_that_cannot_use_flash_attention_loads_without_it(monkeypatch):
+    import llama_cpp
+
+    real = llama_cpp.Llama
+
+    def without_flash_attention(*args, flash_attn=False, **kwargs):
+        # Stands in for a model or device llama.cpp refuses flash attention on (none here).
+        if flash_attn:
+            raise ValueError("Failed to create llama_context")
+        return real(*args, flash_attn=flash_attn, **kwargs)
+
+    monkeypatch.setattr(llama_cpp, "Llama", without_flash_attention)
+    llm = model_module._open_llama(bundled_model_path(), 512, 1, False)
+    try:
+        assert llm.context_params.flash_attn_type == llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+    finally:
+        llm.close()

@@ -219,13 +219,14 @@ def _open_llama(path: str, n_ctx: int | None, n_threads: int, verbose: bool) -> 
     _quiet_llama_logs(verbose)
     try:
         window = n_ctx or min(_trained_context(path, verbose) or DEFAULT_N_CTX, DEFAULT_N_CTX)
-        llm = llama_cpp.Llama(
-            model_path=path,
-            n_ctx=window,
-            n_threads=n_threads,
-            n_threads_batch=n_threads,
-            verbose=verbose,
+        settings: dict[str, Any] = dict(
+            model_path=path, n_ctx=window, n_threads=n_threads, n_threads_batch=n_threads
         )
+        try:
+            llm = llama_cpp.Llama(**settings, flash_attn=True, verbose=verbose)
+        except (ValueError, RuntimeError):  # a model or device without it: the plain kernels
+            _quiet_llama_logs(verbose)
+            llm = llama_cpp.Llama(**settings, flash_attn=False, verbose=verbose)
     except (ValueError, RuntimeError, OSError) as exc:
         raise BackendUnavailableError(
             f"llama.cpp could not load {path}: {' '.join(str(exc).split())}", hint=PATH_HINT
