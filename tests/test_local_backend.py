@@ -6,7 +6,10 @@ The model is loaded once for the module; every generation is short (tens of toke
 
 from __future__ import annotations
 
+import asyncio
 import os
+import threading
+import time
 
 import pytest
 
@@ -525,6 +528,46 @@ async def test_async_rounds_run_through_worker_threads(greedy):
     assert text == again
 
 
+async def test_an_async_round_runs_on_while_its_reader_holds_the_first_delta(greedy):
+    # The base class stepped the sync stream with one to_thread per event, so the model stood
+    # still until the reader asked for the next token (a thread hop each way per token).
+    request = RoundRequest(model=greedy.default_model, messages=STORY, max_tokens=6)
+    loaded = greedy._loaded()
+    stream = greedy.astream_round(request)
+    first = await stream.__anext__()
+    assert isinstance(first, BackendDelta)
+    deadline = time.monotonic() + 20
+    while loaded.lock.locked() and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    assert not loaded.lock.locked()  # the round ran to its end unread
+    rest = [event async for event in stream]
+    assert isinstance(rest[-1], RoundEnd) and rest[-1].usage.output_tokens == 6
+    again, _, _ = run_round(greedy, STORY, 6)
+    assert first.text + "".join(e.text for e in rest if isinstance(e, BackendDelta)) == again
+
+
+async def test_an_async_round_closed_early_stops_and_frees_the_model(greedy):
+    request = RoundRequest(model=greedy.default_model, messages=STORY, max_tokens=300)
+    loaded = greedy._loaded()
+    stream = greedy.astream_round(request)
+    assert isinstance(await stream.__anext__(), BackendDelta)
+    await stream.aclose()
+    assert not loaded.lock.locked()
+    kept = sum(len(chunk.tokens) for chunk in loaded.history)
+    prompt = greedy.count_tokens(RoundRequest(model=greedy.default_model, messages=STORY, max_tokens=1))
+    assert kept < prompt + 300  # it stopped, not ran on to max_tokens
+    _, end, _ = run_round(greedy, STORY, 3)
+    assert end.usage.reused_prompt_tokens > 0
+
+
+async def test_an_async_round_raises_the_rounds_error(greedy):
+    request = RoundRequest(model=greedy.default_model, messages=STORY, max_tokens=10**6)
+    with pytest.raises(ContextWindowError):
+        async for _ in greedy.astream_round(request):
+            pass
+    assert not greedy._loaded().lock.locked()
+
+
 def test_the_model_runs_with_flash_attention(backend):
     import llama_cpp
 
@@ -550,3 +593,32 @@ def test_a_model_that_cannot_use_flash_attention_loads_without_it(monkeypatch):
         assert llm.context_params.flash_attn_type == llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
     finally:
         llm.close()
+
+
+async def _eval_threads(backend, request):
+    """The threads that evaluated tokens during one async round (``eval`` observed, still run)."""
+    llm = backend._loaded().llm
+    seen: set[int] = set()
+    real = llm.eval
+
+    def observed(tokens):
+        seen.add(threading.get_ident())
+        return real(tokens)
+
+    llm.eval = observed
+    try:
+        async for _ in backend.astream_round(request):
+            await asyncio.sleep(0)
+    finally:
+        del llm.eval
+    return seen
+
+
+def test_every_async_round_runs_on_one_thread_whatever_the_event_loop(greedy):
+    # Each event loop has its own default executor: rounds stepped there ran on a new thread
+    # per loop (and per event), and each thread kept an OpenMP team that slowed the others.
+    request = RoundRequest(model=greedy.default_model, messages=STORY, max_tokens=4)
+    first = asyncio.run(_eval_threads(greedy, request))
+    second = asyncio.run(_eval_threads(greedy, request))
+    assert len(first) == 1 and first == second
+    assert threading.get_ident() not in first
