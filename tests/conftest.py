@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from typing import Any
 
 import pytest
 
@@ -190,3 +191,14 @@ def llama_cpp_python_server_url():
     root = f"http://127.0.0.1:{port}"
     with _serving(command, f"{root}/v1/models"):
         yield f"{root}/v1"
+
+
+def configure_batches(url: str, **settings: Any) -> None:
+    """Set the emulator's Message Batches knobs (processing_delay, create_delay, create_errors...)."""
+    request = urllib.request.Request(
+        f"{url}/emulator/batches",
+        data=json.dumps(settings).encode(),
+        method="POST",
+        headers={"content-type": "application/json"},
+    )
+    urllib.request.urlopen(request).read()

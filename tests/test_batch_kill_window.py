@@ -27,6 +27,7 @@ from typing import Any
 
 import anthropic
 import pytest
+from conftest import configure_batches
 
 import autocontinue
 from autocontinue.batch.store import BatchStore
@@ -87,16 +88,6 @@ def _items(n: int = 3) -> list[dict[str, str]]:
 def _get(url: str) -> dict[str, Any]:
     with urllib.request.urlopen(f"{url}/emulator/batches") as response:
         return dict(json.load(response))
-
-
-def _configure(url: str, **settings: Any) -> None:
-    request = urllib.request.Request(
-        f"{url}/emulator/batches",
-        data=json.dumps(settings).encode(),
-        method="POST",
-        headers={"content-type": "application/json"},
-    )
-    urllib.request.urlopen(request).read()
 
 
 @pytest.fixture
@@ -204,7 +195,7 @@ def test_a_create_whose_response_times_out_is_found_not_sent_again(start_emulato
     # looks for the job instead.
     url = start_emulator(length=700)
     env(url)
-    _configure(url, create_delay=3.0)  # every create's response arrives after the client gave up
+    configure_batches(url, create_delay=3.0)  # every create's response arrives after the client gave up
     client = anthropic.AsyncAnthropic(base_url=url, api_key="k", timeout=1.0)  # default retries
     done = autocontinue.batch(_items(), journal=str(tmp_path / "j.sqlite3"), client=client, **ARGS)
     assert [(r.id, r.text, r.stop_reason, r.rounds) for r in done.results] == clean
@@ -238,7 +229,7 @@ def test_kill_9_of_the_cli_while_the_create_response_is_on_its_way(start_emulato
     command += ["--poll-interval", "0.01", "--journal", str(tmp_path / "j.sqlite3"), "-q"]
     child_env = {**os.environ, "ANTHROPIC_BASE_URL": url, "ANTHROPIC_API_KEY": "k"}
     child_env["PYTHONPATH"] = os.pathsep.join([str(Path(autocontinue.__file__).parents[1]), *sys.path])
-    _configure(url, create_delay=60)
+    configure_batches(url, create_delay=60)
     process = subprocess.Popen(command, env=child_env, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
     while _get(url)["batches"] == 0 and process.poll() is None and time.monotonic() < deadline:
@@ -246,7 +237,7 @@ def test_kill_9_of_the_cli_while_the_create_response_is_on_its_way(start_emulato
     assert process.poll() is None, process.stderr.read() if process.stderr else ""
     process.send_signal(signal.SIGKILL)
     process.wait()
-    _configure(url, create_delay=0)
+    configure_batches(url, create_delay=0)
 
     rerun = subprocess.run(command, env=child_env, capture_output=True, text=True, timeout=120)
     assert rerun.returncode == 0, rerun.stderr
@@ -334,7 +325,7 @@ def test_a_retry_after_a_429_waits_its_retry_after_and_its_job_is_found(start_em
     url = start_emulator(length=700)
     env(url)
     journal = tmp_path / "j.sqlite3"
-    _configure(url, create_errors=["429/3"])
+    configure_batches(url, create_errors=["429/3"])
     batch_id = _die(url, journal, "after create")
     ((created, last_sent),) = _table(journal, "SELECT created, last_sent FROM batch_intents")
     (job,) = anthropic.Anthropic(base_url=url, api_key="k").messages.batches.list()
@@ -354,9 +345,9 @@ def test_a_confirmed_job_is_taken_without_waiting_for_a_running_candidate(
     env(url)
     journal = tmp_path / "j.sqlite3"
     batch_id = _die(url, journal, "after create")  # our job, ended at once
-    _configure(url, processing_delay=30)
+    configure_batches(url, processing_delay=30)
     _foreign(url)  # another candidate, still running for 30 s
-    _configure(url, processing_delay=0)
+    configure_batches(url, processing_delay=0)
 
     started = time.monotonic()
     done = autocontinue.batch(resume=batch_id, journal=str(journal), **ARGS)
@@ -399,7 +390,7 @@ def test_a_create_the_service_keeps_refusing_is_one_line_with_a_hint(start_emula
     url = start_emulator(length=700)
     source = tmp_path / "in.jsonl"
     source.write_text("".join(json.dumps(item) + "\n" for item in _items()))
-    _configure(url, create_errors=["429/0"] * 3)
+    configure_batches(url, create_errors=["429/0"] * 3)
     run = _cli(url, tmp_path, str(source), "--via", "batches", "--model", MODEL, "--poll-interval", "0.01")
     assert run.returncode == 3, run.stderr
     lines = run.stderr.strip().splitlines()
@@ -414,7 +405,7 @@ def test_a_round_billed_twice_is_told_under_q_even_when_the_run_fails_later(star
     journal = tmp_path / "j.sqlite3"
     batch_id = _die(url, journal, "after create")
     anthropic.Anthropic(base_url=url, api_key="k").messages.batches.create(requests=_Batches.sent)
-    _configure(url, create_errors=["429/0"] * 3)  # round 1's create then fails for good
+    configure_batches(url, create_errors=["429/0"] * 3)  # round 1's create then fails for good
 
     args = ["--resume", batch_id, "-q", "--poll-interval", "0.01"]
     failed = _cli(url, tmp_path, *args)

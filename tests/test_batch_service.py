@@ -8,23 +8,13 @@ import urllib.request
 
 import anthropic
 import pytest
-from conftest import emulator_stats
+from conftest import configure_batches, emulator_stats
 
 import autocontinue
 from autocontinue.batch.store import BatchStore
 from autocontinue.emulator import ManualClock
 
 MODEL = "claude-haiku-4-5"
-
-
-def _configure(url: str, **settings) -> None:
-    request = urllib.request.Request(
-        f"{url}/emulator/batches",
-        data=json.dumps(settings).encode(),
-        method="POST",
-        headers={"content-type": "application/json"},
-    )
-    urllib.request.urlopen(request).read()
 
 
 def _billed(url: str) -> dict[str, int]:
@@ -44,7 +34,7 @@ def client(start_emulator):
 
 def test_a_batch_is_processed_after_its_delay_and_its_results_are_jsonl(client):
     url = str(client.base_url).rstrip("/")
-    _configure(url, processing_delay=60)
+    configure_batches(url, processing_delay=60)
     batch = client.messages.batches.create(
         requests=[
             {"custom_id": "a-r0", "params": _params("one")},
@@ -95,7 +85,7 @@ def test_create_refuses_what_the_api_refuses(client, requests, message):
 
 def test_retrieve_list_cancel_and_delete(client):
     url = str(client.base_url).rstrip("/")
-    _configure(url, processing_delay=3600)
+    configure_batches(url, processing_delay=3600)
     with pytest.raises(anthropic.NotFoundError):
         client.messages.batches.retrieve("msgbatch_nope")
     ids = [
@@ -230,7 +220,7 @@ def test_an_answer_that_reaches_until_in_a_batch_keeps_its_billed_usage(start_em
 def test_errored_and_expired_results_are_retried_in_the_next_job(start_emulator, env, tmp_path):
     url = start_emulator(length=200)
     env(url)
-    _configure(url, outcomes=["expired", "errored"])
+    configure_batches(url, outcomes=["expired", "errored"])
     result = autocontinue.batch(
         _items(3),
         journal=str(tmp_path / "j.sqlite3"),
@@ -250,7 +240,7 @@ def test_a_resumed_batch_collects_the_job_still_running_instead_of_paying_again(
     clock = ManualClock()
     url = start_emulator(length=200, clock=clock)
     env(url)
-    _configure(url, processing_delay=600)
+    configure_batches(url, processing_delay=600)
     journal = str(tmp_path / "j.sqlite3")
     args = dict(journal=journal, via="batches", model=MODEL, poll_interval=0.01)
 
