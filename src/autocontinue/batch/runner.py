@@ -95,7 +95,7 @@ def _check_via_backend(via: str, backend: Any, options: dict[str, Any]) -> None:
     quietly replaced by the Anthropic service (which would bill the user's Anthropic key)."""
     if via != "batches":
         return
-    name = getattr(backend, "name", backend)
+    name = _backend_name(backend)
     if name is None and options.get("model_path"):
         name = "local"
     if name not in (None, "anthropic"):
