@@ -65,7 +65,7 @@ from .base import (
     transport_errors,
 )
 
-__all__ = ["AnthropicBackend", "api_version", "map_error", "request_params", "request_refusal"]
+__all__ = ["AnthropicBackend", "api_version", "map_error", "request_params", "request_refusal", "usage_of"]
 
 _PREFILL_REFUSED = "does not support assistant message prefill"
 _CONTEXT_MARKERS = ("prompt is too long", "exceed context limit", "context window")
@@ -189,7 +189,8 @@ def _last_prompt_user_index(messages: list[dict[str, Any]]) -> int | None:
     return index
 
 
-def _usage(raw: Any) -> Usage:
+def usage_of(raw: Any) -> Usage:
+    """An SDK ``usage`` object (a stream's or a message's) as a ``Usage``; empty for None."""
     if raw is None:
         return Usage()
     created = getattr(raw, "cache_creation", None)
@@ -381,7 +382,7 @@ class _Accumulator:
         self.events += 1
         kind = getattr(event, "type", None)
         if kind == "message_start":
-            self.usage = _usage(event.message.usage)
+            self.usage = usage_of(event.message.usage)
             return [RoundOpened(self.usage, self.request_id)]
         elif kind == "content_block_start":
             block_type = getattr(event.content_block, "type", "")
@@ -432,7 +433,7 @@ class _Accumulator:
         return incomplete_stream(self.events, "".join(self.text), size if isinstance(size, int) else None)
 
     def _merge_final_usage(self, raw: Any) -> None:
-        final = _usage(raw)
+        final = usage_of(raw)
         self.usage = Usage(
             input_tokens=final.input_tokens or self.usage.input_tokens,
             output_tokens=final.output_tokens,

@@ -28,7 +28,7 @@ from datetime import datetime
 from typing import Any
 
 from .. import api
-from ..backends.anthropic import map_error, request_params
+from ..backends.anthropic import map_error, request_params, usage_of
 from ..backends.base import Backend, BackendEvent, RoundEnd, RoundRequest, retry_after
 from ..catalogue import ANTHROPIC_DEFAULT_MODEL, ModelSpec, find_model, lookup_model
 from ..engine import Action, Answered, Call, Done, Engine, Sleep, Slept
@@ -44,7 +44,6 @@ from ..errors import (
 from ..events import Event, Result, RoundFinished
 from ..journal import Journal
 from ..options import Options
-from ..usage import Usage
 from .items import BatchItem
 from .live import failed_result, result_of, resume_point
 from .models import BETA_300K, allows_300k, batch_spec
@@ -184,8 +183,8 @@ class ServiceDriver:
                 jobs = [(job.service_id, set(job.custom_ids))]
             else:
                 jobs = [
-                    (await self._submit(group), {str(a.sent_id) for a in group})
-                    for group in self._groups(active)
+                    (await self._submit(group, beta), {str(a.sent_id) for a in group})
+                    for group, beta in self._groups(active)
                 ]
             for service_id, sent in jobs:
                 results = await self._collect(service_id)
@@ -252,10 +251,10 @@ class ServiceDriver:
         a.action = action
         a.sent_id = custom_id(a.item, action.request.round_index)
 
-    async def _submit(self, active: list[_Item]) -> str:
+    async def _submit(self, active: list[_Item], beta: bool) -> str:
         ours = _our_requests(active)
         requests = [{"custom_id": cid, "params": params} for cid, params in ours.items()]
-        headers = {"anthropic-beta": BETA_300K} if self._wants_beta(active) else {}
+        headers = {"anthropic-beta": BETA_300K} if beta else {}
         # Committed before the call: if this process dies once the service has the job but
         # before the line after the call, the resume finds the job instead of paying again.
         intent = self.store.add_intent(self.batch_id, list(ours))
@@ -435,11 +434,7 @@ class ServiceDriver:
                 return f"the input tokens of {cid} could not be counted ({_one_line(value)})"
             counts[cid] = value
         for cid, message in answered.items():
-            usage = message.usage
-            read = sum(
-                getattr(usage, kind, 0) or 0
-                for kind in ("input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
-            )
+            read = usage_of(message.usage).total_input_tokens
             if abs(read - counts[cid]) > max(_TOKEN_SLACK, _TOKEN_SLACK_SHARE * counts[cid]):
                 return f"{cid} read {read} input tokens where this batch's request has {counts[cid]}"
         return None
@@ -451,17 +446,15 @@ class ServiceDriver:
         if self.on_warning is not None:
             self.on_warning(line)
 
-    def _wants_beta(self, active: list[_Item]) -> bool:
-        return self.beta_300k and any(a.request and allows_300k(a.engine.state.spec) for a in active)
-
-    def _groups(self, active: list[_Item]) -> list[list[_Item]]:
-        """The round's calls as jobs: those of models with the 300k beta in one job (sent with
-        its header), the others in another, so no request goes out under a beta its model
-        does not have (the header is per create call, not per request)."""
+    def _groups(self, active: list[_Item]) -> list[tuple[list[_Item], bool]]:
+        """The round's calls as jobs, each with whether it goes under the 300k beta: those of
+        models with the beta in one job (sent with its header), the others in another, so no
+        request goes out under a beta its model does not have (the header is per create call,
+        not per request)."""
         calls = [a for a in active if a.request is not None and a.sent_id is not None]
         beta = [a for a in calls if self.beta_300k and allows_300k(a.engine.state.spec)]
         plain = [a for a in calls if a not in beta]
-        return [group for group in (beta, plain) if group]
+        return [(group, under) for group, under in ((beta, True), (plain, False)) if group]
 
     async def _wait_ended(self, service_id: str) -> None:
         while True:
@@ -563,24 +556,11 @@ def _happened(result: Any) -> Answered | BackendError:
     text = "".join(block.text for block in message.content if getattr(block, "type", "") == "text")
     end = RoundEnd(
         stop_reason=message.stop_reason or "end_turn",
-        usage=_usage(message.usage),
+        usage=usage_of(message.usage),
         stop_sequence=message.stop_sequence,
         request_id=message.id,
     )
     return Answered(text, end)
-
-
-def _usage(raw: Any) -> Usage:
-    created = getattr(raw, "cache_creation", None)
-    return Usage(
-        input_tokens=raw.input_tokens or 0,
-        output_tokens=raw.output_tokens or 0,
-        cache_creation_input_tokens=getattr(raw, "cache_creation_input_tokens", 0) or 0,
-        cache_creation_1h_input_tokens=(getattr(created, "ephemeral_1h_input_tokens", 0) or 0)
-        if created
-        else 0,
-        cache_read_input_tokens=getattr(raw, "cache_read_input_tokens", 0) or 0,
-    )
 
 
 def _error_of(result: Any) -> BackendError:
