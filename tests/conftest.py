@@ -55,6 +55,17 @@ def start_emulator():
         yield start
 
 
+@pytest.fixture
+def env(monkeypatch):
+    """``env(url)``: point the Anthropic SDK's environment at an emulator (its URL, a test key)."""
+
+    def point(url: str) -> None:
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", url)
+        monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key")
+
+    return point
+
+
 def emulator_stats(url: str) -> dict:
     """``GET /emulator/stats`` as a dict."""
     with urllib.request.urlopen(f"{url}/emulator/stats") as response:

@@ -91,15 +91,6 @@ def _get(url: str) -> dict[str, Any]:
 
 
 @pytest.fixture
-def env(monkeypatch):
-    def point(url: str) -> None:
-        monkeypatch.setenv("ANTHROPIC_BASE_URL", url)
-        monkeypatch.setenv("ANTHROPIC_API_KEY", "k")
-
-    return point
-
-
-@pytest.fixture
 def clean(start_emulator, env, tmp_path):
     """The uninterrupted batch's (id, text, stop_reason, rounds), on an emulator of its own."""
     env(start_emulator(length=700))

@@ -20,15 +20,6 @@ from autocontinue.journal import Journal
 MODEL = "claude-haiku-4-5"
 
 
-@pytest.fixture
-def env(monkeypatch):
-    def point(url: str) -> None:
-        monkeypatch.setenv("ANTHROPIC_BASE_URL", url)
-        monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key")
-
-    return point
-
-
 def _items(n: int, **options):
     return [{"id": f"item-{i}", "prompt": f"Write report number {i} in full", **options} for i in range(n)]
 

@@ -149,15 +149,6 @@ def test_the_300k_beta_allows_longer_calls_on_models_that_have_it(client):
 # -- via="batches" ---------------------------------------------------------------------------
 
 
-@pytest.fixture
-def env(monkeypatch):
-    def point(url: str) -> None:
-        monkeypatch.setenv("ANTHROPIC_BASE_URL", url)
-        monkeypatch.setenv("ANTHROPIC_API_KEY", "k")
-
-    return point
-
-
 def _items(n: int):
     return [{"id": f"doc{i}", "prompt": f"Write document {i} in full"} for i in range(n)]
 
