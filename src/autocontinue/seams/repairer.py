@@ -22,6 +22,7 @@ only when no later text can change its decision.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Literal
 
@@ -304,17 +305,20 @@ class SeamRepairer:
 
     def _decided(self, text: str, raw: bool, expected: str) -> bool:
         """Can no later text change the restart verdict on ``text``?"""
-        if _settled(text, len(expected)) or (expected and text.startswith(expected)):
+        if _settled(text, len(expected)) or _regenerates(text, expected):
             return True
-        tail, evidence = self._restart_place(raw)
-        return restart_ruled_out(text, tail, self._head, **evidence)
+        return self._ask(restart_ruled_out, text, raw)
 
     def _confirmed(self, text: str, raw: bool, expected: str) -> bool:
         """Is ``text`` a restart whatever follows (so the engine can stop reading now)?"""
-        if len(text) < len(expected) or (expected and text.startswith(expected)):
+        if len(text) < len(expected) or _regenerates(text, expected):
             return False
+        return self._ask(restart_confirmed, text, raw)
+
+    def _ask(self, check: Callable[..., bool], text: str, raw: bool) -> bool:
+        """One of the restart checks on an opening, where that opening stands in the text."""
         tail, evidence = self._restart_place(raw)
-        return restart_confirmed(text, tail, self._head, **evidence)
+        return check(text, tail, self._head, **evidence)
 
     def _restart_place(self, raw: bool) -> tuple[str, dict[str, bool]]:
         """Where an opening stands in the text, for the restart check: the text before it, and
@@ -338,16 +342,17 @@ class SeamRepairer:
         """Does the piece (before or after its echo is trimmed) open the answer or section again?"""
         expected = self._held_ws + self._word
         return any(
-            not (expected and text.startswith(expected)) and self._is_restart(text, raw)
+            not _regenerates(text, expected) and self._ask(is_restart, text, raw)
             for text, raw in ((self._raw_opening(), True), (self._opening, False))
         )
 
-    def _is_restart(self, text: str, raw: bool) -> bool:
-        tail, evidence = self._restart_place(raw)
-        return is_restart(text, tail, self._head, **evidence)
-
     def _add(self, note: str, **changes: str | bool) -> None:
         self.report = replace(self.report, notes=self.report.notes + (note,), **changes)  # type: ignore[arg-type]
+
+
+def _regenerates(text: str, expected: str) -> bool:
+    """Does the opening start by writing the held word again (what it was asked to regenerate)?"""
+    return bool(expected) and text.startswith(expected)
 
 
 def _settled(text: str, expected: int) -> bool:

@@ -26,6 +26,8 @@ differs, so no later text can make it one), and only when a restart is possible 
 
 from __future__ import annotations
 
+import functools
+
 __all__ = [
     "HEAD_WORDS",
     "SECTION_WORDS",
@@ -44,9 +46,12 @@ SECTION_WORDS = 4
 _HEAD_SKIP = 2
 
 
-def _head_windows(head: str) -> list[list[str]]:
+@functools.lru_cache(maxsize=16)
+def _head_windows(head: str) -> tuple[list[str], ...]:
     """The answer's first words, and the same after each of its first lines of at most
-    ``_HEAD_SKIP`` words in all (a fence, a tag, a short title)."""
+    ``_HEAD_SKIP`` words in all (a fence, a tag, a short title).
+
+    Cached: the repairer asks on every delta of a piece's opening, about the same head."""
     words = head.split()[: HEAD_WORDS + _HEAD_SKIP]
     windows, skip = [words[:HEAD_WORDS]], 0
     lines = head.lstrip().split("\n")
@@ -56,11 +61,14 @@ def _head_windows(head: str) -> list[list[str]]:
             break
         if line.split():
             windows.append(words[skip : skip + HEAD_WORDS])
-    return windows
+    return tuple(windows)
 
 
+@functools.lru_cache(maxsize=16)
 def _current_heading(tail: str) -> tuple[str, str]:
-    """The last markdown heading line in ``tail``, stripped, and the text after it ("" when none)."""
+    """The last markdown heading line in ``tail``, stripped, and the text after it ("" when none).
+
+    Cached: the repairer asks on every delta of a piece's opening, about the same tail."""
     lines = tail.split("\n")
     for i in range(len(lines) - 2, -1, -1):
         line = lines[i]
