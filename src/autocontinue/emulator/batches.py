@@ -38,7 +38,6 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any
 
 from starlette.requests import Request
@@ -48,6 +47,7 @@ from starlette.routing import Route
 from ..batch.models import BETA_300K, batch_spec
 from ..catalogue import ModelSpec
 from ..usage import Usage
+from .ratelimit import rfc3339
 from .request import ApiError, check_context, invalid, parse_request
 
 __all__ = ["BatchService", "batch_routes"]
@@ -238,10 +238,10 @@ class BatchService:
             "type": "message_batch",
             "processing_status": job.status,
             "request_counts": job.counts(),
-            "created_at": _timestamp(job.created),
-            "expires_at": _timestamp(job.created + DAY),
-            "ended_at": _timestamp(job.ended) if job.ended is not None else None,
-            "cancel_initiated_at": _timestamp(job.cancel_initiated)
+            "created_at": rfc3339(job.created, micro=True),
+            "expires_at": rfc3339(job.created + DAY, micro=True),
+            "ended_at": rfc3339(job.ended, micro=True) if job.ended is not None else None,
+            "cancel_initiated_at": rfc3339(job.cancel_initiated, micro=True)
             if job.cancel_initiated is not None
             else None,
             "archived_at": None,
@@ -324,11 +324,6 @@ def _raise_create_error(fault: str) -> None:
             {"retry-after": wait or "1"},
         )
     raise ApiError(500, "api_error", "Internal server error")
-
-
-def _timestamp(seconds: float) -> str:
-    """RFC 3339 with microseconds, as the API dates a batch (``2024-08-20T18:37:24.100435Z``)."""
-    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _errored(error: ApiError) -> dict[str, Any]:

@@ -25,8 +25,12 @@ DEFAULT_ITPM = 2_000_000
 DEFAULT_OTPM = 400_000
 
 
-def rfc3339(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+def rfc3339(timestamp: float, *, micro: bool = False) -> str:
+    """RFC 3339 in UTC, to the second (rate-limit resets) or the microsecond (``micro``: how the
+    API dates a batch, ``2024-08-20T18:37:24.100435Z``)."""
+    return datetime.fromtimestamp(timestamp, timezone.utc).strftime(
+        "%Y-%m-%dT%H:%M:%S.%fZ" if micro else "%Y-%m-%dT%H:%M:%SZ"
+    )
 
 
 class Bucket:
