@@ -259,8 +259,7 @@ class OpenAIBackend(Backend):
         if (after.kind, after.models) == (before.kind, before.models):
             return False  # the memory was right (its prefill verdicts too): the refusal stands
         key = self.endpoint_key()
-        self.memory.forget(key)  # its prefill verdicts were checked on the other server
-        self.memory.remember_info(key, after)
+        self.memory.remember_info(key, after, fresh=True)  # its prefill verdicts were the other server's
         self._info, self._default_model = after, None
         self._continues.clear()
         if isinstance(mapped, UnknownModelError) and after.models and request.model not in after.models:

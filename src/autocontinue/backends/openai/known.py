@@ -56,10 +56,13 @@ class ServerMemory:
         models = {str(k): _positive_int(v) for k, v in raw.items()} if isinstance(raw, dict) else {}
         return ServerInfo(entry["kind"], models, _positive_int(entry.get("context_window")))
 
-    def remember_info(self, endpoint: str, info: ServerInfo) -> None:
+    def remember_info(self, endpoint: str, info: ServerInfo, *, fresh: bool = False) -> None:
+        """Keep what the endpoint said; ``fresh`` drops the rest of its entry (its prefill
+        verdicts were another server's), in the same write."""
         self._update(
             endpoint,
             {"kind": info.kind, "models": dict(info.models), "context_window": info.context_window},
+            fresh=fresh,
         )
 
     def continues(self, endpoint: str, model: str, kind: str) -> bool | None:
@@ -84,9 +87,9 @@ class ServerMemory:
         if data.pop(endpoint, None) is not None:
             self._write(data)
 
-    def _update(self, endpoint: str, fields: dict[str, Any]) -> None:
+    def _update(self, endpoint: str, fields: dict[str, Any], *, fresh: bool = False) -> None:
         data = self._load()
-        entry = data.get(endpoint)
+        entry = None if fresh else data.get(endpoint)
         entry = entry if isinstance(entry, dict) else {}
         data[endpoint] = {**entry, **fields}
         self._write(data)
