@@ -216,19 +216,12 @@ class ItemRunner:
     def _recorder(
         self, item: BatchItem, record: RunRecord | None, checkpoint: Checkpoint | None
     ) -> RunRecorder:
-        model = self._model(item)
-        start = checkpoint or Checkpoint(text="")
         if record is not None:
-            return RunRecorder(
-                self.journal,
-                backend=record.backend,
-                model=record.model,
-                request=record.request,
-                run_id=record.id,
-                text=start.text,
-                held=start.held,
-                interval=2.0,
-            )
+            return RunRecorder.resuming(self.journal, record, checkpoint, interval=2.0)
         return RunRecorder(
-            self.journal, backend=self.backend.name, model=model, request=self.request_for(item), interval=2.0
+            self.journal,
+            backend=self.backend.name,
+            model=self._model(item),
+            request=self.request_for(item),
+            interval=2.0,
         )

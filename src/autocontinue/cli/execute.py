@@ -184,16 +184,7 @@ def _recorder(
     from ..journal import RunRecorder
 
     if resume_from is not None:
-        start = checkpoint or Checkpoint(text="")
-        return RunRecorder(
-            journal,
-            backend=resume_from.backend,
-            model=resume_from.model,
-            request=resume_from.request,
-            run_id=resume_from.id,
-            text=start.text,
-            held=start.held,
-        )
+        return RunRecorder.resuming(journal, resume_from, checkpoint)
     out_file = str(output.out_file.resolve()) if output.out_file else None
     return RunRecorder(
         journal,

@@ -6,8 +6,9 @@ import threading
 from typing import Any
 
 from ..errors import JournalError
-from ..events import Finished, RoundFinished, RoundReport, RoundStarted, TextDelta
+from ..events import Checkpoint, Finished, RoundFinished, RoundReport, RoundStarted, TextDelta
 from ..usage import Usage
+from .records import RunRecord
 from .store import Journal
 
 __all__ = ["RunRecorder", "RESUMABLE_STOPS"]
@@ -61,6 +62,24 @@ class RunRecorder:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._failure: JournalError | None = None
+
+    @classmethod
+    def resuming(
+        cls, journal: Journal, record: RunRecord, checkpoint: Checkpoint | None, *, interval: float = 0.5
+    ) -> RunRecorder:
+        """A recorder that continues the journaled run ``record`` from ``checkpoint`` (its
+        backend, model and request as journaled; no checkpoint: from no text)."""
+        start = checkpoint or Checkpoint(text="")
+        return cls(
+            journal,
+            backend=record.backend,
+            model=record.model,
+            request=record.request,
+            run_id=record.id,
+            text=start.text,
+            held=start.held,
+            interval=interval,
+        )
 
     def start(self) -> str:
         """Create the run (or claim a resumed one) and start the checkpoint thread.
