@@ -17,8 +17,8 @@ import autocontinue
 from autocontinue.backends.base import Backend, BackendDelta, RoundEnd, RoundRequest
 from autocontinue.backends.scripted import ScriptedBackend, assistant_text
 from autocontinue.catalogue import ModelSpec, lookup_model
-from autocontinue.engine import CONTINUATION_EFFORT, MAX_STALLED_ROUNDS
-from autocontinue.events import TextDelta
+from autocontinue.engine import CONTINUATION_EFFORT, MAX_STALLED_ROUNDS, stalls_after
+from autocontinue.events import Checkpoint, RoundReport, TextDelta
 from autocontinue.state import sentence_cut
 from autocontinue.usage import Usage
 
@@ -236,3 +236,45 @@ def test_continuation_rounds_send_the_continuation_effort_unless_the_caller_set_
     assert set(calls("claude-sonnet-4-6", effort="max")) == {"max"}
     # A model that takes no effort setting is never sent one the caller did not ask for.
     assert set(calls("claude-sonnet-4-5")) == {None}
+
+
+def test_a_run_resumed_after_a_round_of_only_thinking_does_not_send_that_call_again():
+    """A crash right after a round that added nothing: the resumed run changes the call as
+    the uninterrupted one does (twice the room), instead of paying for the same call again."""
+    first = ThinksFirst(SENTENCES[:3000])
+    whole = _run(first, max_tokens_per_call=200, thinking="adaptive", strategy="user-turn")
+    thinking_round = whole.rounds[0]
+    assert thinking_round.chars == 0 and thinking_round.stop_reason == "max_tokens"
+
+    resumed_backend = ThinksFirst(SENTENCES[:3000])
+    resumed_backend.requests.append(None)  # the thinking round was answered before the crash
+    checkpoint = Checkpoint(text="", rounds=[thinking_round])
+    resumed = _run(
+        resumed_backend, max_tokens_per_call=200, thinking="adaptive", strategy="user-turn", resume=checkpoint
+    )
+    assert resumed_backend.requests[1].max_tokens == first.requests[1].max_tokens == 400
+    assert resumed.rounds[1].remedy == "max_tokens"
+    assert resumed.text == whole.text
+    assert [r.max_tokens for r in resumed.rounds] == [r.max_tokens for r in whole.rounds]
+
+
+def test_stalls_after_counts_rounds_that_added_nothing_and_how_the_last_went():
+    def report(chars, stop, thinking=0, redo=""):
+        usage = Usage(output_tokens=10, thinking_tokens=thinking)
+        return RoundReport(
+            index=0,
+            strategy="user-turn",
+            max_tokens=10,
+            stop_reason=stop,
+            usage=usage,
+            chars=chars,
+            redo=redo,
+        )
+
+    assert stalls_after(2, "capped", report(5, "max_tokens")) == (0, "")
+    assert stalls_after(1, "capped", report(0, "interrupted")) == (1, "capped")
+    assert stalls_after(0, "", report(0, "max_tokens", thinking=10)) == (1, "thinking")
+    assert stalls_after(1, "thinking", report(0, "max_tokens")) == (2, "capped")
+    assert stalls_after(0, "", report(0, "restart", redo="restart")) == (1, "restart")
+    assert stalls_after(0, "", report(0, "max_tokens", redo="unresolved")) == (1, "unresolved")
+    assert stalls_after(0, "", report(0, "end_turn")) == (1, "ended")

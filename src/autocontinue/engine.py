@@ -255,6 +255,10 @@ class Engine:
         Its first ``already_emitted`` characters were shown before (a resumed run), so only
         the rest is emitted as an event.
         """
+        # A resumed run's rounds are in the state already: rounds that added no text before
+        # the crash count as they did, so the next call is changed, never sent again as it was.
+        for report in self.state.rounds:
+            self._stalls, self._stall_kind = stalls_after(self._stalls, self._stall_kind, report)
         base, held = _split(opening, self._hold_strategy())
         if len(base) < already_emitted:
             base, held = opening[:already_emitted], opening[already_emitted:]
@@ -422,9 +426,13 @@ class Engine:
         effort = self.effort if index == 0 else self.effort or self._continuation_effort()
         seed, quote = self.seed, False
         last = self._last_request
+        # The call before (a resumed run has only its report): what "max_tokens" doubles.
+        last_max = (
+            last.max_tokens if last is not None else (state.rounds[-1].max_tokens if state.rounds else 0)
+        )
         for step in steps:
-            if step == "max_tokens" and last is not None:
-                max_tokens = max(max_tokens, min(ceiling, 2 * last.max_tokens))
+            if step == "max_tokens" and last_max:
+                max_tokens = max(max_tokens, min(ceiling, 2 * last_max))
             elif step == "effort":
                 effort = _lower(effort)
             elif step == "instruction":
@@ -520,7 +528,6 @@ class Engine:
             current.release_word()
         if current.chars or end.stop_reason != "interrupted":
             self._attempts, self._waited = 0, 0.0
-        self._count_stall(current, end)
         usage = end.usage
         report = RoundReport(
             index=len(self.state.rounds),
@@ -537,25 +544,12 @@ class Engine:
             cost_known=self.state.spec.priced,
             duration_s=round(self.clock() - current.started, 6),
             remedy=current.remedy,
+            redo=current.redo,
         )
+        self._stalls, self._stall_kind = stalls_after(self._stalls, self._stall_kind, report)
         self._retries_this_round = 0
         self.state.record_round(report)
         return [*current.take_events(), RoundFinished(report, self.state.chars)]
-
-    def _count_stall(self, current: _RoundInProgress, end: RoundEnd) -> None:
-        """Rounds in a row that added no text, and how the last one went."""
-        if current.chars:
-            self._stalls, self._stall_kind = 0, ""
-            return
-        if end.stop_reason == "interrupted":
-            return  # a broken stream is retried as it was (bounded by the retry policy)
-        if current.redo:
-            kind = current.redo
-        elif end.stop_reason == "max_tokens":
-            kind = "thinking" if end.usage.thinking_tokens > 0 else "capped"
-        else:
-            kind = "ended"
-        self._stalls, self._stall_kind = self._stalls + 1, kind
 
     # -- failures ---------------------------------------------------------------------------
 
@@ -927,6 +921,21 @@ async def run_async(engine: Engine, opening: str, already_emitted: int = 0) -> A
             if aclose is not None:
                 await aclose()
         events, action = _acted(step)
+
+
+def stalls_after(stalls: int, kind: str, report: RoundReport) -> tuple[int, str]:
+    """Rounds in a row that added no text, and how the last of them went (a ``_REMEDIES``
+    key), after ``report``. A broken stream that added nothing changes neither: it is retried
+    as it was (bounded by the retry policy)."""
+    if report.chars:
+        return 0, ""
+    if report.stop_reason == "interrupted":
+        return stalls, kind
+    if report.redo:
+        return stalls + 1, report.redo
+    if report.stop_reason == "max_tokens":
+        return stalls + 1, "thinking" if report.usage.thinking_tokens > 0 else "capped"
+    return stalls + 1, "ended"
 
 
 def resume_state(state: ContinuationState, checkpoint: Checkpoint) -> str:

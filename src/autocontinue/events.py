@@ -70,6 +70,9 @@ class RoundReport:
     #: What the engine changed in this call because the round before added no text
     #: ("max_tokens", "instruction", "seed", "effort", joined by "+"); "" for an ordinary round.
     remedy: str = ""
+    #: Why the round's text was thrown away before any of it was shown, to ask for it again
+    #: ("unresolved": a seam that could not be trusted; "restart": it started the answer over).
+    redo: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
