@@ -201,13 +201,19 @@ def crashes(n: int, kills: int, seed: int = 7) -> dict[str, Any]:
             }
 
         with run_emulator(**emulator) as url:
+            clean_started = time.monotonic()
             subprocess.run(
                 [*args, "-o", str(scratch / "clean.jsonl"), "--journal", str(scratch / "c.sqlite3")],
                 env=env(url),
                 check=True,
                 timeout=600,
             )
+            clean_s = time.monotonic() - clean_started
             clean_bill = _stats(url)
+        # Each kill lands at a random moment of the work (not only in a process's first second,
+        # where no round has ended yet): up to a fifth of the uninterrupted batch's time after
+        # the process's first call, so the kills spread over the whole batch.
+        latest = max(1.0, clean_s / 5)
         started = time.monotonic()
         done_kills = 0
         with run_emulator(**emulator) as url:
@@ -217,7 +223,7 @@ def crashes(n: int, kills: int, seed: int = 7) -> dict[str, Any]:
                 process = subprocess.Popen(command, env=env(url))
                 while _stats(url)["requests"] == before and process.poll() is None:
                     time.sleep(0.05)
-                time.sleep(rng.uniform(0.05, 1.0))
+                time.sleep(rng.uniform(0.05, latest))
                 if process.poll() is None:
                     process.send_signal(signal.SIGKILL)
                     done_kills += 1
@@ -235,12 +241,29 @@ def crashes(n: int, kills: int, seed: int = 7) -> dict[str, Any]:
 
         got, want = lines("out.jsonl"), lines("clean.jsonl")
         rounds = sum(r["rounds"] for r in got)
+
+        def tokens(name: str) -> dict[str, tuple[int, int, int]]:
+            rows = [json.loads(line) for line in (scratch / name).read_text().splitlines()]
+            return {
+                r["id"]: tuple(
+                    r["usage"].get(k, 0) for k in ("input_tokens", "output_tokens", "thinking_tokens")
+                )
+                for r in rows
+            }
+
+        # Input, output and thinking tokens per item (the cache split may differ: a call cut by a
+        # kill wrote no cache, so the resumed call writes what the uninterrupted one read).
+        got_tokens, want_tokens = tokens("out.jsonl"), tokens("clean.jsonl")
+        same_usage = sum(got_tokens.get(k) == v for k, v in want_tokens.items())
     billed = bill["requests"] - bill["errors"]
     return {
         "items": n,
         "kills": done_kills,
         "exit_code": final.returncode,
         "identical_output": got == want,
+        "same_usage_items": same_usage,
+        "kill_window_s": [0.05, round(latest, 2)],
+        "clean_seconds": round(clean_s, 1),
         "rounds": rounds,
         "billed_calls": billed,
         "clean_billed_calls": clean_bill["requests"] - clean_bill["errors"],
@@ -430,16 +453,18 @@ def report_section(out: list[str], data: dict[str, Any] | None) -> None:
     out.append(
         f"- kill -9 {k['kills']} times during a {k['items']}-item batch, then rerun: output "
         f"{'identical to' if k['identical_output'] else 'DIFFERENT from'} the uninterrupted batch (target "
-        f"identical): {'met' if k['identical_output'] else 'missed'}; {k['billed_calls']} calls billed for "
-        f"{k['rounds']} landed rounds ({k['lost_calls']} billed in the instant between the service finishing a "
-        f"call and the journal recording it; every landed round was sent once)."
+        f"identical): {'met' if k['identical_output'] else 'missed'} (id, text, stop reason, rounds, error; "
+        f"input, output and thinking tokens the same on {k.get('same_usage_items', '?')} of {k['items']} items); "
+        f"{k['billed_calls']} calls billed for {k['rounds']} landed rounds: {k['lost_calls']} billed twice."
     )
     out.append("")
     out.append(
         "What the kill part measures: billed calls are the emulator's completed calls (requests - errors; "
         "a call cut off mid-stream by the kill is an error and is not billed), landed rounds those in the "
-        "final output; billed - landed is the double-billing window (a live call the service finished just "
-        "before the killed process journaled its round, sent again by the rerun).\n"
+        "final output; billed - landed are calls the service finished whose end the killed process had not "
+        "journaled yet (their last events were on their way to it, or the round was being recorded), so "
+        "the rerun sent them again. A live call has no idempotency key: this window is narrow, not closed; "
+        "through Message Batches it is closed (below).\n"
     )
     b = data.get("batches_crashes")
     if not b:
