@@ -247,3 +247,18 @@ def test_processes_opening_a_new_journal_at_once_all_succeed(tmp_path):
         assert [proc.exitcode for proc in procs] == [0] * 6
         with Journal(path) as journal:
             assert journal.list_runs(5) == []
+
+
+def test_a_run_id_taken_in_the_same_second_is_drawn_again_not_reported_as_a_broken_journal(
+    journal, monkeypatch
+):
+    """Ids are the second plus 4 random hex digits: hundreds of batch items starting in one
+    second draw the same one now and then (found at 300 items). The clash is redrawn."""
+    from autocontinue.journal import store
+
+    first = journal.start_run(backend="local", model="m", request={})
+    drawn = iter([first, first, "20260101-000000-beef"])
+    monkeypatch.setattr(store, "new_run_id", lambda now=None: next(drawn))
+    assert journal.start_run(backend="local", model="m", request={}) == "20260101-000000-beef"
+    with pytest.raises(JournalError, match="already exists"):
+        journal.start_run(backend="local", model="m", request={}, run_id=first)

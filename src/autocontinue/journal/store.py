@@ -179,6 +179,8 @@ class Journal:
             try:
                 with _transaction(self._conn):
                     yield self._conn
+            except sqlite3.IntegrityError:
+                raise  # a row that is there already (a run id taken): the caller's to answer
             except sqlite3.DatabaseError as exc:
                 raise self._corrupt(exc) from None
 
