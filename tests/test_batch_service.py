@@ -22,6 +22,13 @@ def _billed(url: str) -> dict[str, int]:
         return json.load(response)["billed"]
 
 
+def _advance(url: str, seconds: float) -> None:
+    """Move the emulator's ManualClock on."""
+    body = json.dumps({"advance": seconds}).encode()
+    request = urllib.request.Request(f"{url}/emulator/clock", data=body, method="POST")
+    urllib.request.urlopen(request).read()
+
+
 def _params(text: str = "Write a story", max_tokens: int = 100, model: str = MODEL) -> dict:
     return {"model": model, "max_tokens": max_tokens, "messages": [{"role": "user", "content": text}]}
 
@@ -96,11 +103,36 @@ def test_retrieve_list_cancel_and_delete(client):
     assert listed == ids[::-1]  # newest first, across pages
     with pytest.raises(anthropic.BadRequestError, match="cannot be deleted"):
         client.messages.batches.delete(ids[0])
-    canceled = client.messages.batches.cancel(ids[0])
+    canceling = client.messages.batches.cancel(ids[0])
+    # Canceling while its in-flight requests end (the emulator's cancel_delay, 1 s by default).
+    assert canceling.processing_status == "canceling" and canceling.cancel_initiated_at is not None
+    assert canceling.results_url is None and canceling.ended_at is None
+    with pytest.raises(anthropic.BadRequestError, match="cannot be deleted while it is canceling"):
+        client.messages.batches.delete(ids[0])
+    _advance(url, 1)
+    canceled = client.messages.batches.retrieve(ids[0])
     assert canceled.processing_status == "ended" and canceled.request_counts.canceled == 1
     assert [r.result.type for r in client.messages.batches.results(ids[0])] == ["canceled"]
     assert client.messages.batches.delete(ids[0]).type == "message_batch_deleted"
     assert _billed(url) == {}
+
+
+def test_a_canceled_batch_answers_its_in_flight_requests_and_cancels_the_rest(client):
+    url = str(client.base_url).rstrip("/")
+    configure_batches(url, processing_delay=3600, cancel_delay=30, cancel_in_flight=1)
+    job = client.messages.batches.create(
+        requests=[{"custom_id": f"c{i}", "params": _params(f"prompt {i}")} for i in range(3)]
+    )
+    assert client.messages.batches.cancel(job.id).processing_status == "canceling"
+    _advance(url, 29)
+    assert client.messages.batches.retrieve(job.id).processing_status == "canceling"
+    _advance(url, 1)
+    ended = client.messages.batches.retrieve(job.id)
+    assert ended.processing_status == "ended"
+    assert (ended.request_counts.succeeded, ended.request_counts.canceled) == (1, 2)
+    kinds = {r.custom_id: r.result.type for r in client.messages.batches.results(job.id)}
+    assert kinds == {"c0": "succeeded", "c1": "canceled", "c2": "canceled"}
+    assert _billed(url) == {"c0": 1}
 
 
 def test_list_pages_both_ways_with_the_cursors_the_sdk_follows(client):
@@ -320,3 +352,17 @@ def test_the_300k_beta_header_goes_only_on_jobs_whose_models_all_have_it(start_e
         ["claude-sonnet-4-6", "claude-fable-5-1", MODEL, MODEL, MODEL]
     )
     assert set(_billed(url).values()) == {1}
+
+
+def test_a_create_refused_with_429_says_what_messages_say(start_emulator):
+    # The batch create's scripted 429 is the same error POST /v1/messages gives for one.
+    url = start_emulator(length=100, faults="429/3@1")
+    client = anthropic.Anthropic(base_url=url, api_key="k", max_retries=0)
+    with pytest.raises(anthropic.RateLimitError) as live:
+        client.messages.create(**_params())
+    configure_batches(url, create_errors=["429/3"])
+    with pytest.raises(anthropic.RateLimitError) as batch:
+        client.messages.batches.create(requests=[{"custom_id": "a", "params": _params()}])
+    assert batch.value.body["error"] == live.value.body["error"]
+    assert "per-minute rate limit (https://docs.claude.com/en/api/rate-limits)" in str(batch.value)
+    assert batch.value.response.headers["retry-after"] == "3"

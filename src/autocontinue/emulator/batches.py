@@ -15,18 +15,24 @@ same way) scripts the next requests' results, to exercise a client's retries;
 as a slow network would: a client killed in that hold has a batch on the service whose id it
 never learnt (setting it back to 0 releases the held responses); ``create_errors``
 (``["429/3", "500"]``) answers the next creates with those errors and makes no batch
-(``429/N``: ``rate_limit_error`` with ``retry-after: N``; ``500``: ``api_error``). Each
+(``429/N``: ``rate_limit_error`` with ``retry-after: N``; ``529``: ``overloaded_error``;
+anything else: 500 ``api_error``; the bodies ``POST /v1/messages`` fails with). Each
 succeeded result's message carries the ``model`` and ``usage`` a ``POST /v1/messages`` would:
 its input tokens (with cache reads and writes) add up to what ``count_tokens`` says. A batch not
-processed within 24 hours expires; a canceled one ends with its requests ``canceled``. The
+processed within 24 hours expires. A canceled one is ``canceling`` (its ``cancel_initiated_at``
+set) for the cancel delay (``cancel_delay``, 1 s on the emulator clock unless set), while its
+in-flight requests end, then ``ended``: its first ``cancel_in_flight`` requests (0 unless set)
+were in flight and are answered (and billed) as if it had run, the others are ``canceled``,
+as ``request_counts.canceled`` says (the API: "the system may complete any in-progress,
+non-interruptible requests before finalizing cancellation"). The
 header ``anthropic-beta: output-300k-2026-03-24`` allows ``max_tokens`` up to 300,000 on the
 models that have that beta. ``GET /v1/messages/batches/{id}/results`` is JSONL, one line per
 request (``custom_id``, ``result``). ``GET /v1/messages/batches`` lists them newest first,
 ``limit`` (1 to 1000, default 20) a page, ``after_id`` the page after (older than) that batch,
 ``before_id`` the page before (newer than) it, with ``has_more`` in that direction and
 ``first_id`` / ``last_id`` of the page; times are RFC 3339 with microseconds, as the API gives
-them. ``GET /emulator/batches`` tells how many batches were made and how often each
-``custom_id`` was billed.
+them. ``GET /emulator/batches`` tells how many batches were made, how often each
+``custom_id`` was billed and how often each batch's results were downloaded.
 """
 
 from __future__ import annotations
@@ -73,6 +79,10 @@ class Job:
     results: list[dict[str, Any]] = field(default_factory=list)
     ended: float | None = None
     cancel_initiated: float | None = None
+    #: Set at the cancel: seconds (emulator clock) it stays canceling, and how many of its
+    #: requests (the first ones) were in flight and are answered rather than canceled.
+    cancel_delay: float = 0.0
+    in_flight: int = 0
 
     def counts(self) -> dict[str, int]:
         if self.status != "ended":
@@ -91,7 +101,10 @@ class BatchService:
         self.create_delay = 0.0
         self.create_errors: list[str] = []
         self.outcomes: list[str] = []
+        self.cancel_delay = 1.0
+        self.cancel_in_flight = 0
         self.billed: Counter[str] = Counter()
+        self.downloads: Counter[str] = Counter()
         self._lock = threading.Lock()
 
     @property
@@ -136,17 +149,25 @@ class BatchService:
             self.outcomes = [str(kind) for kind in body["outcomes"]]
         if "create_errors" in body:
             self.create_errors = [str(kind) for kind in body["create_errors"]]
+        if "cancel_delay" in body:
+            self.cancel_delay = float(body["cancel_delay"])
+        if "cancel_in_flight" in body:
+            self.cancel_in_flight = int(body["cancel_in_flight"])
         return JSONResponse(
             {
                 "processing_delay": self.processing_delay,
                 "create_delay": self.create_delay,
                 "create_errors": self.create_errors,
                 "outcomes": self.outcomes,
+                "cancel_delay": self.cancel_delay,
+                "cancel_in_flight": self.cancel_in_flight,
             }
         )
 
     async def stats(self, request: Request) -> Response:
-        return JSONResponse({"batches": len(self.jobs), "billed": dict(self.billed)})
+        return JSONResponse(
+            {"batches": len(self.jobs), "billed": dict(self.billed), "downloads": dict(self.downloads)}
+        )
 
     async def _handle(self, request: Request, action: Any, *, read_body: bool = False) -> Response:
         from .app import _random_id
@@ -213,6 +234,7 @@ class BatchService:
         if job.status == "in_progress":
             job.status = "canceling"
             job.cancel_initiated = self.clock.now()
+            job.cancel_delay, job.in_flight = self.cancel_delay, self.cancel_in_flight
             self._advance(job)
         return self._view(request, job)
 
@@ -228,6 +250,7 @@ class BatchService:
         job = self._job(request)
         if job.status != "ended":
             raise invalid(f"Batch {job.id} has not ended yet (processing_status: {job.status}).")
+        self.downloads[job.id] += 1
         lines = "".join(json.dumps(result, ensure_ascii=False) + "\n" for result in job.results)
         return Response(lines.encode(), media_type="application/x-jsonl")
 
@@ -255,21 +278,25 @@ class BatchService:
             self._advance(job)
 
     def _advance(self, job: Job) -> None:
-        """Process ``job`` once its delay has passed (or end it if canceled or expired)."""
+        """Process ``job`` once its delay has passed (or end it once canceled, or expired)."""
         with self._lock:
             if job.status == "ended":
                 return
             now = self.clock.now()
             if job.status == "canceling":
-                kind = "canceled"
+                assert job.cancel_initiated is not None
+                if now < job.cancel_initiated + job.cancel_delay:
+                    return  # its in-flight requests have not ended yet
+                kinds = ["process"] * job.in_flight + ["canceled"] * len(job.requests)
             elif now >= job.created + DAY:
-                kind = "expired"
+                kinds = ["expired"] * len(job.requests)
             elif now >= job.created + job.delay:
-                kind = "process"
+                kinds = ["process"] * len(job.requests)
             else:
                 return
             job.results = [
-                self._result(custom_id, params, job.beta_300k, kind) for custom_id, params in job.requests
+                self._result(custom_id, params, job.beta_300k, kind)
+                for (custom_id, params), kind in zip(job.requests, kinds)
             ]
             job.status, job.ended = "ended", now
 
@@ -314,16 +341,14 @@ class BatchService:
 
 
 def _raise_create_error(fault: str) -> None:
-    """A scripted create failure (``create_errors``): the API's error, and no batch made."""
+    """A scripted create failure (``create_errors``): the API's error, and no batch made.
+
+    ``429/N`` and ``529`` as ``POST /v1/messages`` fails with them (the same bodies), anything
+    else as a 500."""
+    from .app import _raise_status_fault
+
     status, _, wait = fault.partition("/")
-    if status == "429":
-        raise ApiError(
-            429,
-            "rate_limit_error",
-            "Number of request tokens has exceeded your per-minute rate limit.",
-            {"retry-after": wait or "1"},
-        )
-    raise ApiError(500, "api_error", "Internal server error")
+    _raise_status_fault(status if status in ("429", "529") else "500", int(wait or 1))
 
 
 def _errored(error: ApiError) -> dict[str, Any]:
