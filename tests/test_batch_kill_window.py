@@ -137,6 +137,9 @@ def test_a_job_the_service_took_before_the_kill_is_collected_not_sent_again(
     _every_round_billed_once(url)
     assert _get(url)["batches"] == ROUNDS  # no second service job for round 0
     assert done.warnings == []
+    # The adopted job's results, downloaded to confirm it is ours, are the ones collected.
+    downloads = _get(url)["downloads"]
+    assert len(downloads) == ROUNDS and set(downloads.values()) == {1}
 
 
 def test_an_intent_whose_create_never_left_is_sent_once(start_emulator, env, tmp_path, clean):

@@ -15,7 +15,8 @@ Before each create call the job is journaled as an intent (its custom ids and th
 the service's id joins it as soon as the call returns; a resumed batch collects a job that is
 still running instead of paying for it again, and an intent left without an id (the process
 was killed between the service accepting the job and the journal learning its id) is looked
-for on the service (``ServiceDriver.find_landed``) before its round is sent again.
+for on the service (``ServiceDriver.find_landed``) before its round is sent again; the results
+that confirmed the job are the ones collected (one download).
 """
 
 from __future__ import annotations
@@ -166,6 +167,9 @@ class ServiceDriver:
     create_timeout: float = CREATE_TIMEOUT
     clock_skew: float = CLOCK_SKEW
     list_delay: float = LIST_DELAY
+    #: The results of jobs confirmed by ``find_landed`` (downloaded to confirm them), kept
+    #: until they are collected so that they are not downloaded a second time.
+    _kept: dict[str, dict[str, Any]] = field(default_factory=dict, init=False, repr=False)
 
     async def run(self, records: list[Any]) -> None:
         backend = BatchesBackend(self.client, beta_300k=self.beta_300k)
@@ -347,7 +351,8 @@ class ServiceDriver:
         same prompt, and its answers are then as good as ours. Evidence missing (no answered
         result, a token count that failed) or not matching: the job is not taken and a warning
         says so; the round is then sent again, since paying twice is better than giving
-        another prompt's answer.
+        another prompt's answer. The chosen job's results, downloaded to confirm it, are kept
+        for its collection (``_collect``), not downloaded again.
 
         More than one confirmed (the SDK resent a create whose response it lost, or another
         process sent the same requests at the same moment): every one of them is already
@@ -373,7 +378,7 @@ class ServiceDriver:
                     break  # newest first: the rest are older still
                 if created <= until and job.id not in known and _requests_in(job) == len(wanted):
                     candidates.setdefault(str(job.id), created)
-            confirmed = []
+            confirmed: list[tuple[str, dict[str, Any]]] = []
             for service_id in sorted(candidates, key=lambda sid: abs(candidates[sid] - intent.created)):
                 if service_id in decided:
                     continue
@@ -381,9 +386,10 @@ class ServiceDriver:
                 if job.processing_status != "ended":
                     continue
                 decided.add(service_id)
-                refusal = await self._refusal(service_id, wanted, ours, counts)
+                results = await self._results(service_id)
+                refusal = await self._refusal(results, wanted, ours, counts)
                 if refusal is None:
-                    confirmed.append(service_id)
+                    confirmed.append((service_id, results))
                 elif refusal:
                     self._warn(
                         f"service job {service_id} has this round's custom ids but {refusal}: "
@@ -395,23 +401,21 @@ class ServiceDriver:
             if time.time() > give_up and decided >= set(candidates):
                 return None
             await asyncio.sleep(self.poll_interval)
-        chosen, *others = confirmed
+        (chosen, results), *others = confirmed
+        self._kept[chosen] = results
         if others:
-            self.store.ignore_jobs(self.batch_id, others, intent.custom_ids)
+            ids = [chosen, *(sid for sid, _ in others)]
+            self.store.ignore_jobs(self.batch_id, ids[1:], intent.custom_ids)
             self._warn(
-                f"the service holds {len(confirmed)} jobs for the same round ({', '.join(confirmed)}), "
+                f"the service holds {len(ids)} jobs for the same round ({', '.join(ids)}), "
                 f"all billed; used {chosen}, the one created nearest the round's intent"
             )
         return chosen
 
     async def _refusal(
-        self, service_id: str, wanted: set[str], ours: dict[str, Any], counts: dict[str, int]
+        self, results: dict[str, Any], wanted: set[str], ours: dict[str, Any], counts: dict[str, int]
     ) -> str | None:
-        """None if an ended job holds our requests; else why not ("" if its custom ids differ)."""
-        results = {
-            line.custom_id: line.result
-            async for line in await self.client.messages.batches.results(service_id)
-        }
+        """None if an ended job's results answer our requests; else why not ("" if its custom ids differ)."""
         if set(results) != wanted or not wanted <= set(ours):
             return ""
         answered = {cid: r.message for cid, r in results.items() if getattr(r, "type", None) == "succeeded"}
@@ -464,7 +468,14 @@ class ServiceDriver:
             await asyncio.sleep(self.poll_interval)
 
     async def _collect(self, service_id: str) -> dict[str, Any]:
+        kept = self._kept.pop(service_id, None)
+        if kept is not None:  # confirmed by find_landed: it has ended, and these are its results
+            return kept
         await self._wait_ended(service_id)
+        return await self._results(service_id)
+
+    async def _results(self, service_id: str) -> dict[str, Any]:
+        """An ended job's results by custom id (one download)."""
         results = await self.client.messages.batches.results(service_id)
         return {line.custom_id: line.result async for line in results}
 
