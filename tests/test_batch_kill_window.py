@@ -31,6 +31,7 @@ from conftest import configure_batches
 
 import autocontinue
 from autocontinue.batch.store import BatchStore
+from autocontinue.emulator import ManualClock
 
 MODEL = "claude-haiku-4-5"
 #: Small create timeout and clock skew: an intent is undecided until its last create was sent
@@ -109,6 +110,12 @@ def _die(url: str, journal: Path, die: str) -> str:
         return str(row["id"])
     finally:
         store.close()
+
+
+def _post(url: str, path: str, body: dict[str, Any]) -> None:
+    request = urllib.request.Request(f"{url}{path}", data=json.dumps(body).encode(), method="POST")
+    with urllib.request.urlopen(request) as response:
+        response.read()
 
 
 def _table(journal: Path, sql: str) -> list[tuple[Any, ...]]:
@@ -302,10 +309,13 @@ def test_a_resume_after_a_kill_waits_only_for_the_listing_not_a_whole_create_tim
     env(url)
     journal = tmp_path / "j.sqlite3"
     batch_id = _die(url, journal, "before create")
-    options = {**ARGS, "driver_options": {"create_timeout": 600.0, "clock_skew": 0.5, "list_delay": 0.5}}
+    options = {**ARGS, "driver_options": {"create_timeout": 600.0, "clock_skew": 0.5, "list_delay": 2.0}}
+    notes: list[str] = []
     started = time.monotonic()
-    done = autocontinue.batch(resume=batch_id, journal=str(journal), **options)
+    done = autocontinue.batch(resume=batch_id, journal=str(journal), on_note=notes.append, **options)
     assert time.monotonic() - started < 120  # not the 600 s a create on its way could take
+    # The wait is told, once, with how long it may last (the listing's delay, not 600 s).
+    assert len(notes) == 1 and "killed run" in notes[0] and notes[0].endswith("(up to 2 s)"), notes
     assert [(r.id, r.text, r.stop_reason, r.rounds) for r in done.results] == clean
     _every_round_billed_once(url)
     states = [state for (state,) in _table(journal, "SELECT state FROM batch_intents ORDER BY id")]
@@ -350,6 +360,26 @@ def test_a_confirmed_job_is_taken_without_waiting_for_a_running_candidate(
     assert _get(url)["batches"] == ROUNDS + 1
 
 
+def test_a_running_candidate_that_holds_the_resume_is_told_once(start_emulator, env, tmp_path, clean):
+    # Nothing of ours landed; another job with round 0's custom ids runs for 2 s: the resume
+    # waits for it past the listing's delay (it might be ours) and says so, once, then refuses it.
+    url = start_emulator(length=700)
+    env(url)
+    journal = tmp_path / "j.sqlite3"
+    batch_id = _die(url, journal, "before create")
+    configure_batches(url, processing_delay=2)
+    foreign = _foreign(url)
+    configure_batches(url, processing_delay=0)
+    options = {**ARGS, "driver_options": {**TIMEOUTS, "create_timeout": 600.0, "list_delay": 0.2}}
+    notes: list[str] = []
+    done = autocontinue.batch(resume=batch_id, journal=str(journal), on_note=notes.append, **options)
+    assert [(r.id, r.text, r.stop_reason, r.rounds) for r in done.results] == clean
+    assert len(notes) == 2, notes
+    assert "looking for it on the service" in notes[0]
+    assert f"{foreign} (in_progress)" in notes[1] and "waiting for it to end" in notes[1]
+    assert len(done.warnings) == 1 and foreign in done.warnings[0]
+
+
 def test_a_job_whose_requests_cannot_be_checked_is_not_taken(start_emulator, env, tmp_path, clean):
     # The one part not real: count_tokens failing (the emulator always counts), so a thin
     # wrapper over the real client makes it raise as a lost connection would.
@@ -378,6 +408,47 @@ def _cli(url: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[st
     child_env = {**os.environ, "ANTHROPIC_BASE_URL": url, "ANTHROPIC_API_KEY": "k"}
     child_env["PYTHONPATH"] = os.pathsep.join([str(Path(autocontinue.__file__).parents[1]), *sys.path])
     return subprocess.run(command, env=child_env, capture_output=True, text=True, timeout=120)
+
+
+def test_the_cli_tells_a_resume_that_looks_for_a_killed_runs_job(start_emulator, tmp_path, clean):
+    # The killed CLI's job is still running when the rerun starts: the rerun waits for it and
+    # says why on stderr (without -q) while it waits; the job ends (the emulator's clock moved
+    # on once the line is seen) and is collected, its results downloaded once.
+    url = start_emulator(length=700, clock=ManualClock())
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps(item) + "\n" for item in _items()))
+    command = [sys.executable, "-m", "autocontinue", "batch", str(source), "-o", str(tmp_path / "out.jsonl")]
+    command += ["--via", "batches", "--model", MODEL, "--max-tokens-per-call", "250"]
+    command += ["--poll-interval", "0.01", "--journal", str(tmp_path / "j.sqlite3")]
+    child_env = {**os.environ, "ANTHROPIC_BASE_URL": url, "ANTHROPIC_API_KEY": "k"}
+    child_env["PYTHONPATH"] = os.pathsep.join([str(Path(autocontinue.__file__).parents[1]), *sys.path])
+    configure_batches(url, create_delay=60, processing_delay=600)
+    process = subprocess.Popen(command, env=child_env, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while _get(url)["batches"] == 0 and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    configure_batches(url, create_delay=0, processing_delay=0)
+
+    rerun = subprocess.Popen(command, env=child_env, stderr=subprocess.PIPE, text=True)
+    guard = threading.Timer(60, rerun.kill)  # without the line the rerun would wait for ever
+    guard.start()
+    try:
+        assert rerun.stderr is not None
+        first = rerun.stderr.readline()
+        _post(url, "/emulator/clock", {"advance": 601})  # the killed run's job ends
+        rest = rerun.stderr.read()
+        assert rerun.wait() == 0, first + rest
+    finally:
+        guard.cancel()
+    assert first.startswith("autocontinue: a killed run may have created a Message Batches job")
+    assert "looking for it on the service" in first and first.endswith("(up to 30 s)\n")
+    assert "looking for it" not in rest  # once
+    lines = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert sorted((r["id"], r["text"], r["stop_reason"], r["rounds"]) for r in lines) == sorted(clean)
+    _every_round_billed_once(url)
+    assert set(_get(url)["downloads"].values()) == {1}
 
 
 def test_a_create_the_service_keeps_refusing_is_one_line_with_a_hint(start_emulator, tmp_path):

@@ -158,6 +158,7 @@ async def abatch(
     on_batch: Callable[[str, BatchProgress], None] | None = None,
     on_bad_line: Callable[[BadLine], None] | None = None,
     on_warning: Callable[[str], None] | None = None,
+    on_note: Callable[[str], None] | None = None,
     driver_options: dict[str, Any] | None = None,
     **options: Any,
 ) -> BatchResult:
@@ -205,7 +206,8 @@ async def abatch(
                 on_item=on_item,
                 on_batch=on_batch,
                 on_warning=on_warning,
-                driver_options=driver_options or {},
+                # on_note is a ServiceDriver field (only Message Batches waits are told)
+                driver_options={**(driver_options or {}), **({"on_note": on_note} if on_note else {})},
             )
         finally:
             store.close()
@@ -222,7 +224,8 @@ def batch(inputs: Any = None, **options: Any) -> BatchResult:
     requests / input / output tokens, when the service does not say), ``strict``,
     ``poll_interval``, ``on_event``, ``on_item``, ``on_batch``, ``on_bad_line``, ``on_warning`` (told each
     line about money, e.g. a round billed twice, as it happens; they are also journaled with the
-    batch and in ``BatchResult.warnings``), ``driver_options`` (fields of ``ServiceDriver``, e.g.
+    batch and in ``BatchResult.warnings``), ``on_note`` (told a line, not about money, when a
+    ``via="batches"`` run waits on the service for a reason the user cannot see), ``driver_options`` (fields of ``ServiceDriver``, e.g.
     ``create_timeout`` and ``clock_skew``; for tests), and any run option of ``generate`` as the
     default of every item.
     """

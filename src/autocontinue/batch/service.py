@@ -16,7 +16,8 @@ the service's id joins it as soon as the call returns; a resumed batch collects 
 still running instead of paying for it again, and an intent left without an id (the process
 was killed between the service accepting the job and the journal learning its id) is looked
 for on the service (``ServiceDriver.find_landed``) before its round is sent again; the results
-that confirmed the job are the ones collected (one download).
+that confirmed the job are the ones collected (one download). Waits the user cannot see (that
+search) are told in one line each (``on_note``).
 """
 
 from __future__ import annotations
@@ -163,6 +164,10 @@ class ServiceDriver:
     #: a round billed twice); also journaled with the batch and told to ``on_warning`` at once.
     warnings: list[str] = field(default_factory=list)
     on_warning: Callable[[str], None] | None = None
+    #: Told one line (not about money) when the driver waits on the service for a reason the
+    #: user cannot see: looking for the job a killed run may have made, a candidate still
+    #: running.
+    on_note: Callable[[str], None] | None = None
     #: ``CREATE_TIMEOUT`` and ``CLOCK_SKEW`` for this driver (small in tests).
     create_timeout: float = CREATE_TIMEOUT
     clock_skew: float = CLOCK_SKEW
@@ -300,7 +305,12 @@ class ServiceDriver:
                 # service's answer: nothing is on its way any more, only the listing may lag.
                 answered = isinstance(getattr(error, "status_code", None), int)
             settled = time.time() + self.list_delay if answered else None
-            found = await self.find_landed(intent, ours, settled=settled) if landed else None
+            note = (
+                "the service failed the create call and may have made its job anyway"
+                if answered
+                else "the create call's response was lost and its job may be on the service"
+            )
+            found = await self.find_landed(intent, ours, settled=settled, note=note) if landed else None
             if found is not None:
                 return found
             await asyncio.sleep(wait if wait is not None else _CREATE_BACKOFF * 2**attempt)
@@ -314,15 +324,16 @@ class ServiceDriver:
         # The process that journaled these intents is gone (its connections died with it):
         # a create it sent has reached the service or never will, so only the listing lags.
         settled = time.time() + self.list_delay
+        note = "a killed run may have created a Message Batches job for this round"
         for intent in self.store.intents(self.batch_id):
-            found = await self.find_landed(intent, ours, settled=settled)
+            found = await self.find_landed(intent, ours, settled=settled, note=note)
             if found is None:
                 self.store.drop_intent(intent.id)
             else:
                 self.store.intent_landed(self.batch_id, intent.id, found)
 
     async def find_landed(
-        self, intent: JobIntent, ours: dict[str, Any], *, settled: float | None = None
+        self, intent: JobIntent, ours: dict[str, Any], *, settled: float | None = None, note: str = ""
     ) -> str | None:
         """The service job an intent's create made, or None if it never reached the service.
 
@@ -339,7 +350,9 @@ class ServiceDriver:
         waited for once another is confirmed. ``settled`` (epoch seconds) ends that wait
         sooner when no create can still be on its way: a resume (the process that sent it is
         dead) or a create the service answered with a 5xx wait only ``list_delay`` for the
-        listing to show a job.
+        listing to show a job. The user is told (``on_note``) once when the search has to wait,
+        with ``note`` (why a job may be there) and how long it may take, and once more if a
+        candidate still running holds it past that time.
 
         Confirmed means that the results hold exactly the intent's custom ids
         (``<item>-r<round>``) AND that their requests are ours: custom ids repeat across jobs
@@ -371,6 +384,7 @@ class ServiceDriver:
         candidates: dict[str, float] = {}  # service id: created, epoch seconds
         decided: set[str] = set()
         counts: dict[str, int] = {}
+        told: set[str] = set()
         while True:
             async for job in self.client.messages.batches.list(limit=100):
                 created = _seconds(job.created_at)
@@ -379,11 +393,13 @@ class ServiceDriver:
                 if created <= until and job.id not in known and _requests_in(job) == len(wanted):
                     candidates.setdefault(str(job.id), created)
             confirmed: list[tuple[str, dict[str, Any]]] = []
+            running: dict[str, str] = {}  # service id: processing status
             for service_id in sorted(candidates, key=lambda sid: abs(candidates[sid] - intent.created)):
                 if service_id in decided:
                     continue
                 job = await self.client.messages.batches.retrieve(service_id)
                 if job.processing_status != "ended":
+                    running[service_id] = str(job.processing_status)
                     continue
                 decided.add(service_id)
                 results = await self._results(service_id)
@@ -398,8 +414,10 @@ class ServiceDriver:
                     )
             if confirmed:
                 break
-            if time.time() > give_up and decided >= set(candidates):
+            now = time.time()
+            if now > give_up and decided >= set(candidates):
                 return None
+            self._tell_wait(note, now, give_up, running, told)
             await asyncio.sleep(self.poll_interval)
         (chosen, results), *others = confirmed
         self._kept[chosen] = results
@@ -411,6 +429,26 @@ class ServiceDriver:
                 f"all billed; used {chosen}, the one created nearest the round's intent"
             )
         return chosen
+
+    def _tell_wait(
+        self, note: str, now: float, give_up: float, running: dict[str, str], told: set[str]
+    ) -> None:
+        """Say once why ``find_landed`` waits, and once which running candidate holds it."""
+        if "looking" not in told and now <= give_up:
+            told.add("looking")
+            self._note(
+                f"{note}: looking for it on the service before sending the round again "
+                f"(up to {max(1, round(give_up - now))} s)"
+            )
+        if "running" not in told and now > give_up and running:
+            told.add("running")
+            ids = ", ".join(f"{sid} ({status})" for sid, status in running.items())
+            one = len(running) == 1
+            self._note(
+                f"service job{'' if one else 's'} {ids} may be this round's and "
+                f"{'has' if one else 'have'} not ended: waiting for {'it' if one else 'them'} to end "
+                "(or for this round's job to be confirmed) before sending the round again"
+            )
 
     async def _refusal(
         self, results: dict[str, Any], wanted: set[str], ours: dict[str, Any], counts: dict[str, int]
@@ -442,6 +480,10 @@ class ServiceDriver:
             if abs(read - counts[cid]) > max(_TOKEN_SLACK, _TOKEN_SLACK_SHARE * counts[cid]):
                 return f"{cid} read {read} input tokens where this batch's request has {counts[cid]}"
         return None
+
+    def _note(self, line: str) -> None:
+        if self.on_note is not None:
+            self.on_note(line)
 
     def _warn(self, line: str) -> None:
         """A line about money the user must see: kept here, journaled with the batch, told now."""

@@ -197,6 +197,7 @@ def batch(
                     on_item=view.item_done,
                     on_bad_line=view.bad_line,
                     on_warning=view.warning,
+                    on_note=view.note,
                     **run_options,
                 )
             )
@@ -256,6 +257,11 @@ class _View:
             self._live.console.print(f"autocontinue: warning: {line}", markup=False, highlight=False)
         else:
             warn(line)
+
+    def note(self, line: str) -> None:
+        """Why a --via batches run waits on the service (not about money): not under -q."""
+        if not self.quiet:
+            self._note(line)
 
     def _note(self, line: str) -> None:
         if self._live is not None:
