@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
+import time
 import urllib.request
+from typing import Any
 
 import anthropic
 import pytest
@@ -354,6 +357,62 @@ def test_the_300k_beta_header_goes_only_on_jobs_whose_models_all_have_it(start_e
     assert set(_billed(url).values()) == {1}
 
 
+def test_a_job_canceled_on_the_service_is_waited_through_and_its_canceled_requests_retried(
+    start_emulator, env, tmp_path
+):
+    # A colleague cancels the batch's job in the console while it runs: it is canceling while
+    # its in-flight request (doc0's) ends, then ended with the others canceled. The driver polls
+    # through canceling, keeps doc0's answer and sends the canceled requests in the next job.
+    args = dict(model=MODEL, max_tokens_per_call=250, poll_interval=0.01, via="batches")
+    env(start_emulator(length=700))
+    clean = autocontinue.batch(_items(3), journal=str(tmp_path / "clean.sqlite3"), **args)
+    url = start_emulator(length=700, clock=ManualClock())
+    env(url)
+    configure_batches(url, processing_delay=600, cancel_delay=30, cancel_in_flight=1)
+    notes: list[str] = []
+    outcome: list[Any] = []
+    run = threading.Thread(
+        target=lambda: outcome.append(
+            autocontinue.batch(_items(3), journal=str(tmp_path / "j.sqlite3"), on_note=notes.append, **args)
+        )
+    )
+    run.start()
+    colleague = anthropic.Anthropic(base_url=url, api_key="k", max_retries=0)
+    try:
+        first = _wait_for(lambda: next(iter(colleague.messages.batches.list()), None))
+        configure_batches(url, processing_delay=0)  # the jobs sent after it run at once
+        assert colleague.messages.batches.cancel(first.id).processing_status == "canceling"
+        assert _wait_for(lambda: [n for n in notes if first.id in n])  # the driver saw canceling
+        assert colleague.messages.batches.retrieve(first.id).processing_status == "canceling"
+        _advance(url, 30)
+    finally:
+        run.join(timeout=60)
+    (done,) = outcome
+    assert [(r.id, r.text, r.stop_reason, r.rounds) for r in done.results] == [
+        (r.id, r.text, r.stop_reason, r.rounds) for r in clean.results
+    ]
+    kinds = {r.custom_id: r.result.type for r in colleague.messages.batches.results(first.id)}
+    assert kinds == {"doc0-r0": "succeeded", "doc1-r0": "canceled", "doc2-r0": "canceled"}
+    billed = _billed(url)  # every round once: doc0's round 0 was not sent again
+    assert billed == {f"doc{i}-r{r}": 1 for i in range(3) for r in range(3)}
+    assert len(notes) == 1 and "was canceled on the service" in notes[0]
+    assert done.warnings == []
+
+
+def test_requests_canceled_every_time_are_reported_on_their_item(start_emulator, env, tmp_path):
+    url = start_emulator(length=200)
+    env(url)
+    # doc0 canceled in each of 7 jobs (the retry policy's last attempt), doc1 answered at once.
+    configure_batches(url, outcomes=["canceled", "succeeded"] + ["canceled"] * 6)
+    result = autocontinue.batch(
+        _items(2), journal=str(tmp_path / "j.sqlite3"), via="batches", model=MODEL, poll_interval=0.01
+    )
+    failed, answered = result.results
+    assert failed.error is not None and "canceled on the service" in failed.error
+    assert answered.error is None and answered.stop_reason == "end_turn"
+    assert len(result.service_jobs) == 7 and _billed(url) == {"doc1-r0": 1}
+
+
 def test_a_create_refused_with_429_says_what_messages_say(start_emulator):
     # The batch create's scripted 429 is the same error POST /v1/messages gives for one.
     url = start_emulator(length=100, faults="429/3@1")
@@ -366,3 +425,13 @@ def test_a_create_refused_with_429_says_what_messages_say(start_emulator):
     assert batch.value.body["error"] == live.value.body["error"]
     assert "per-minute rate limit (https://docs.claude.com/en/api/rate-limits)" in str(batch.value)
     assert batch.value.response.headers["retry-after"] == "3"
+
+
+def _wait_for(probe: Any, seconds: float = 30) -> Any:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        got = probe()
+        if got:
+            return got
+        time.sleep(0.01)
+    raise AssertionError("never happened")

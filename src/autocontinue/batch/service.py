@@ -9,7 +9,9 @@ job has ended, and steps each engine with its result: ``Answered`` (the text and
 end at once) or the error a live call would have raised. An engine whose next action is a
 ``Call`` again (it stopped at ``max_tokens``) goes into the next job. Errored, expired and
 canceled results are retried like failed calls (the engine's retry policy decides when an
-item gives up; its backoff ``Sleep`` is the next job's turnaround, not a wait of its own). Calls carry 1-hour cache breakpoints (rounds of an
+item gives up; its backoff ``Sleep`` is the next job's turnaround, not a wait of its own); a
+job canceled on the service (by someone in the console) is polled through ``canceling`` until
+it has ended, and its answered requests are kept. Calls carry 1-hour cache breakpoints (rounds of an
 item may be more than 5 minutes apart) and, on the models that have it, the 300k-output beta.
 Before each create call the job is journaled as an intent (its custom ids and the time), and
 the service's id joins it as soon as the call returns; a resumed batch collects a job that is
@@ -17,7 +19,7 @@ still running instead of paying for it again, and an intent left without an id (
 was killed between the service accepting the job and the journal learning its id) is looked
 for on the service (``ServiceDriver.find_landed``) before its round is sent again; the results
 that confirmed the job are the ones collected (one download). Waits the user cannot see (that
-search) are told in one line each (``on_note``).
+search, a job canceled on the service) are told in one line each (``on_note``).
 """
 
 from __future__ import annotations
@@ -166,7 +168,7 @@ class ServiceDriver:
     on_warning: Callable[[str], None] | None = None
     #: Told one line (not about money) when the driver waits on the service for a reason the
     #: user cannot see: looking for the job a killed run may have made, a candidate still
-    #: running.
+    #: running, a job canceled on the service.
     on_note: Callable[[str], None] | None = None
     #: ``CREATE_TIMEOUT`` and ``CLOCK_SKEW`` for this driver (small in tests).
     create_timeout: float = CREATE_TIMEOUT
@@ -503,10 +505,19 @@ class ServiceDriver:
         return [(group, under) for group, under in ((beta, True), (plain, False)) if group]
 
     async def _wait_ended(self, service_id: str) -> None:
+        """Poll until the job has ended; a job canceled on the service (a colleague in the
+        console) is ``canceling`` while its in-flight requests end, and is waited through."""
+        canceling = False
         while True:
             job = await self.client.messages.batches.retrieve(service_id)
             if job.processing_status == "ended":
                 return
+            if job.processing_status == "canceling" and not canceling:
+                canceling = True
+                self._note(
+                    f"service job {service_id} was canceled on the service: waiting for its "
+                    "in-flight requests to end; its canceled requests are retried in the next job"
+                )
             await asyncio.sleep(self.poll_interval)
 
     async def _collect(self, service_id: str) -> dict[str, Any]:
@@ -619,7 +630,11 @@ def _happened(result: Any) -> Answered | BackendError:
 def _error_of(result: Any) -> BackendError:
     """An errored, expired or canceled result as the error a live call would have raised."""
     kind = getattr(result, "type", None)
-    if kind in ("expired", "canceled") or result is None:
+    if kind == "canceled":
+        return TransientBackendError(
+            "the batch request was canceled: its Message Batches job was canceled on the service"
+        )
+    if kind == "expired" or result is None:
         return TransientBackendError(f"the batch request was {kind or 'not answered'}")
     inner = result.error.error
     error_type, message = inner.type, inner.message
