@@ -24,22 +24,21 @@ from ..batch.progress import BatchProgress, format_seconds
 from ..batch.runner import BatchResult, abatch
 from .common import journal_options
 from .errors import BUDGET_STOPS, EXIT_BACKEND, EXIT_BUDGET, EXIT_INTERRUPTED, CommandFailed, say, warn
-from .inputs import check_output_path
+from .inputs import check_output_path, check_url, clean_prefill
+from .options import cli_options, options_from_cli
 
 __all__ = ["batch"]
 
-_RUN_OPTIONS = (
-    "model",
-    "max_rounds",
-    "max_tokens_per_call",
-    "max_output_tokens",
-    "min_words",
-    "max_words",
-    "strategy",
-    "seed",
-    "model_path",
-    "system",
-)
+#: Where a run option means something else as the default of every item.
+_ITEM_HELP = {
+    "model": "Model of every item that names none.",
+    "backend": "Default: as for run (openai: at OPENAI_BASE_URL).",
+    "system": "System prompt of every item that has none.",
+    "max_rounds": "Most model calls per item.",
+    "max_output_tokens": "Output tokens per item in all.",
+    "base_url": "API endpoint (default: ANTHROPIC_BASE_URL for anthropic and --via batches; "
+    "required for openai).",
+}
 
 
 @click.command("batch")
@@ -92,45 +91,7 @@ _RUN_OPTIONS = (
     metavar="S",
     help="Seconds between polls of a Message Batch.",
 )
-@click.option(
-    "--backend",
-    type=click.Choice(["anthropic", "openai", "local"]),
-    help="Default: as for run (openai: at OPENAI_BASE_URL).",
-)
-@click.option("--model", metavar="ID", help="Model of every item that names none.")
-@click.option(
-    "--model-path", type=click.Path(exists=True, dir_okay=False), help="GGUF file for the local backend."
-)
-@click.option("--system", metavar="TEXT", help="System prompt of every item that has none.")
-@click.option(
-    "--max-rounds",
-    type=click.IntRange(1, 10_000),
-    metavar="N",
-    help="Most model calls per item (default 20).",
-)
-@click.option(
-    "--max-tokens-per-call", type=click.IntRange(1, 1_000_000), metavar="N", help="max_tokens of each call."
-)
-@click.option(
-    "--max-output-tokens",
-    type=click.IntRange(1, 10_000_000),
-    metavar="N",
-    help="Output tokens per item in all.",
-)
-@click.option(
-    "--min-words",
-    type=click.IntRange(1, 10_000_000),
-    metavar="N",
-    help="Keep going until an answer has N words.",
-)
-@click.option(
-    "--max-words",
-    type=click.IntRange(1, 10_000_000),
-    metavar="N",
-    help="Stop at a sentence end after N words.",
-)
-@click.option("--strategy", type=click.Choice(["auto", "prefill", "user-turn"]), help="How to continue.")
-@click.option("--seed", type=click.IntRange(0, 2**32 - 1), metavar="N", help="Seed for the local backend.")
+@cli_options(help=_ITEM_HELP, defaults=False)
 @click.option("-q", "--quiet", is_flag=True, help="Nothing on stderr but errors.")
 @journal_options
 def batch(
@@ -146,17 +107,17 @@ def batch(
     itpm: int | None,
     otpm: int | None,
     poll_interval: float,
-    backend: str | None,
     quiet: bool,
     journal_path: str | None,
     no_journal: bool,
-    **options: Any,
+    **values: Any,
 ) -> None:
     """Answer every prompt of INPUT (JSONL, or one prompt a line), each to its end.
 
     \b
     INPUT lines: {"id": ..., "prompt": ...} or {"id": ..., "messages": [...], "system": ...},
-    plus any run option per item (max_rounds, min_words, model, ...).
+    plus any run option per item (max_rounds, min_words, model, ...). Every run option
+    below is the default of every item that does not set it.
     Output: one JSON object per item (id, text, stop_reason, rounds, usage, cost_usd, error),
     written as each item finishes.
     """
@@ -173,7 +134,12 @@ def batch(
         raise CommandFailed(
             "--resume reads the journal; --no-journal leaves nothing to resume", hint="drop --no-journal"
         )
-    run_options = {k: v for k, v in options.items() if k in _RUN_OPTIONS and v is not None}
+    run_options = options_from_cli(values)
+    backend = run_options.pop("backend", None)
+    if "prefill" in run_options:
+        run_options["prefill"] = clean_prefill(run_options["prefill"], quiet=quiet)
+    if "base_url" in run_options:
+        check_url(run_options["base_url"], "--base-url")
     limits = {k: float(v) for k, v in (("requests", rpm), ("input", itpm), ("output", otpm)) if v}
     view = _View(quiet=quiet)
     with tempfile.TemporaryDirectory() as scratch:

@@ -20,6 +20,7 @@ __all__ = [
     "check_output_path",
     "choose_backend",
     "check_endpoint",
+    "check_url",
     "stdin_piped",
 ]
 
@@ -147,7 +148,7 @@ def check_endpoint(backend: str, base_url: str | None) -> str | None:
     if url is None and backend == "anthropic":
         url, source = os.environ.get("ANTHROPIC_BASE_URL") or None, "ANTHROPIC_BASE_URL"
     if url is not None:
-        _check_url(url, source)
+        check_url(url, source)
     has_key = os.environ.get("ANTHROPIC_API_KEY") or os.environ.get("ANTHROPIC_AUTH_TOKEN")
     if backend == "anthropic" and not has_key:
         raise MissingCredentialsError(
@@ -156,7 +157,8 @@ def check_endpoint(backend: str, base_url: str | None) -> str | None:
     return url
 
 
-def _check_url(url: str, source: str) -> None:
+def check_url(url: str, source: str) -> None:
+    """Refuse a URL (from SOURCE, e.g. --base-url) that is not http(s) in one line."""
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError for a bad port

@@ -3,8 +3,10 @@
 Every recordable field of ``Options`` (``OPTION_FIELDS``) becomes one click option; this module
 only adds what the command line needs beyond the field itself: the flag, a help line, a click
 type for range checks. A field with no entry in ``CLI_META`` still gets an option, named after
-the field and typed from its annotation; ``test_cli_options`` insists every field has an entry.
-``CLI_EXCLUDED`` are the fields that hold live objects (a client, a checkpoint, a retry policy).
+the field and typed from its annotation; ``test_cli_first_contact`` insists every field has an
+entry. ``CLI_EXCLUDED`` are the fields that hold live objects (a client, a checkpoint, a retry
+policy). ``run`` and ``batch`` take the same options (``cli_options``); a batch's are the
+defaults of every item, so it applies none of its own.
 """
 
 from __future__ import annotations
@@ -19,7 +21,16 @@ import click
 
 from ..options import OPTION_FIELDS, Effort, Options, ServerKind, Strategy, Thinking
 
-__all__ = ["CLI_EXCLUDED", "CLI_META", "BACKENDS", "CliOption", "run_options", "options_from_cli"]
+__all__ = [
+    "CLI_EXCLUDED",
+    "CLI_META",
+    "BACKENDS",
+    "CliOption",
+    "cli_fields",
+    "cli_options",
+    "run_options",
+    "options_from_cli",
+]
 
 #: Backend names the command line accepts.
 BACKENDS = ("anthropic", "local", "openai")
@@ -120,30 +131,54 @@ def _meta(name: str) -> CliOption:
     return CLI_META.get(name) or _derived(name)
 
 
-def _click_option(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def _click_option(
+    name: str, *, help: str | None = None, defaults: bool = True
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     meta = _meta(name)
     flag = meta.flag or "--" + name.replace("_", "-")
     if meta.negate:
-        return click.option(flag, f"opt_{name}", is_flag=True, default=False, help=meta.help)
+        return click.option(flag, f"opt_{name}", is_flag=True, default=False, help=help or meta.help)
     default = _DEFAULTS.get(name)
     shown = default not in (None, (), dataclasses.MISSING) and not meta.multiple
+    text = help or meta.help
+    if shown and not defaults:  # none applied: the help still says what an unset option comes to
+        text = f"{text.removesuffix('.')} (default: {default})."
     return click.option(
         flag,
         f"opt_{name}",
         type=meta.type,
         metavar=meta.metavar,
         multiple=meta.multiple,
-        default=default if shown else None,
-        show_default=shown,
-        help=meta.help,
+        default=default if shown and defaults else None,
+        show_default=shown and defaults,
+        help=text,
     )
+
+
+def cli_options(
+    *, help: dict[str, str] | None = None, defaults: bool = True
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A decorator adding one click option per Options field (values arrive as ``opt_*``).
+
+    ``help`` replaces the help line of the fields a command means differently (a batch's
+    ``--model`` is the model of every item that names none). With ``defaults=False`` no
+    default is applied: an option the user did not give stays unset (``options_from_cli``
+    leaves it out), and its help only shows the default it comes to.
+    """
+    unknown = set(help or {}) - set(cli_fields())
+    assert not unknown, f"help for fields that are no options: {sorted(unknown)}"
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        for name in reversed(cli_fields()):
+            command = _click_option(name, help=(help or {}).get(name), defaults=defaults)(command)
+        return command
+
+    return decorate
 
 
 def run_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """Decorate a click command with one option per Options field (values arrive as ``opt_*``)."""
-    for name in reversed(cli_fields()):
-        command = _click_option(name)(command)
-    return command
+    return cli_options()(command)
 
 
 def options_from_cli(values: dict[str, Any]) -> dict[str, Any]:
