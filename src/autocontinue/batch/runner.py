@@ -23,6 +23,7 @@ from ..backends.select import backend_for, infer_backend
 from ..errors import ConfigurationError, MissingCredentialsError
 from ..events import Event
 from ..journal import Journal, default_journal_path
+from ..options import Options
 from .items import ITEM_OPTION_NAMES, BadLine, BatchItem, items_from_objects, parse_lines
 from .live import ItemRunner, PacedBackend
 from .output import ItemResult, OutputWriter
@@ -83,16 +84,49 @@ def load_items(source: Any) -> tuple[list[BatchItem], list[BadLine]]:
 
 
 def _check_defaults(options: dict[str, Any]) -> None:
+    """Refuse an unknown or bad item default before anything is spent (it would fail every item)."""
     unknown = sorted(set(options) - set(ITEM_OPTION_NAMES) - {"system"})
     if unknown:
         raise ConfigurationError(
             f"unknown option {unknown[0]!r} for a batch", hint="options are: " + ", ".join(ITEM_OPTION_NAMES)
         )
+    Options(**{name: value for name, value in options.items() if value is not None}).validate()
 
 
-def _check_via_backend(via: str, backend: Any, options: dict[str, Any]) -> None:
+#: Options that choose the backend itself: one backend (one client) serves every item of a
+#: batch, so an item cannot have its own (it would silently run on the batch's).
+_BATCH_WIDE = ("base_url", "server", "model_path")
+
+
+def _check_item_options(items: list[BatchItem], options: dict[str, Any]) -> None:
+    for item in items:
+        for name in _BATCH_WIDE:
+            if name in item.options and item.options[name] != options.get(name):
+                where = f" on line {item.line}" if item.line else ""
+                raise ConfigurationError(
+                    f"item {item.id!r}{where} sets its own {name}, but one backend serves the whole batch",
+                    hint=f"give {name} to the whole batch (--{name.replace('_', '-')}); items for "
+                    "another one are a batch of their own",
+                )
+
+
+def _check_resumed_options(batch_id: str, started: dict[str, Any], options: dict[str, Any]) -> None:
+    """A resumed batch keeps the options it was started with: one given anew with another
+    value would silently not apply, so it is refused (the same value is fine)."""
+    given = json.loads(json.dumps(options, default=str))
+    for name in sorted(given):
+        if given[name] is not None and given[name] != started.get(name):
+            raise ConfigurationError(
+                f"batch {batch_id} runs with the options it was started with: "
+                f"{name} {started.get(name)!r}, not {given[name]!r}",
+                hint=f"drop {name} to resume it, or start a new batch without resume",
+            )
+
+
+def _check_via_backend(via: str, backend: Any, client: Any, options: dict[str, Any]) -> None:
     """Message Batches are Anthropic's: another backend with ``via="batches"`` is refused, not
-    quietly replaced by the Anthropic service (which would bill the user's Anthropic key)."""
+    quietly replaced by the Anthropic service (which would bill the user's Anthropic key); so
+    is ``server`` (how an OpenAI-compatible server continues), which nothing there would read."""
     if via != "batches":
         return
     name = _backend_name(backend)
@@ -103,6 +137,13 @@ def _check_via_backend(via: str, backend: Any, options: dict[str, Any]) -> None:
             f"--via batches runs on Anthropic's Message Batches, not on the {name} backend",
             hint="drop --via batches to run it live, or use --backend anthropic",
         )
+    if options.get("server") is not None:
+        raise ConfigurationError(
+            "--server is for OpenAI-compatible servers; --via batches runs on Anthropic's Message Batches",
+            hint="drop --server, or drop --via batches and use --backend openai",
+        )
+    if client is not None and options.get("base_url"):
+        raise ConfigurationError("give client= or base_url=, not both", hint="set the base URL on the client")
 
 
 def _make_output_dir(path: Path) -> None:
@@ -168,7 +209,7 @@ async def abatch(
         raise ConfigurationError(f"unknown via {via!r}", hint="use 'live' or 'batches'")
     if not isinstance(concurrency, int) or concurrency < 1:
         raise ConfigurationError(f"concurrency must be a positive whole number, got {concurrency!r}")
-    _check_via_backend(via, backend, options)
+    _check_via_backend(via, backend, client, options)
     items, bad = load_items(inputs) if inputs is not None else ([], [])
     if strict and bad:
         raise ConfigurationError(
@@ -180,6 +221,7 @@ async def abatch(
             on_bad_line(line)
     if inputs is not None and not items:
         raise ConfigurationError("the input holds no items", hint="one JSON object or one prompt a line")
+    _check_item_options(items, options)
     if output_dir is not None:
         _make_output_dir(Path(output_dir))
     path = Path(journal).expanduser() if journal else default_journal_path()
@@ -247,6 +289,7 @@ def _find_or_create(
             raise ConfigurationError(
                 f"no batch {resume!r} in the journal", hint="rerun the same command without --resume"
             )
+        _check_resumed_options(record.id, record.settings.get("options", {}), options)
         return record.id
     key = batch_key(items, options, via, backend)
     earlier = None if fresh else store.latest_with_key(key)
@@ -488,7 +531,9 @@ async def _run_service(
             raise MissingCredentialsError(
                 "no Anthropic API key", hint="Message Batches need ANTHROPIC_API_KEY"
             )
-        client = anthropic.AsyncAnthropic()
+        # The batch's base URL (``--base-url``) wins over ANTHROPIC_BASE_URL, as for a live run.
+        base_url = defaults.get("base_url")
+        client = anthropic.AsyncAnthropic(**({"base_url": base_url} if base_url else {}))
     driver = ServiceDriver(
         client,
         runs,
