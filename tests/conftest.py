@@ -28,6 +28,18 @@ import pytest
 from autocontinue.emulator import run_emulator
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Children read /dev/null, not the stdin the suite was started with.
+
+    The CLI warns when a prompt is given and stdin is a pipe holding data ("stdin is
+    ignored"); a suite started from a pipe (a CI runner, ``cmd | pytest``) would hand that
+    pipe to every CLI child that does not set its own stdin and change their stderr.
+    """
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("AUTOCONTINUE_HOME", str(tmp_path / "autocontinue-home"))
