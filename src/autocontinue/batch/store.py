@@ -8,7 +8,9 @@ custom ids, the time, and when its last create call was sent, committed before e
 service accepted a job but before it learnt the job's id leaves a trace that a resume matches
 against the service instead of paying for the round again) and ``batch_warnings`` (lines
 about money the user must see, e.g. a round the service billed twice, kept for a resume's
-summary). The tables are created
+summary). Each item row also holds its reuse key (a hash of the item's record and the batch's
+settings), indexed, so a new batch finds the items an earlier one already finished with the
+same record and settings in one indexed query and takes them over (``create_reusing``). The tables are created
 idempotently next to the journal's own (a journal written before ``batch_intents`` existed
 gains it when opened; older code ignores it); the runs themselves are written through ``autocontinue.journal``. Every write
 is one committed transaction, so a batch killed at any moment resumes from what landed.
@@ -16,6 +18,7 @@ is one committed transaction, so a batch killed at any moment resumes from what 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 import time
@@ -53,6 +56,8 @@ CREATE TABLE IF NOT EXISTS batch_items (
     run_id   TEXT,
     status   TEXT NOT NULL,
     result   TEXT,
+    reuse_key TEXT,
+    origin   TEXT,
     PRIMARY KEY (batch_id, item_id)
 );
 CREATE TABLE IF NOT EXISTS batch_rounds (
@@ -80,6 +85,21 @@ CREATE TABLE IF NOT EXISTS batch_warnings (
 );
 """
 
+#: Made after ``_migrate_items`` (an older ``batch_items`` lacks the column until then).
+_REUSE_INDEX = "CREATE INDEX IF NOT EXISTS batch_items_by_reuse ON batch_items(reuse_key, status)"
+
+#: For each item of a batch with a reuse key: the latest finished item of another batch with
+#: the same key (its batch, run and result); one index seek per item.
+_TAKE_FINISHED = (
+    "SELECT n.item_id, o.batch_id, o.run_id, o.result FROM batch_items AS n"
+    " JOIN batch_items AS o ON o.rowid = ("
+    "  SELECT m.rowid FROM batch_items AS m"
+    "  WHERE m.reuse_key = n.reuse_key AND m.status = 'finished'"
+    "   AND m.result IS NOT NULL AND m.batch_id != n.batch_id"
+    "  ORDER BY m.rowid DESC LIMIT 1)"
+    " WHERE n.batch_id = ? AND n.reuse_key IS NOT NULL"
+)
+
 
 @dataclass
 class BatchRecord:
@@ -97,6 +117,8 @@ class ItemRecord:
     run_id: str | None
     status: str
     result: ItemResult | None
+    #: The batch whose finished item this one was taken from (None: its own run).
+    origin: str | None = None
 
 
 @dataclass
@@ -139,6 +161,7 @@ class BatchStore:
                 columns = {row[1] for row in conn.execute("PRAGMA table_info(batch_intents)")}
                 if "last_sent" not in columns:  # a journal from before create attempts were timed
                     conn.execute("ALTER TABLE batch_intents ADD COLUMN last_sent REAL")
+                _migrate_items(conn)
         except sqlite3.DatabaseError as exc:
             raise JournalError(
                 f"the journal {path} cannot hold batches ({exc})", hint="pass --journal PATH"
@@ -149,6 +172,9 @@ class BatchStore:
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
+        if self._conn.in_transaction:  # inside another write (create_reusing): one transaction
+            yield self._conn
+            return
         self._conn.execute("BEGIN IMMEDIATE")
         try:
             yield self._conn
@@ -173,13 +199,44 @@ class BatchStore:
                 (batch_id, now, now, key, via, json.dumps(settings, ensure_ascii=False, sort_keys=True)),
             )
             conn.executemany(
-                "INSERT INTO batch_items (batch_id, item_id, position, item, status) VALUES (?, ?, ?, ?, 'pending')",
+                "INSERT INTO batch_items (batch_id, item_id, position, item, status, reuse_key)"
+                " VALUES (?, ?, ?, ?, 'pending', ?)",
                 [
-                    (batch_id, it.id, i, json.dumps(_item_record(it), ensure_ascii=False))
+                    (
+                        batch_id,
+                        it.id,
+                        i,
+                        json.dumps(_item_record(it), ensure_ascii=False),
+                        _reuse_key(it, settings),
+                    )
                     for i, it in enumerate(items)
                 ],
             )
         return batch_id
+
+    def create_reusing(
+        self, *, key: str, via: str, settings: dict[str, Any], items: list[BatchItem]
+    ) -> tuple[str, int]:
+        """``create``, then take over every item an earlier batch of this journal finished with
+        the same record and settings (same reuse key): the new batch's row becomes finished with
+        that item's result and points at the same run (nothing is called again, and the run is
+        not copied: ``runs`` and ``show`` keep one run per answer). One transaction, so a kill
+        leaves either no batch or one with its items taken over. Returns (batch id, items taken).
+        """
+        with self._write():
+            batch_id = self.create(key=key, via=via, settings=settings, items=items)
+            return batch_id, self._take_finished(batch_id)
+
+    def _take_finished(self, batch_id: str) -> int:
+        """Point each item of ``batch_id`` at the latest finished item with its reuse key in
+        another batch (one indexed lookup per item: ``batch_items_by_reuse``)."""
+        found = self._conn.execute(_TAKE_FINISHED, (batch_id,)).fetchall()
+        self._conn.executemany(
+            "UPDATE batch_items SET status = 'finished', run_id = ?, result = ?, origin = ?"
+            " WHERE batch_id = ? AND item_id = ?",
+            [(run_id, result, origin, batch_id, item_id) for item_id, origin, run_id, result in found],
+        )
+        return len(found)
 
     def get(self, batch_id: str) -> BatchRecord | None:
         rows = self._rows("SELECT * FROM batches WHERE id = ?", (batch_id,))
@@ -309,6 +366,27 @@ class BatchStore:
         return [ServiceJob(row["service_id"], json.loads(row["custom_ids"]), row["state"]) for row in rows]
 
 
+def _reuse_key(item: BatchItem, settings: dict[str, Any]) -> str:
+    """What makes two items the same answer: the item's record (id, prompt or messages, system,
+    its options) and the settings of its batch (defaults, via, backend), exactly; a line number
+    is not part of it. Items with equal keys in two batches are answered once."""
+    blob = json.dumps(
+        {"item": item.to_record(), "settings": settings}, sort_keys=True, ensure_ascii=False, default=str
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _migrate_items(conn: sqlite3.Connection) -> None:
+    """Give a ``batch_items`` from before reuse keys its two columns, then the index. Its rows
+    keep no key (their batch's settings may predate the backend being recorded): they are never
+    taken over, only items journaled from now on are."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(batch_items)")}
+    for name in ("reuse_key", "origin"):
+        if name not in columns:
+            conn.execute(f"ALTER TABLE batch_items ADD COLUMN {name} TEXT")
+    conn.execute(_REUSE_INDEX)
+
+
 def _item_record(item: BatchItem) -> dict[str, Any]:
     return {**item.to_record(), "line": item.line}
 
@@ -342,4 +420,4 @@ def _item_row(row: sqlite3.Row) -> ItemRecord:
             error=raw["error"],
             run_id=row["run_id"],
         )
-    return ItemRecord(item, row["position"], row["run_id"], row["status"], result)
+    return ItemRecord(item, row["position"], row["run_id"], row["status"], result, row["origin"])
