@@ -1,7 +1,8 @@
 """``batch`` / ``abatch``: many prompts, one journal, resumable, live or through Message Batches.
 
 The flow: read the items (bad lines named), find or create the batch in the journal (a plain
-rerun of the same input and options finds the earlier batch; ``resume=`` names one), write
+rerun of the same input and options finds the earlier batch; ``resume=`` names one; a new
+batch takes over the items earlier ones finished with the same record and settings), write
 the output of the items it already finished, then run the rest: live (``live.py``, paced by
 the rate limits) or through Message Batches (``service.py``). Each item's line is written as
 it ends.
@@ -228,7 +229,9 @@ async def abatch(
     with Journal(path) as runs:
         store = BatchStore(path)
         try:
-            batch_id = _find_or_create(store, items, options, via, resume, fresh, _backend_name(backend))
+            batch_id = _find_or_create(
+                store, items, options, via, resume, fresh, _backend_name(backend), on_note
+            )
             return await _run(
                 store,
                 runs,
@@ -248,7 +251,7 @@ async def abatch(
                 on_item=on_item,
                 on_batch=on_batch,
                 on_warning=on_warning,
-                # on_note is a ServiceDriver field (only Message Batches waits are told)
+                # on_note is also a ServiceDriver field (it tells why a Message Batches run waits)
                 driver_options={**(driver_options or {}), **({"on_note": on_note} if on_note else {})},
             )
         finally:
@@ -266,8 +269,9 @@ def batch(inputs: Any = None, **options: Any) -> BatchResult:
     requests / input / output tokens, when the service does not say), ``strict``,
     ``poll_interval``, ``on_event``, ``on_item``, ``on_batch``, ``on_bad_line``, ``on_warning`` (told each
     line about money, e.g. a round billed twice, as it happens; they are also journaled with the
-    batch and in ``BatchResult.warnings``), ``on_note`` (told a line, not about money, when a
-    ``via="batches"`` run waits on the service for a reason the user cannot see), ``driver_options`` (fields of ``ServiceDriver``, e.g.
+    batch and in ``BatchResult.warnings``), ``on_note`` (told a line, not about money: when a
+    ``via="batches"`` run waits on the service for a reason the user cannot see, and how many
+    items a new batch took from earlier ones), ``driver_options`` (fields of ``ServiceDriver``, e.g.
     ``create_timeout`` and ``clock_skew``; for tests), and any run option of ``generate`` as the
     default of every item.
     """
@@ -282,6 +286,7 @@ def _find_or_create(
     resume: str | None,
     fresh: bool,
     backend: str | None = None,
+    on_note: Callable[[str], None] | None = None,
 ) -> str:
     if resume:
         record = store.get(resume)
@@ -296,7 +301,28 @@ def _find_or_create(
     if earlier is not None:
         return earlier.id
     settings = {"options": options, "via": via, **({"backend": backend} if backend else {})}
-    return store.create(key=key, via=via, settings=settings, items=items)
+    if fresh:
+        return store.create(key=key, via=via, settings=settings, items=items)
+    return _create_reusing(store, key, via, settings, items, on_note)
+
+
+def _create_reusing(
+    store: BatchStore,
+    key: str,
+    via: str,
+    settings: dict[str, Any],
+    items: list[BatchItem],
+    on_note: Callable[[str], None] | None,
+) -> str:
+    """A new batch that takes over the items earlier batches finished with the same record and
+    settings (a line added, fixed or removed pays only for what changed), telling ``on_note``."""
+    batch_id, taken = store.create_reusing(key=key, via=via, settings=settings, items=items)
+    if taken and on_note is not None:
+        on_note(
+            f"{taken} of {len(items)} item{'s' if len(items) != 1 else ''} taken from earlier batches "
+            "(finished there with the same prompt and options); --fresh runs them again"
+        )
+    return batch_id
 
 
 def _backend_name(backend: Any) -> str | None:

@@ -225,7 +225,8 @@ class _View:
             warn(line)
 
     def note(self, line: str) -> None:
-        """Why a --via batches run waits on the service (not about money): not under -q."""
+        """A line not about money (why a --via batches run waits, items taken from earlier
+        batches): not under -q."""
         if not self.quiet:
             self._note(line)
 
