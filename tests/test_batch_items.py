@@ -149,3 +149,28 @@ def test_an_item_option_with_a_wrong_value_is_a_bad_line_saying_why():
     assert [i.id for i in items] == ["c"]
     assert [b.line for b in bad] == [1, 2]
     assert "max_rounds" in bad[0].reason and "temperature" in bad[1].reason
+
+
+@pytest.mark.parametrize(
+    ("lines", "ids"),
+    [
+        (['{"prompt": "y"}', '{"id": "1", "prompt": "x"}'], ["line-1", "1"]),
+        (['{"id": 2, "prompt": "x"}', '{"prompt": "y"}'], ["2", "line-2"]),
+        (
+            ['{"prompt": "y"}', '{"id": "1", "prompt": "x"}', '{"id": "line-1", "prompt": "z"}'],
+            ["line-1-2", "1", "line-1"],
+        ),
+        (['{"prompt": "y"}', '{"id": "b", "prompt": "x"}'], ["1", "b"]),  # no clash: ids as before
+    ],
+)
+def test_an_explicit_id_is_never_lost_to_one_made_from_a_line_number(lines, ids):
+    items, bad = parse_lines("\n".join(lines))
+    assert bad == []
+    assert [item.id for item in items] == ids
+
+
+def test_python_batch_with_no_good_item_says_why_the_first_line_is_bad(tmp_path):
+    from autocontinue import ConfigurationError, batch
+
+    with pytest.raises(ConfigurationError, match="holds no items.*line 1: give exactly one of prompt"):
+        batch([{"id": "a"}], journal=str(tmp_path / "j.sqlite3"), backend="local")

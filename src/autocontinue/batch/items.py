@@ -5,6 +5,11 @@ Pure: text in, items and bad lines out. A JSON line is ``{"id", "prompt"}`` or
 ``autocontinue.options.Options`` (``max_rounds``, ``min_words``, ``model`` ...); a file whose
 first non-blank line is not a JSON object is plain text, one prompt a line. A line that cannot
 be read is a ``BadLine`` with its 1-based number and why; nothing is dropped silently.
+
+An item without an id is named by its line number ("3"), unless an item of the input gives
+that id itself: the id the user wrote always wins, and the unnamed item becomes "line-3" (then
+"line-3-2" ...). So an explicit id is never lost to a generated one, and the ids of inputs
+without such a clash (and with them their batch keys in the journal) stay as they were.
 """
 
 from __future__ import annotations
@@ -12,13 +17,20 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..errors import ConfigurationError
 from ..options import OPTION_FIELDS, Options
 
-__all__ = ["BatchItem", "BadLine", "ITEM_OPTION_NAMES", "parse_lines", "items_from_objects"]
+__all__ = [
+    "BatchItem",
+    "BadLine",
+    "ITEM_OPTION_NAMES",
+    "parse_lines",
+    "items_from_objects",
+    "no_items_error",
+]
 
 #: Options an item may set: every recordable field except the live objects.
 ITEM_OPTION_NAMES = tuple(
@@ -91,9 +103,11 @@ def _plain_lines(lines: list[str]) -> tuple[list[BatchItem], list[BadLine]]:
 
 
 def items_from_objects(objects: list[tuple[int, Any]]) -> tuple[list[BatchItem], list[BadLine]]:
-    """Check each (line, object) pair; duplicate ids are bad lines after the first."""
+    """Check each (line, object) pair; duplicate ids are bad lines after the first (an id made
+    from a line number steps aside for the same id given explicitly, see the module)."""
     items: list[BatchItem] = []
     bad: list[BadLine] = []
+    explicit = {_id_text(obj["id"]) for _, obj in objects if isinstance(obj, dict) and "id" in obj}
     seen: set[str] = set()
     for number, obj in objects:
         try:
@@ -101,12 +115,43 @@ def items_from_objects(objects: list[tuple[int, Any]]) -> tuple[list[BatchItem],
         except ValueError as exc:
             bad.append(BadLine(number, str(exc)))
             continue
+        if _unnamed(obj):
+            item = replace(item, id=_free_id(number, explicit | seen))
         if item.id in seen:
             bad.append(BadLine(number, f"id {item.id!r} appears twice (the first one is kept)"))
             continue
         seen.add(item.id)
         items.append(item)
     return items, bad
+
+
+def no_items_error(bad: list[BadLine]) -> ConfigurationError:
+    """The error for an input with no item to run, naming the first bad line's reason."""
+    if not bad:
+        return ConfigurationError("the input holds no items", hint="one JSON object or one prompt a line")
+    lines = f"{len(bad)} bad line{'s' if len(bad) != 1 else ''}"
+    return ConfigurationError(
+        f"the input holds no items ({lines}, the first: {bad[0]})",
+        hint='one JSON object or one prompt a line, e.g. {"id": "a", "prompt": "..."}',
+    )
+
+
+def _id_text(ident: Any) -> str:
+    return str(ident) if isinstance(ident, (str, int)) and not isinstance(ident, bool) else ""
+
+
+def _unnamed(obj: Any) -> bool:
+    return isinstance(obj, str) or (isinstance(obj, dict) and "id" not in obj)
+
+
+def _free_id(number: int, taken: set[str]) -> str:
+    """The id of the unnamed item at line ``number``: the number, or "line-N" if that is taken."""
+    if str(number) not in taken:
+        return str(number)
+    candidate, count = f"line-{number}", 2
+    while candidate in taken:
+        candidate, count = f"line-{number}-{count}", count + 1
+    return candidate
 
 
 def _item(number: int, obj: Any) -> BatchItem:

@@ -25,7 +25,7 @@ from ..errors import ConfigurationError, MissingCredentialsError
 from ..events import Event
 from ..journal import Journal, default_journal_path
 from ..options import Options
-from .items import ITEM_OPTION_NAMES, BadLine, BatchItem, items_from_objects, parse_lines
+from .items import ITEM_OPTION_NAMES, BadLine, BatchItem, items_from_objects, no_items_error, parse_lines
 from .live import ItemRunner, PacedBackend
 from .output import ItemResult, OutputWriter
 from .pacing import Pacer
@@ -221,7 +221,7 @@ async def abatch(
         for line in bad:
             on_bad_line(line)
     if inputs is not None and not items:
-        raise ConfigurationError("the input holds no items", hint="one JSON object or one prompt a line")
+        raise no_items_error(bad)
     _check_item_options(items, options)
     if output_dir is not None:
         _make_output_dir(Path(output_dir))
