@@ -1,7 +1,8 @@
 """A batch's output: one JSON object per item, written whole as each item finishes.
 
-``ItemResult`` is what a finished (or failed) item reports. ``OutputWriter`` is the only
-writer of the output: each line is one ``write`` of a complete line followed by a flush, so
+``ItemResult`` is what a finished (or failed) item reports; its JSON leaves no control
+character raw (``jsontext``), so model text on a terminal stays text. ``OutputWriter`` is the
+only writer of the output: each line is one ``write`` of a complete line followed by a flush, so
 lines never interleave or end half-written. With ``output_dir`` each item is its own file
 (``<id>.json``), written to a temporary name and renamed. A resumed batch rewrites the output
 from the journal first (``rewrite``), so it ends equal to an uninterrupted batch.
@@ -10,7 +11,6 @@ from the journal first (``rewrite``), so it ends equal to an uninterrupted batch
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import sys
@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from .. import jsontext
 from ..usage import Usage
 
 __all__ = ["ItemResult", "OutputWriter"]
@@ -53,7 +54,7 @@ class ItemResult:
         }
 
     def to_line(self) -> str:
-        return json.dumps(self.to_dict(), ensure_ascii=False) + "\n"
+        return jsontext.dumps(self.to_dict()) + "\n"
 
 
 class OutputWriter:
@@ -107,9 +108,7 @@ class OutputWriter:
             name += "-" + hashlib.sha1(result.id.encode()).hexdigest()[:8]
         target = self.output_dir / f"{name}.json"
         partial = target.with_name(target.name + ".partial")
-        partial.write_text(
-            json.dumps(result.to_dict(), ensure_ascii=False, indent=1) + "\n", encoding="utf-8"
-        )
+        partial.write_text(jsontext.dumps(result.to_dict(), indent=1) + "\n", encoding="utf-8")
         os.replace(partial, target)
 
     def close(self) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import tempfile
@@ -10,9 +9,10 @@ from pathlib import Path
 
 import click
 
+from .. import jsontext
 from ..events import Result, TextDelta
 from .errors import CommandFailed
-from .terminal import for_stream, is_terminal, json_for_terminal
+from .terminal import for_stream
 
 __all__ = ["AnswerOutput", "write_atomically"]
 
@@ -54,9 +54,8 @@ class AnswerOutput:
             click.echo("")
 
     def print_json(self, data: dict[str, object]) -> None:
-        """One JSON object on stdout (kept valid and inert on a terminal)."""
-        text = json.dumps(data, ensure_ascii=False)
-        click.echo(json_for_terminal(text) if is_terminal(click.get_text_stream("stdout")) else text)
+        """One JSON object on stdout, no control character raw (valid and inert on a terminal)."""
+        click.echo(jsontext.dumps(data))
 
 
 def write_atomically(path: Path, text: str) -> None:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from typing import IO, Any
 
+from ..jsontext import inert
+
 __all__ = ["visible", "is_terminal", "for_stream", "json_for_terminal", "set_raw", "raw_answer"]
 
 #: C0 controls except tab and newline, DEL, and the C1 controls.
@@ -48,8 +50,9 @@ def for_stream(text: str, stream: IO[Any] | Any, *, answer: bool = False) -> str
 
 def json_for_terminal(text: str) -> str:
     """A JSON document safe on a terminal: the C1 controls and DEL that ``json.dumps`` leaves
-    raw (with ``ensure_ascii=False``) become ``\\u`` escapes, so the JSON stays valid."""
-    return re.sub("[\x7f-\x9f]", lambda m: f"\\u{ord(m.group()):04x}", text)
+    raw (with ``ensure_ascii=False``) become ``\\u`` escapes, so the JSON stays valid (the rule
+    is ``jsontext.inert``'s, which every JSON written for the user follows)."""
+    return inert(text)
 
 
 def set_raw(value: bool) -> None:
