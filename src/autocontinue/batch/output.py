@@ -5,7 +5,11 @@ character raw (``jsontext``), so model text on a terminal stays text. ``OutputWr
 only writer of the output: each line is one ``write`` of a complete line followed by a flush, so
 lines never interleave or end half-written. With ``output_dir`` each item is its own file
 (``<id>.json``), written to a temporary name and renamed. A resumed batch rewrites the output
-from the journal first (``rewrite``), so it ends equal to an uninterrupted batch.
+from the journal first (``rewrite``), so it ends equal to an uninterrupted batch. The output is
+written into the file named (``outfile``): a regular file (or a symlink's target) is replaced
+atomically, a device, FIFO or ``/dev/fd/N`` is written into as it is. ``check_targets`` refuses,
+before anything is spent, an output that cannot be written or would overwrite the input or the
+journal.
 """
 
 from __future__ import annotations
@@ -14,14 +18,17 @@ import hashlib
 import os
 import re
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 from .. import jsontext
+from ..errors import ConfigurationError
+from ..outfile import in_place, open_into, output_problem, real_target, same_file, write_into
 from ..usage import Usage
 
-__all__ = ["ItemResult", "OutputWriter"]
+__all__ = ["ItemResult", "OutputWriter", "item_file_name", "check_targets"]
 
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
 
@@ -57,6 +64,46 @@ class ItemResult:
         return jsontext.dumps(self.to_dict()) + "\n"
 
 
+def item_file_name(ident: str) -> str:
+    """The file of item ``ident`` in an output directory: ``<id>.json``, made safe and unique."""
+    name = _UNSAFE_NAME.sub("_", ident)[:120] or "item"
+    if name != ident:  # keep two ids that clean to the same name apart
+        name += "-" + hashlib.sha1(ident.encode()).hexdigest()[:8]
+    return f"{name}.json"
+
+
+def check_targets(
+    output: str | os.PathLike[str] | None,
+    output_dir: str | os.PathLike[str] | None,
+    *,
+    inputs: Any = None,
+    journal: str | os.PathLike[str] | None = None,
+    ids: Iterable[str] = (),
+) -> None:
+    """Refuse, before anything is spent, an ``output`` that cannot be written, or an output (the
+    file, or the file of one of ``ids`` in ``output_dir``) that is the input file or the
+    journal (or one of its SQLite side files): one line and a hint."""
+    if output is not None:
+        problem = output_problem(output)
+        if problem is not None:
+            raise ConfigurationError(f"the output {output} {problem[0]}", hint=problem[1])
+    targets = [Path(output)] if output is not None else []
+    if output_dir is not None:
+        targets += [Path(output_dir) / item_file_name(ident) for ident in ids]
+    kept: list[tuple[str, Path]] = []
+    if isinstance(inputs, (str, os.PathLike)):
+        kept.append(("the input", Path(inputs)))
+    if journal is not None:
+        kept += [("the journal", Path(f"{journal}{end}")) for end in ("", "-wal", "-shm", "-journal")]
+    for target in targets:
+        for what, path in kept:
+            if same_file(target, path):
+                raise ConfigurationError(
+                    f"the output {target} is {what}: writing the answers there would destroy it",
+                    hint="write the answers to another file",
+                )
+
+
 class OutputWriter:
     """Writes item results to a JSONL file, stdout, or one file per item in a directory."""
 
@@ -79,11 +126,21 @@ class OutputWriter:
             for result in results:
                 self.write(result)
             return
-        partial = self.path.with_name(self.path.name + ".partial")
-        with open(partial, "w", encoding="utf-8") as out:
-            out.writelines(result.to_line() for result in results)
-        os.replace(partial, self.path)
-        self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - held open for the batch
+        text = "".join(result.to_line() for result in results)
+        try:
+            if in_place(self.path):  # a device, FIFO or /dev/fd/N: into it, never renamed over
+                self._file = open_into(self.path)
+                self._file.write(text)
+                self._file.flush()
+            else:
+                target = real_target(self.path)  # a symlink's target is rewritten, not the link
+                write_into(target, text)
+                self._file = open(target, "a", encoding="utf-8")  # noqa: SIM115 - held open for the batch
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cannot write the output {self.path}: {exc.strerror or exc}",
+                hint="choose a file you can write to",
+            ) from None
 
     def write(self, result: ItemResult) -> None:
         if self.output_dir is not None:
@@ -96,20 +153,17 @@ class OutputWriter:
     def _target(self) -> IO[str]:
         if self._file is None:
             if self.path is not None:
-                self._file = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 - held open for the batch
+                self.rewrite([])
             else:
                 self._file = self._stream or sys.stdout
+        assert self._file is not None
         return self._file
 
     def _write_item_file(self, result: ItemResult) -> None:
         assert self.output_dir is not None
-        name = _UNSAFE_NAME.sub("_", result.id)[:120] or "item"
-        if name != result.id:  # keep two ids that clean to the same name apart
-            name += "-" + hashlib.sha1(result.id.encode()).hexdigest()[:8]
-        target = self.output_dir / f"{name}.json"
-        partial = target.with_name(target.name + ".partial")
-        partial.write_text(jsontext.dumps(result.to_dict(), indent=1) + "\n", encoding="utf-8")
-        os.replace(partial, target)
+        write_into(
+            self.output_dir / item_file_name(result.id), jsontext.dumps(result.to_dict(), indent=1) + "\n"
+        )
 
     def close(self) -> None:
         if self._file is not None and self._file not in (sys.stdout, self._stream):

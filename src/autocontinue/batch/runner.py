@@ -27,7 +27,7 @@ from ..journal import Journal, default_journal_path
 from ..options import Options
 from .items import ITEM_OPTION_NAMES, BadLine, BatchItem, items_from_objects, no_items_error, parse_lines
 from .live import ItemRunner, PacedBackend
-from .output import ItemResult, OutputWriter
+from .output import ItemResult, OutputWriter, check_targets
 from .pacing import Pacer
 from .progress import BatchProgress
 from .service import ServiceDriver
@@ -226,6 +226,7 @@ async def abatch(
     if output_dir is not None:
         _make_output_dir(Path(output_dir))
     path = Path(journal).expanduser() if journal else default_journal_path()
+    check_targets(output, output_dir, inputs=inputs, journal=path, ids=[item.id for item in items])
     with Journal(path) as runs:
         store = BatchStore(path)
         try:

@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..errors import MissingCredentialsError
+from ..outfile import output_problem, same_file
 from .errors import CommandFailed, warn
 
 __all__ = [
@@ -124,18 +125,20 @@ def clean_prefill(prefill: str | None, *, quiet: bool) -> str | None:
     return stripped or None
 
 
-def check_output_path(path: str | None) -> Path | None:
-    """Refuse an -o FILE that cannot be written, before any tokens are spent."""
+def check_output_path(path: str | None, *, reads: str | None = None) -> Path | None:
+    """Refuse, before any tokens are spent, an -o FILE that cannot be written, or that is the
+    file ``reads`` (the prompt is read from it: the answer would replace it)."""
     if path is None:
         return None
     target = Path(path).expanduser()
-    parent = target.parent if str(target.parent) else Path(".")
-    if target.is_dir():
-        raise CommandFailed(f"-o {path} is a directory", hint="give a file name")
-    if not parent.is_dir():
-        raise CommandFailed(f"-o {path}: directory {parent} does not exist", hint="create it first")
-    if not os.access(parent, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
-        raise CommandFailed(f"-o {path} is not writable", hint="choose another file")
+    problem = output_problem(target)
+    if problem is not None:
+        raise CommandFailed(f"-o {path} {problem[0]}", hint=problem[1])
+    if reads not in (None, "-") and same_file(target, reads):
+        raise CommandFailed(
+            f"-o {path} is the prompt file: the answer would replace it",
+            hint="write the answer to another file",
+        )
     return target
 
 

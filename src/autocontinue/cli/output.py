@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import click
 
 from .. import jsontext
 from ..events import Result, TextDelta
+from ..outfile import write_into
 from .errors import CommandFailed
 from .terminal import for_stream
 
@@ -20,8 +19,8 @@ __all__ = ["AnswerOutput", "write_atomically"]
 class AnswerOutput:
     """A listener that streams answer text to stdout unless -o or --json was given.
 
-    With ``-o FILE`` the answer goes only to FILE, written at the end in one atomic rename
-    (stdout stays empty). With ``--json`` stdout carries one JSON object at the end and no
+    With ``-o FILE`` the answer goes only to FILE, written at the end: a regular file in one
+    atomic rename, a device, FIFO or ``/dev/fd/N`` straight into it (stdout stays empty). With ``--json`` stdout carries one JSON object at the end and no
     streamed text. On a terminal, control characters in the answer are made visible unless
     ``--raw`` was given; a pipe or file gets the answer byte-exact.
     """
@@ -59,22 +58,10 @@ class AnswerOutput:
 
 
 def write_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file and a rename: never a half file."""
-    directory = path.parent if str(path.parent) else Path(".")
+    """Write ``text`` as the whole of ``path``, never half of it: a regular file (a symlink's
+    target) through a temporary file and a rename, a device, FIFO or descriptor straight."""
     try:
-        fd, temp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-                handle.write(text)
-                handle.flush()
-                os.fsync(handle.fileno())
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(temp, 0o666 & ~umask)
-            os.replace(temp, path)
-        except BaseException:
-            Path(temp).unlink(missing_ok=True)
-            raise
+        write_into(path, text)
     except OSError as exc:
         raise CommandFailed(
             f"cannot write {path}: {exc.strerror or exc}",

@@ -64,7 +64,7 @@ def run(
 
     given = options_from_cli(values)
     text = read_prompt(prompt, prompt_file, quiet=quiet)
-    out_file = check_output_path(output)
+    out_file = check_output_path(output, reads=prompt_file)
     if "prefill" in given:
         given["prefill"] = clean_prefill(given["prefill"], quiet=quiet)
     request = build_request(text, given)

@@ -1,0 +1,138 @@
+"""Writing into the file the user named (``-o``): that file itself, never a new one in its place.
+
+A regular file (a symlink is followed to it) is rewritten atomically: a temporary file in the
+target's own directory, then a rename over the target, so no reader sees half an output.
+Anything else is written into as it is, with no temporary file and no rename (which would put
+a regular file where the device was): a character device (``/dev/null``, a terminal), a FIFO,
+or an open descriptor (``/dev/fd/N``, ``/dev/stdout``, a shell's ``>(...)``), opened to append
+so it never truncates what the shell gave. ``output_problem`` says in one line why a path
+cannot take the output, before anything is spent; ``same_file`` tells the caller when the
+output would overwrite a file it must keep (the input, the journal).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+import tempfile
+from pathlib import Path
+from typing import IO
+
+__all__ = ["in_place", "real_target", "output_problem", "same_file", "write_into", "open_into"]
+
+#: A directory of open descriptors: /dev/fd and /dev/stdout lead here.
+_FD_DIR = re.compile(r"^/proc/(self|thread-self|\d+)(/task/\d+)?/fd$")
+_LINK_HOPS = 40
+
+
+def _descriptor(path: str | os.PathLike[str]) -> bool:
+    """True if ``path`` (following its symlinks) is an entry of a /proc/.../fd directory."""
+    current = os.path.abspath(path)
+    for _ in range(_LINK_HOPS):
+        directory = os.path.realpath(os.path.dirname(current))
+        if _FD_DIR.match(directory):
+            return True
+        if not os.path.islink(current):
+            return False
+        current = os.path.join(directory, os.readlink(current))
+    return False
+
+
+def in_place(path: str | os.PathLike[str]) -> bool:
+    """True if ``path`` is written into as it is: it exists and is not a regular file (a device,
+    a FIFO), or it is an open descriptor (``/dev/fd/N``, ``/dev/stdout``)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return _descriptor(path)
+    return not stat.S_ISREG(mode) or _descriptor(path)
+
+
+def real_target(path: str | os.PathLike[str]) -> Path:
+    """The regular file a write to ``path`` replaces: its symlinks followed (a dangling one to
+    the file it names)."""
+    return Path(os.path.realpath(Path(path).expanduser()))
+
+
+def output_problem(path: str | os.PathLike[str]) -> tuple[str, str] | None:
+    """Why ``path`` cannot take the output, as (what is wrong, hint), or None if it can.
+
+    The first part follows the path in a sentence: "``-o X`` is a directory".
+    """
+    target = Path(path).expanduser()
+    if target.is_dir():
+        return "is a directory", "give a file name"
+    if in_place(target):
+        try:
+            mode = os.stat(target).st_mode
+        except OSError as exc:
+            return f"cannot be written ({exc.strerror or exc})", "check the path"
+        if stat.S_ISSOCK(mode):
+            return "is a socket", "give a file, a FIFO or a device"
+        if not os.access(target, os.W_OK):
+            return "is not writable", "choose another file"
+        return None
+    real = real_target(target)
+    if not real.parent.is_dir():
+        return f"cannot be written: directory {real.parent} does not exist", "create it first"
+    if real.exists() and not os.access(real, os.W_OK):
+        return "is not writable", "choose another file"
+    try:  # the rename needs a new file beside the target (root passes os.access even on /proc)
+        fd, probe = tempfile.mkstemp(dir=real.parent, prefix=f".{real.name}.", suffix=".tmp")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        return (
+            f"cannot be written: no file can be made in {real.parent} ({exc.strerror or exc})",
+            "choose a file in a directory you can write to",
+        )
+    return None
+
+
+def same_file(path: str | os.PathLike[str], other: str | os.PathLike[str]) -> bool:
+    """True if writing ``path`` would overwrite the regular file ``other`` (the same inode, or,
+    for files not made yet, the same path once symlinks are followed)."""
+    try:
+        return os.path.samefile(path, other) and stat.S_ISREG(os.stat(other).st_mode)
+    except OSError:
+        return real_target(path) == real_target(other)
+
+
+def open_into(path: str | os.PathLike[str]) -> IO[str]:
+    """``path`` opened to append, for output written into it as it is (``in_place``)."""
+    return open(Path(path).expanduser(), "a", encoding="utf-8", newline="")  # noqa: SIM115 - the caller closes it
+
+
+def write_into(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` as the whole output at ``path``: appended into a device, FIFO or
+    descriptor; else a new regular file renamed over the target. OSError if it cannot."""
+    if in_place(path):
+        with open_into(path) as out:
+            out.write(text)
+        return
+    _replace(real_target(path), text)
+
+
+def _replace(target: Path, text: str) -> None:
+    """``target`` holds ``text`` (its mode kept if it existed), or is left as it was."""
+    fd, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temp, _mode_for(target))
+        os.replace(temp, target)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def _mode_for(target: Path) -> int:
+    try:
+        return stat.S_IMODE(os.stat(target).st_mode)
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
