@@ -5,38 +5,47 @@ items share one backend wrapped in ``PacedBackend``, which waits for the ``Pacer
 every call, retries a call the service refused with 429 (before any text) once the pacer
 allows, and reports each call's usage back to it. Nothing here plans rounds or repairs seams:
 the engine does, exactly as for a single run.
+
+``run_items`` runs them: first the batch's own options are checked once, then each call goes
+through the batch's ``BatchGuard`` (``preflight.py``), so a mistake about the whole batch (a
+refused key, an unknown default model) is one call and one error, not one per item.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .. import api
 from ..backends.base import Backend, BackendDelta, BackendEvent, RoundEnd, RoundRequest
 from ..catalogue import ModelSpec
-from ..errors import AutocontinueError, TransientBackendError
+from ..errors import AutocontinueError, TransientBackendError, UnknownModelError
 from ..events import Checkpoint, Event, Finished, Result
 from ..journal import Journal, RunRecord, RunRecorder
 from ..state import estimate_tokens
 from .items import BatchItem
 from .output import ItemResult
 from .pacing import Pacer
+from .preflight import BatchGuard, BatchStopped, about_the_batch, check_defaults
+from .store import ItemRecord
 
-__all__ = ["PacedBackend", "ItemRunner", "resume_point", "result_of", "failed_result"]
+__all__ = ["PacedBackend", "ItemRunner", "run_items", "resume_point", "result_of", "failed_result"]
 
 #: 429s in a row on one call (before any text) before it counts as a failure of the round.
 MAX_THROTTLED = 12
 
 
 class PacedBackend(Backend):
-    """Delegates to ``inner``; every call first waits for the pacer, then settles with it."""
+    """Delegates to ``inner``; every call first waits for its turn (``guard``) and the pacer,
+    then settles with the pacer."""
 
-    def __init__(self, inner: Backend, pacer: Pacer) -> None:
+    def __init__(self, inner: Backend, pacer: Pacer, guard: BatchGuard | None = None) -> None:
         self.inner = inner
         self.pacer = pacer
+        self.guard = guard or BatchGuard()
         self.name = inner.name
         self.default_model = inner.default_model
         self.prefill_takes_trailing_whitespace = inner.prefill_takes_trailing_whitespace
@@ -63,20 +72,46 @@ class PacedBackend(Backend):
         return self.inner.stream_round(request)
 
     async def astream_round(self, request: RoundRequest) -> AsyncIterator[BackendEvent]:
+        """The call, once the batch allows it: the first on its model goes alone until the
+        service takes it (its first event), the others on that model wait for that."""
+        first = await self.guard.enter(request.model)
+        try:
+            # Closed here, not later by the garbage collector in another task (its ``finally``
+            # settles with the pacer and ends the task's call: it must run before the next one).
+            async with _closing(self._paced(request)) as paced:
+                async for item in paced:
+                    if first:
+                        first = False
+                        self.guard.taken(request.model)
+                    yield item
+        except AutocontinueError as error:
+            if first:
+                first = False
+                self.guard.refused(request.model, error)
+            raise
+        finally:
+            if first:
+                self.guard.leave(request.model)
+
+    async def _paced(self, request: RoundRequest) -> AsyncIterator[BackendEvent]:
         need = self.pacer.estimate(
             estimate_tokens(str(request.system or "") + str(request.messages)), request.max_tokens
         )
         for _ in range(MAX_THROTTLED):
             await self._acquire(need)
             produced, settled = False, False
+            task = asyncio.current_task()
             try:
-                async for item in self.inner.astream_round(request):
-                    if isinstance(item, BackendDelta):
-                        produced = True
-                    elif isinstance(item, RoundEnd):
-                        settled = True
-                        self.pacer.settle(need, item.usage.output_tokens, item.usage.total_input_tokens)
-                    yield item
+                if task is not None:
+                    self.guard.calling.add(task)
+                async with _closing(self.inner.astream_round(request)) as stream:
+                    async for item in stream:
+                        if isinstance(item, BackendDelta):
+                            produced = True
+                        elif isinstance(item, RoundEnd):
+                            settled = True
+                            self.pacer.settle(need, item.usage.output_tokens, item.usage.total_input_tokens)
+                        yield item
                 return
             except TransientBackendError as error:
                 if not settled:
@@ -86,17 +121,31 @@ class PacedBackend(Backend):
                     raise
                 self.pacer.on_throttled(error.retry_after)
             finally:
+                self.guard.calling.discard(task)
                 if not settled:  # the consumer stopped reading (until=, cancellation)
                     self.pacer.settle(need, 0)
         raise TransientBackendError("the service kept refusing calls with 429", status_code=429)
 
     async def _acquire(self, need: Any) -> None:
         while True:
+            self.guard.check()  # a stopped batch sends nothing more
             wait = self.pacer.wait_time(need)
             if wait <= 0:
                 self.pacer.take(need)
                 return
             await asyncio.sleep(min(wait, 0.5))
+
+
+@contextlib.asynccontextmanager
+async def _closing(stream: AsyncIterator[BackendEvent]) -> AsyncIterator[AsyncIterator[BackendEvent]]:
+    """``stream``, closed when the block ends (an async generator left unfinished would be
+    closed later, by the garbage collector, in another task)."""
+    try:
+        yield stream
+    finally:
+        aclose = getattr(stream, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 def resume_point(record: RunRecord) -> Checkpoint | None:
@@ -153,6 +202,11 @@ class ItemRunner:
     on_run: Callable[[str, str], None]
     #: Told each item's start, and whether its model's prices are known.
     on_start: Callable[[str, bool], None] | None = None
+    #: The batch's guard: the paced backend's (its calls go through it), else one of its own.
+    guard: BatchGuard = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.guard = self.backend.guard if isinstance(self.backend, PacedBackend) else BatchGuard()
 
     def request_for(self, item: BatchItem) -> dict[str, Any]:
         options = {**self.defaults, **item.options}
@@ -183,6 +237,11 @@ class ItemRunner:
         try:
             result = await self._drive(item, checkpoint, recorder)
         except AutocontinueError as error:
+            if about_the_batch(error, self._model(item), self.default_model):
+                # Not this item's fault: it stays resumable, and the batch stops.
+                recorder.stop("interrupted", error=error.one_line())
+                self.guard.stop(self._stopping(error))
+                raise BatchStopped(error.one_line()) from None
             recorder.stop("failed", error=error.one_line())
             return failed_result(item, error, checkpoint, run_id)
         except BaseException:
@@ -202,6 +261,19 @@ class ItemRunner:
         assert result is not None, "the engine ended without a Finished event"
         return result
 
+    @property
+    def default_model(self) -> str:
+        """The model of an item that names none."""
+        return str(self.defaults.get("model") or self.backend.default_model or "default")
+
+    def _stopping(self, error: AutocontinueError) -> AutocontinueError:
+        """``error`` as the batch reports it: no item's text, and how to go on once it is fixed."""
+        error.partial = None
+        if not isinstance(error, UnknownModelError):  # the key or the account: fixed, it resumes
+            hint = error.hint or "check the credentials and the account"
+            error.hint = f"{hint}, then resume with: autocontinue batch --resume {self.batch_id}"
+        return error
+
     def _priced(self, item: BatchItem) -> bool:
         try:
             return self.backend.model_spec(self._model(item)).priced
@@ -209,9 +281,7 @@ class ItemRunner:
             return True  # an unknown model: the item fails at its start, having cost nothing
 
     def _model(self, item: BatchItem) -> str:
-        return str(
-            item.options.get("model") or self.defaults.get("model") or self.backend.default_model or "default"
-        )
+        return str(item.options.get("model") or self.default_model)
 
     def _recorder(
         self, item: BatchItem, record: RunRecord | None, checkpoint: Checkpoint | None
@@ -225,3 +295,44 @@ class ItemRunner:
             request=self.request_for(item),
             interval=2.0,
         )
+
+
+async def run_items(
+    runner: ItemRunner, todo: list[ItemRecord], concurrency: int, done: Callable[[ItemResult, str], None]
+) -> None:
+    """Run the items of ``todo`` (at most ``concurrency`` at once), telling ``done`` each result.
+
+    The batch's own options are checked first (``check_defaults``: one error, nothing spent).
+    An error about the whole batch stops it: items not started stay so, items waiting for a
+    call are stopped, calls in flight finish their round; then that error is raised, once.
+    """
+    check_defaults(runner.options_for)
+    guard = runner.guard
+    slots = asyncio.Semaphore(concurrency)
+
+    async def one(record: ItemRecord) -> None:
+        async with slots:
+            if guard.error is not None:
+                return  # the batch stopped before this item started: it stays to do
+            result = await runner.run(record.item, record.run_id)
+        done(result, "failed" if result.error else "finished")
+
+    tasks = [asyncio.ensure_future(one(r)) for r in todo]
+    try:
+        pending: set[asyncio.Future[None]] = set(tasks)
+        while pending:
+            finished, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for task in finished:
+                error = None if task.cancelled() else task.exception()
+                if error is not None and not isinstance(error, BatchStopped):
+                    raise error
+            if guard.error is not None:
+                for task in pending:
+                    if task not in guard.calling:  # waiting, or sleeping before a retry
+                        task.cancel()
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    if guard.error is not None:
+        raise guard.error

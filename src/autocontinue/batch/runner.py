@@ -26,7 +26,7 @@ from ..events import Event
 from ..journal import Journal, default_journal_path
 from ..options import Options
 from .items import ITEM_OPTION_NAMES, BadLine, BatchItem, items_from_objects, no_items_error, parse_lines
-from .live import ItemRunner, PacedBackend
+from .live import ItemRunner, PacedBackend, run_items
 from .output import ItemResult, OutputWriter, check_targets
 from .pacing import Pacer
 from .progress import BatchProgress
@@ -458,15 +458,8 @@ async def _run_live(
         on_run=lambda item_id, run_id: store.set_run(batch_id, item_id, run_id),
         on_start=progress.on_start,
     )
-    gate = asyncio.Semaphore(concurrency)
-
-    async def one(record: ItemRecord) -> None:
-        async with gate:
-            result = await runner.run(record.item, record.run_id)
-        done(result, "failed" if result.error else "finished")
-
     try:
-        await asyncio.gather(*(one(r) for r in todo))
+        await run_items(runner, todo, concurrency, done)
     finally:
         if owned:
             await _aclose(shared)
