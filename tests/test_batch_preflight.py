@@ -9,6 +9,7 @@ batch (``refuse_after``), answered with the API's own 401 body.
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
 import os
@@ -16,6 +17,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -25,6 +27,7 @@ from conftest import emulator_stats
 
 import autocontinue
 from autocontinue.errors import AuthenticationError, ConfigurationError
+from autocontinue.events import TextDelta
 
 MODEL = "claude-haiku-4-5"
 _HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host"}
@@ -280,3 +283,34 @@ def test_the_python_api_raises_a_refused_key_once_and_keeps_the_items_to_do(star
     good = anthropic.AsyncAnthropic(base_url=relay.url, api_key="right-key", max_retries=0)
     result = autocontinue.batch(prompts, model=MODEL, client=good, journal=tmp_path / "j")
     assert len(result.results) == 10 and not result.failed
+
+
+def test_an_item_counts_as_running_once_its_call_is_sent_not_while_it_waits(start_emulator, env, tmp_path):
+    # A caller's client tells the pacer no limits: the first call goes alone, the others wait
+    # until it has answered. Slow decoding keeps that first call streaming for a while.
+    anthropic = pytest.importorskip("anthropic")
+    url = start_emulator(length=2000, decode_rate=60)
+    client = anthropic.AsyncAnthropic(base_url=url, api_key="k", max_retries=0)
+    progress = {}
+    samples: list[tuple[int, int]] = []
+
+    def on_event(item_id: str, event: object) -> None:
+        if isinstance(event, TextDelta) and len(samples) < 5:
+            samples.append((progress["p"].running, emulator_stats(url)["requests"]))
+
+    async def run() -> None:
+        await autocontinue.abatch(
+            [f"Write report {i}" for i in range(4)],
+            model=MODEL,
+            client=client,
+            max_rounds=1,
+            max_tokens_per_call=60,
+            journal=tmp_path / "j",
+            on_batch=lambda batch_id, p: progress.update(p=p),
+            on_event=on_event,
+        )
+
+    started = time.monotonic()
+    asyncio.run(run())
+    assert samples and time.monotonic() - started < 60
+    assert all(running == calls == 1 for running, calls in samples), samples

@@ -8,13 +8,16 @@ the engine does, exactly as for a single run.
 
 ``run_items`` runs them: first the batch's own options are checked once, then each call goes
 through the batch's ``BatchGuard`` (``preflight.py``), so a mistake about the whole batch (a
-refused key, an unknown default model) is one call and one error, not one per item.
+refused key, an unknown default model) is one call and one error, not one per item. An item
+counts as running (its ``RoundStarted`` is passed on) from the moment its call is sent, not
+while it waits for the pacer or for the first call on its model.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,7 +26,7 @@ from .. import api
 from ..backends.base import Backend, BackendDelta, BackendEvent, RoundEnd, RoundRequest
 from ..catalogue import ModelSpec
 from ..errors import AutocontinueError, TransientBackendError, UnknownModelError
-from ..events import Checkpoint, Event, Finished, Result
+from ..events import Checkpoint, Event, Finished, Result, RoundStarted
 from ..journal import Journal, RunRecord, RunRecorder
 from ..state import estimate_tokens
 from .items import BatchItem
@@ -36,6 +39,11 @@ __all__ = ["PacedBackend", "ItemRunner", "run_items", "resume_point", "result_of
 
 #: 429s in a row on one call (before any text) before it counts as a failure of the round.
 MAX_THROTTLED = 12
+
+#: Told when the current item's call is sent (set by ``ItemRunner`` in each item's task).
+_ON_SEND: contextvars.ContextVar[Callable[[], None] | None] = contextvars.ContextVar(
+    "autocontinue_batch_on_send", default=None
+)
 
 
 class PacedBackend(Backend):
@@ -102,6 +110,7 @@ class PacedBackend(Backend):
             produced, settled = False, False
             task = asyncio.current_task()
             try:
+                _sending()
                 if task is not None:
                     self.guard.calling.add(task)
                 async with _closing(self.inner.astream_round(request)) as stream:
@@ -146,6 +155,12 @@ async def _closing(stream: AsyncIterator[BackendEvent]) -> AsyncIterator[AsyncIt
         aclose = getattr(stream, "aclose", None)
         if aclose is not None:
             await aclose()
+
+
+def _sending() -> None:
+    told = _ON_SEND.get()
+    if told is not None:
+        told()
 
 
 def resume_point(record: RunRecord) -> Checkpoint | None:
@@ -251,13 +266,31 @@ class ItemRunner:
 
     async def _drive(self, item: BatchItem, checkpoint: Checkpoint | None, recorder: RunRecorder) -> Result:
         result = None
-        events = api.astream(item.prompt, resume=checkpoint, **self.options_for(item))
-        async for event in events:
-            if isinstance(event, Finished):
-                event.result.run_id = recorder.run_id
-                result = event.result
+        # A round's start is passed on when its call is sent, not while the call waits.
+        waiting: list[Event] = []
+
+        def tell(event: Event) -> None:
             recorder.on_event(event)
             self.on_event(item.id, event)
+
+        def sent() -> None:
+            while waiting:
+                tell(waiting.pop(0))
+
+        token = _ON_SEND.set(sent)
+        try:
+            events = api.astream(item.prompt, resume=checkpoint, **self.options_for(item))
+            async for event in events:
+                if isinstance(event, RoundStarted):
+                    waiting.append(event)
+                    continue
+                sent()  # whatever came before this event, in order (a backend that never says)
+                if isinstance(event, Finished):
+                    event.result.run_id = recorder.run_id
+                    result = event.result
+                tell(event)
+        finally:
+            _ON_SEND.reset(token)
         assert result is not None, "the engine ended without a Finished event"
         return result
 
