@@ -15,15 +15,16 @@ import hashlib
 import json
 import os
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from ..backends.base import Backend
 from ..backends.select import backend_for, infer_backend
 from ..errors import ConfigurationError, MissingCredentialsError
 from ..events import Event
-from ..journal import Journal, default_journal_path
+from ..journal import Journal, default_journal_path, redact_url
 from ..options import Options
 from .items import ITEM_OPTION_NAMES, BadLine, BatchItem, items_from_objects, no_items_error, parse_lines
 from .live import ItemRunner, PacedBackend, run_items
@@ -33,10 +34,24 @@ from .progress import BatchProgress
 from .service import ServiceDriver
 from .store import BatchStore, ItemRecord
 
-__all__ = ["BatchResult", "batch", "abatch", "load_items", "VIAS"]
+__all__ = [
+    "BatchResult",
+    "StrictInputError",
+    "batch",
+    "abatch",
+    "load_items",
+    "VIAS",
+    "DEFAULT_POLL_INTERVAL",
+]
 
 VIAS = ("live", "batches")
 DEFAULT_CONCURRENCY = 32
+#: Seconds between polls of a Message Batches job (the CLI's default too).
+DEFAULT_POLL_INTERVAL = 10.0
+
+
+class StrictInputError(ConfigurationError):
+    """``strict=True`` and the input has bad lines (the CLI's hint names ``--strict``)."""
 
 
 @dataclass
@@ -50,6 +65,9 @@ class BatchResult:
     #: Calls paced, and those the service refused with 429 (live runs).
     calls: int = 0
     throttled: int = 0
+    #: True when pacing meant something: a remote service whose limits were known (given or
+    #: told in its headers) or that refused a call with 429. False for a local backend.
+    paced: bool = False
     elapsed_s: float = 0.0
     #: Message Batches jobs collected by this process (``via="batches"``).
     service_jobs: list[str] = field(default_factory=list)
@@ -114,7 +132,8 @@ def _check_item_options(items: list[BatchItem], options: dict[str, Any]) -> None
 def _check_resumed_options(batch_id: str, started: dict[str, Any], options: dict[str, Any]) -> None:
     """A resumed batch keeps the options it was started with: one given anew with another
     value would silently not apply, so it is refused (the same value is fine)."""
-    given = json.loads(json.dumps(options, default=str))
+    given = json.loads(json.dumps(_journaled(options), default=str))
+    started = _journaled(started)  # a batch journaled before URLs were redacted
     for name in sorted(given):
         if given[name] is not None and given[name] != started.get(name):
             raise ConfigurationError(
@@ -122,6 +141,81 @@ def _check_resumed_options(batch_id: str, started: dict[str, Any], options: dict
                 f"{name} {started.get(name)!r}, not {given[name]!r}",
                 hint=f"drop {name} to resume it, or start a new batch without resume",
             )
+
+
+def _check_resumed_items(store: BatchStore, batch_id: str, items: list[BatchItem]) -> None:
+    """A resumed batch given an input must be given its own: another input's items would
+    silently get that batch's answers."""
+    if not items:
+        return
+    held = [r.item.to_record() for r in store.items(batch_id)]
+    given = [item.to_record() for item in items]
+    differ = [g["id"] for g, h in zip(given, held) if _comparable(g) != _comparable(h)]
+    if differ or len(given) != len(held):
+        why = f"item {differ[0]!r} differs" if differ else f"{len(given)} items, not {len(held)}"
+        raise ConfigurationError(
+            f"the input is not the input of batch {batch_id} ({why})",
+            hint="resume it with its own input or with none; to run this input, start a batch of "
+            "its own without resume",
+        )
+
+
+def _comparable(record: dict[str, Any]) -> dict[str, Any]:
+    """An item record as the journal holds it, without the batch's base URL (journaled items
+    do not keep it)."""
+    options = {k: v for k, v in (record.get("options") or {}).items() if k != "base_url"}
+    return dict(json.loads(json.dumps({**record, "options": options}, default=str)))
+
+
+#: The batch settings' mark that its base URL held a secret, which the journal does not keep.
+_SECRET_URL = "base_url_secret"
+
+
+def _holds_secret(url: str | None) -> bool:
+    """True if ``url`` carries what the journal must not keep (user:password, a query)."""
+    if not url:
+        return False
+    try:
+        parts = urlsplit(str(url))
+    except ValueError:
+        return True
+    return bool(parts.username or parts.password or parts.query or parts.fragment)
+
+
+def _journaled(options: dict[str, Any]) -> dict[str, Any]:
+    """The batch options as the journal keeps them: the base URL without its secrets."""
+    if not options.get("base_url"):
+        return options
+    return {**options, "base_url": redact_url(str(options["base_url"]))}
+
+
+def _without_url(item: BatchItem) -> BatchItem:
+    """An item without its own base_url (checked equal to the batch's, which the journal keeps
+    redacted); the item's record would otherwise journal the URL's secret."""
+    if "base_url" not in item.options:
+        return item
+    return replace(item, options={k: v for k, v in item.options.items() if k != "base_url"})
+
+
+def _usable_url(record: Any, given: str | None) -> str:
+    """The batch's base URL with its secret: the one given now if it is the same endpoint
+    (its redacted form equals the journaled one), else ANTHROPIC_BASE_URL / OPENAI_BASE_URL if
+    it is; a journaled URL that held no secret is used as it is."""
+    stored = str(record.settings["options"]["base_url"])
+    if given and redact_url(given) == redact_url(stored):
+        return given
+    if not record.settings.get(_SECRET_URL):
+        return stored
+    for name in ("ANTHROPIC_BASE_URL", "OPENAI_BASE_URL"):
+        url = os.environ.get(name)
+        if url and redact_url(url) == stored:
+            return url
+    raise ConfigurationError(
+        f"batch {record.id} was started with a base URL holding a secret (user:password or a "
+        f"query) at {stored}, and the journal does not keep secrets",
+        hint="give the same URL again with --base-url (base_url=), or set ANTHROPIC_BASE_URL "
+        "(OPENAI_BASE_URL for openai) to it",
+    )
 
 
 def _check_via_backend(via: str, backend: Any, client: Any, options: dict[str, Any]) -> None:
@@ -193,7 +287,7 @@ async def abatch(
     backend: Any = None,
     limits: dict[str, float] | None = None,
     strict: bool = False,
-    poll_interval: float = 5.0,
+    poll_interval: float = DEFAULT_POLL_INTERVAL,
     beta_300k: bool = True,
     on_event: Callable[[str, Event], None] | None = None,
     on_item: Callable[[ItemResult, BatchProgress], None] | None = None,
@@ -213,9 +307,9 @@ async def abatch(
     _check_via_backend(via, backend, client, options)
     items, bad = load_items(inputs) if inputs is not None else ([], [])
     if strict and bad:
-        raise ConfigurationError(
+        raise StrictInputError(
             f"{len(bad)} bad line{'s' if len(bad) != 1 else ''} in the input, the first: {bad[0]}",
-            hint="fix them, or leave out strict to skip them",
+            hint="fix them, or leave out strict=True to skip them",
         )
     if on_bad_line is not None:
         for line in bad:
@@ -223,6 +317,7 @@ async def abatch(
     if inputs is not None and not items:
         raise no_items_error(bad)
     _check_item_options(items, options)
+    items = [_without_url(item) for item in items]
     if output_dir is not None:
         _make_output_dir(Path(output_dir))
     path = Path(journal).expanduser() if journal else default_journal_path()
@@ -231,13 +326,22 @@ async def abatch(
         store = BatchStore(path)
         try:
             batch_id = _find_or_create(
-                store, items, options, via, resume, fresh, _backend_name(backend), on_note
+                store,
+                items,
+                _journaled(options),
+                via,
+                resume,
+                fresh,
+                _backend_name(backend),
+                on_note,
+                secret_url=_holds_secret(options.get("base_url")),
             )
             return await _run(
                 store,
                 runs,
                 batch_id,
                 bad,
+                given_url=options.get("base_url"),
                 writer=OutputWriter(
                     Path(output) if output else None, output_dir=Path(output_dir) if output_dir else None
                 ),
@@ -288,6 +392,8 @@ def _find_or_create(
     fresh: bool,
     backend: str | None = None,
     on_note: Callable[[str], None] | None = None,
+    *,
+    secret_url: bool = False,
 ) -> str:
     if resume:
         record = store.get(resume)
@@ -296,12 +402,15 @@ def _find_or_create(
                 f"no batch {resume!r} in the journal", hint="rerun the same command without --resume"
             )
         _check_resumed_options(record.id, record.settings.get("options", {}), options)
+        _check_resumed_items(store, record.id, items)
         return record.id
     key = batch_key(items, options, via, backend)
     earlier = None if fresh else store.latest_with_key(key)
     if earlier is not None:
         return earlier.id
-    settings = {"options": options, "via": via, **({"backend": backend} if backend else {})}
+    settings: dict[str, Any] = {"options": options, "via": via, **({"backend": backend} if backend else {})}
+    if secret_url:
+        settings[_SECRET_URL] = True
     if fresh:
         return store.create(key=key, via=via, settings=settings, items=items)
     return _create_reusing(store, key, via, settings, items, on_note)
@@ -338,6 +447,7 @@ async def _run(
     batch_id: str,
     bad: list[BadLine],
     *,
+    given_url: str | None = None,
     writer: OutputWriter,
     via: str,
     concurrency: int,
@@ -362,6 +472,8 @@ async def _run(
     progress = BatchProgress(total=len(records))
     results: dict[str, ItemResult] = {}
     finished = [r for r in records if r.status == "finished" and r.result is not None]
+    if defaults.get("base_url") and len(finished) < len(records):  # items to run need its secret
+        defaults = {**defaults, "base_url": _usable_url(record, given_url)}
     writer.rewrite([r.result for r in finished if r.result is not None])
     for r in finished:
         assert r.result is not None
@@ -404,7 +516,7 @@ async def _run(
                 driver_options or {},
             )
         else:
-            outcome.calls, outcome.throttled = await _run_live(
+            outcome.calls, outcome.throttled, outcome.paced = await _run_live(
                 runs,
                 batch_id,
                 todo,
@@ -444,7 +556,7 @@ async def _run_live(
     event: Any,
     done: Any,
     progress: BatchProgress,
-) -> tuple[int, int]:
+) -> tuple[int, int, bool]:
     pacer = Pacer(given=dict(limits or {}))
     shared, owned = _live_backend(backend, client, defaults, pacer)
     if shared.name == "local":
@@ -463,7 +575,8 @@ async def _run_live(
     finally:
         if owned:
             await _aclose(shared)
-    return pacer.calls, pacer.throttled
+    paced = shared.name != "local" and bool(pacer.buckets or pacer.throttled)
+    return pacer.calls, pacer.throttled, paced
 
 
 def _live_backend(backend: Any, client: Any, defaults: dict[str, Any], pacer: Pacer) -> tuple[Backend, bool]:

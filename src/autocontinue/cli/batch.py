@@ -5,7 +5,8 @@ through Anthropic's Message Batches at half price), one journal entry for the wh
 ``--resume BATCH_ID`` or simply the same command again skips the finished items and continues
 the others from their last landed round. stderr shows one live line on a terminal, and a
 summary table at the end. Exit codes as for ``run``: 0 every item finished, 1 some stopped at
-a budget, 2 bad input, 3 some failed (rerun to retry them), 130 interrupted (resumable).
+a budget, 2 bad input, 3 some failed (rerun to retry them), 130 interrupted, 141 stdout was
+closed (both resumable: the items in flight stop and keep their landed rounds).
 """
 
 from __future__ import annotations
@@ -21,11 +22,22 @@ import click
 
 from ..batch.output import ItemResult
 from ..batch.progress import BatchProgress, format_seconds
-from ..batch.runner import BatchResult, abatch
+from ..batch.runner import DEFAULT_POLL_INTERVAL, BatchResult, StrictInputError, abatch
 from .common import journal_options
-from .errors import BUDGET_STOPS, EXIT_BACKEND, EXIT_BUDGET, EXIT_INTERRUPTED, CommandFailed, say, warn
+from .errors import (
+    BUDGET_STOPS,
+    EXIT_BACKEND,
+    EXIT_BUDGET,
+    EXIT_INTERRUPTED,
+    EXIT_PIPE,
+    CommandFailed,
+    say,
+    warn,
+)
+from .execute import _silence_stdout as silence_stdout
 from .inputs import check_output_path, check_url, clean_prefill
 from .options import cli_options, options_from_cli
+from .terminal import visible
 
 __all__ = ["batch"]
 
@@ -86,7 +98,7 @@ _ITEM_HELP = {
 @click.option(
     "--poll-interval",
     type=click.FloatRange(0.01),
-    default=10.0,
+    default=DEFAULT_POLL_INTERVAL,
     show_default=True,
     metavar="S",
     help="Seconds between polls of a Message Batch.",
@@ -167,22 +179,35 @@ def batch(
                     **run_options,
                 )
             )
-        except KeyboardInterrupt:
+        except StrictInputError as error:
+            raise CommandFailed(error.message, hint="fix them, or drop --strict to skip them") from None
+        except (KeyboardInterrupt, BrokenPipeError) as error:
             view.close()
-            where = (
-                f"; resume with: autocontinue batch --resume {view.batch_id}"
-                if view.batch_id and not no_journal
-                else ""
+            if isinstance(error, BrokenPipeError):
+                silence_stdout()
+            message, code = (
+                ("stdout was closed", EXIT_PIPE)
+                if isinstance(error, BrokenPipeError)
+                else ("interrupted", EXIT_INTERRUPTED)
             )
-            say("interrupted" + where)
-            raise SystemExit(EXIT_INTERRUPTED) from None
+            if view.batch_id and not no_journal:
+                message += f"; resume with: autocontinue batch --resume {view.batch_id}"
+            elif no_journal:
+                message += " (not resumable: the batch was not journaled)"
+            say(message)
+            raise SystemExit(code) from None
         finally:
             view.close()
     raise SystemExit(view.summary(result, resumable=not no_journal))
 
 
 class _View:
-    """stderr: bad lines, failed items, a live line on a terminal, the summary table."""
+    """stderr: bad lines, failed items, a live line on a terminal, the summary table.
+
+    Ids, error text, warnings and notes come from the input, the model or the service: every
+    line of them is shown with its control characters made visible (``terminal.visible``),
+    whether it goes through ``say`` or the live display's console (rich lets ESC through).
+    """
 
     def __init__(self, *, quiet: bool) -> None:
         self.quiet = quiet
@@ -199,7 +224,7 @@ class _View:
             from rich.text import Text
 
             self._live = Live(
-                get_renderable=lambda: Text(progress.line(), style="dim"),
+                get_renderable=lambda: Text(visible(progress.line()), style="dim"),
                 console=Console(stderr=True),
                 transient=True,
                 refresh_per_second=4,
@@ -219,10 +244,7 @@ class _View:
     def warning(self, line: str) -> None:
         """A line about money (a round billed twice): shown at once, even under -q."""
         self._warned.add(line)
-        if self._live is not None:
-            self._live.console.print(f"autocontinue: warning: {line}", markup=False, highlight=False)
-        else:
-            warn(line)
+        self._note(f"warning: {line}")
 
     def note(self, line: str) -> None:
         """A line not about money (why a --via batches run waits, items taken from earlier
@@ -232,9 +254,9 @@ class _View:
 
     def _note(self, line: str) -> None:
         if self._live is not None:
-            self._live.console.print(f"autocontinue: {line}", markup=False, highlight=False)
+            self._live.console.print(f"autocontinue: {visible(line)}", markup=False, highlight=False)
         else:
-            say(line)
+            say(visible(line))
 
     def close(self) -> None:
         if self._live is not None:
@@ -246,7 +268,7 @@ class _View:
         budget = [r for r in result.results if r.stop_reason in BUDGET_STOPS]
         for line in result.warnings:  # money: even under -q; earlier runs' ones too
             if line not in self._warned:
-                warn(line)
+                warn(visible(line))
         if not self.quiet:
             self._table(result)
             if failed and resumable:
@@ -261,6 +283,7 @@ class _View:
     def _table(self, result: BatchResult) -> None:
         from rich.console import Console
         from rich.table import Table
+        from rich.text import Text
 
         rows: Counter[str] = Counter()
         tokens: Counter[str] = Counter()
@@ -273,11 +296,13 @@ class _View:
             cost[key] = cost.get(key, 0.0) + r.cost_usd
             unknown[key] += not r.cost_known
             unknown["total"] += not r.cost_known
-        table = Table(title=f"batch {result.batch_id}", title_justify="left", show_edge=False)
+        table = Table(title=Text(f"batch {visible(result.batch_id)}"), title_justify="left", show_edge=False)
         for name in ("outcome", "items", "tokens out", "cost"):
             table.add_column(name, justify="left" if name == "outcome" else "right")
         for key, count in rows.most_common():
-            table.add_row(key, str(count), f"{tokens[key]:,}", _dollars(cost[key], unknown[key], count))
+            table.add_row(
+                Text(visible(key)), str(count), f"{tokens[key]:,}", _dollars(cost[key], unknown[key], count)
+            )
         total = len(result.results)
         table.add_row(
             "total",
@@ -287,10 +312,15 @@ class _View:
         )
         console = Console(stderr=True, highlight=False)
         console.print(table)
-        extra = f" · {result.throttled} of {result.calls} calls throttled (429)" if result.calls else ""
+        # pacing means nothing on a local model, nor where no limit was known and none hit
+        paced = result.calls and result.paced
+        extra = f" · {result.throttled} of {result.calls} calls throttled (429)" if paced else ""
         bad = f" · {len(result.bad_lines)} bad input lines skipped" if result.bad_lines else ""
         say(
-            f"batch {result.batch_id}: {len(result.results)} items in {format_seconds(result.elapsed_s)}{extra}{bad}"
+            visible(
+                f"batch {result.batch_id}: {len(result.results)} items in "
+                f"{format_seconds(result.elapsed_s)}{extra}{bad}"
+            )
         )
 
 
