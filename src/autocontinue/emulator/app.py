@@ -14,8 +14,9 @@ Routes:
 ``POST /v1/messages/count_tokens``
     ``{"input_tokens": N}`` by the emulator's tokenizer, with the same checks on the prompt.
 ``GET /emulator/stats``, ``POST /emulator/reset``
-    Totals since start or reset; reset also clears the prompt cache, the rate-limit buckets
-    and the request counter that scripted faults use.
+    Totals since start or reset; reset also clears the prompt cache, the rate-limit buckets,
+    the request counter that scripted faults use and the Message Batches (the batches, what
+    they billed and downloaded; their settings stay, see ``batches.py``).
 ``POST /emulator/clock``
     ``{"advance": seconds}`` moves the emulated clock (cache lifetimes, rate-limit refills).
 
@@ -142,6 +143,9 @@ class Emulator:
         self.stats.reset()
         self.cache.clear()
         self.limiter.reset()
+        batches = getattr(self, "batches", None)
+        if batches is not None:
+            batches.reset()
 
     # -- the request flow -------------------------------------------------------------------
 

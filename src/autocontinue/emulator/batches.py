@@ -16,7 +16,9 @@ as a slow network would: a client killed in that hold has a batch on the service
 never learnt (setting it back to 0 releases the held responses); ``create_errors``
 (``["429/3", "500"]``) answers the next creates with those errors and makes no batch
 (``429/N``: ``rate_limit_error`` with ``retry-after: N``; ``529``: ``overloaded_error``;
-anything else: 500 ``api_error``; the bodies ``POST /v1/messages`` fails with). Each
+anything else: 500 ``api_error``; the bodies ``POST /v1/messages`` fails with);
+``poll_errors`` (same kinds) answers the next retrieve, list and results calls so, as a service
+having a bad minute would, while the batches go on as they were. Each
 succeeded result's message carries the ``model`` and ``usage`` a ``POST /v1/messages`` would:
 its input tokens (with cache reads and writes) add up to what ``count_tokens`` says. A batch not
 processed within 24 hours expires. A canceled one is ``canceling`` (its ``cancel_initiated_at``
@@ -33,6 +35,10 @@ request (``custom_id``, ``result``). ``GET /v1/messages/batches`` lists them new
 ``first_id`` / ``last_id`` of the page; times are RFC 3339 with microseconds, as the API gives
 them. ``GET /emulator/batches`` tells how many batches were made, how often each
 ``custom_id`` was billed and how often each batch's results were downloaded.
+``POST /emulator/reset`` starts the service over as it does the Messages API's totals: the
+batches themselves (their ids then answer 404) and those counts are cleared; what was set with
+``POST /emulator/batches`` (delays, scripted outcomes and errors) is kept, as the emulator's
+faults are.
 """
 
 from __future__ import annotations
@@ -100,6 +106,7 @@ class BatchService:
         self.processing_delay = 0.0
         self.create_delay = 0.0
         self.create_errors: list[str] = []
+        self.poll_errors: list[str] = []
         self.outcomes: list[str] = []
         self.cancel_delay = 1.0
         self.cancel_in_flight = 0
@@ -110,6 +117,13 @@ class BatchService:
     @property
     def clock(self) -> Any:
         return self.emulator.config.clock
+
+    def reset(self) -> None:
+        """Forget every batch and what was billed and downloaded (the settings stay)."""
+        with self._lock:
+            self.jobs.clear()
+            self.billed.clear()
+            self.downloads.clear()
 
     # -- handlers ---------------------------------------------------------------------------
 
@@ -125,10 +139,10 @@ class BatchService:
         return response
 
     async def retrieve(self, request: Request) -> Response:
-        return await self._handle(request, lambda r, _: self._view(r, self._job(r)))
+        return await self._handle(request, self._polled(lambda r, _: self._view(r, self._job(r))))
 
     async def list(self, request: Request) -> Response:
-        return await self._handle(request, self._list)
+        return await self._handle(request, self._polled(self._list))
 
     async def cancel(self, request: Request) -> Response:
         return await self._handle(request, self._cancel)
@@ -137,7 +151,14 @@ class BatchService:
         return await self._handle(request, self._delete)
 
     async def results(self, request: Request) -> Response:
-        return await self._handle(request, self._results)
+        return await self._handle(request, self._polled(self._results))
+
+    def _polled(self, action: Any) -> Any:
+        """``action``, unless a scripted ``poll_errors`` failure answers this call instead."""
+        if not self.poll_errors:
+            return action
+        fault = self.poll_errors.pop(0)
+        return lambda r, _: _raise_create_error(fault)
 
     async def configure(self, request: Request) -> Response:
         body = await request.json()
@@ -149,6 +170,8 @@ class BatchService:
             self.outcomes = [str(kind) for kind in body["outcomes"]]
         if "create_errors" in body:
             self.create_errors = [str(kind) for kind in body["create_errors"]]
+        if "poll_errors" in body:
+            self.poll_errors = [str(kind) for kind in body["poll_errors"]]
         if "cancel_delay" in body:
             self.cancel_delay = float(body["cancel_delay"])
         if "cancel_in_flight" in body:
@@ -158,6 +181,7 @@ class BatchService:
                 "processing_delay": self.processing_delay,
                 "create_delay": self.create_delay,
                 "create_errors": self.create_errors,
+                "poll_errors": self.poll_errors,
                 "outcomes": self.outcomes,
                 "cancel_delay": self.cancel_delay,
                 "cancel_in_flight": self.cancel_in_flight,
@@ -341,7 +365,7 @@ class BatchService:
 
 
 def _raise_create_error(fault: str) -> None:
-    """A scripted create failure (``create_errors``): the API's error, and no batch made.
+    """A scripted failure (``create_errors``, ``poll_errors``): the API's error (and no batch made).
 
     ``429/N`` and ``529`` as ``POST /v1/messages`` fails with them (the same bodies), anything
     else as a 500."""

@@ -89,8 +89,9 @@ def emulate(host, port, seed, length, source, quirks, faults, decode_rate, rpm, 
     Endpoints: POST /v1/messages, POST /v1/messages/count_tokens,
     GET /emulator/stats, POST /emulator/reset, POST /emulator/clock {"advance": S}.
     Message Batches: /v1/messages/batches (create, list, retrieve, cancel, results);
-    POST /emulator/batches {"processing_delay": S, "cancel_delay": S, "outcomes": [...]},
-    GET for what was billed and downloaded.
+    POST /emulator/batches {"processing_delay": S, "cancel_delay": S, "outcomes": [...],
+    "create_errors": [...], "poll_errors": [...]}, GET for what was billed and downloaded.
+    POST /emulator/reset also forgets every batch and what they billed and downloaded.
     """
     from . import bind_socket, build_config, make_server, url_for, warn_if_exposed
 
