@@ -36,7 +36,7 @@ from autocontinue.emulator import ManualClock
 MODEL = "claude-haiku-4-5"
 #: Small create timeout and clock skew: an intent is undecided until its last create was sent
 #: plus both, so a resume after a create that never left waits that long before sending again.
-TIMEOUTS = {"create_timeout": 2.0, "clock_skew": 0.5}
+TIMEOUTS = {"create_timeout": 2.0, "clock_skew": 0.5, "call_backoff": 0.0}
 ARGS: dict[str, Any] = dict(
     model=MODEL, max_tokens_per_call=250, poll_interval=0.01, via="batches", driver_options=TIMEOUTS
 )

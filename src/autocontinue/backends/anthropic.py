@@ -65,7 +65,15 @@ from .base import (
     transport_errors,
 )
 
-__all__ = ["AnthropicBackend", "api_version", "map_error", "request_params", "request_refusal", "usage_of"]
+__all__ = [
+    "AnthropicBackend",
+    "api_version",
+    "map_error",
+    "refusal_error",
+    "request_params",
+    "request_refusal",
+    "usage_of",
+]
 
 _PREFILL_REFUSED = "does not support assistant message prefill"
 _CONTEXT_MARKERS = ("prompt is too long", "exceed context limit", "context window")
@@ -243,7 +251,7 @@ def map_error(error: Exception, *, model: str, text_received: str = "", in_strea
                 **common,
             )
         return TransientBackendError(message, retry_after=retry_after(error), **common)
-    return _refusal_error(message, status, model, common)
+    return refusal_error(message, status, model, common)
 
 
 #: C0 controls but tab and newline, DEL and C1: never let server text drive a terminal.
@@ -292,7 +300,7 @@ def _is_transient(anthropic: Any, error: Exception, error_type: str | None, stat
     )
 
 
-def _refusal_error(message: str, status: int | None, model: str, common: dict[str, Any]) -> Exception:
+def refusal_error(message: str, status: int | None, model: str, common: dict[str, Any]) -> Exception:
     """A status the API will give again for the same request."""
     if status in (401, 403):
         return AuthenticationError(

@@ -20,30 +20,50 @@ was killed between the service accepting the job and the journal learning its id
 for on the service (``ServiceDriver.find_landed``) before its round is sent again; the results
 that confirmed the job are the ones collected (one download). Waits the user cannot see (that
 search, a job canceled on the service) are told in one line each (``on_note``).
+
+Before anything is sent, the batch's own options are checked once (``_preflight``): a bare
+item's first request with the batch's options is refused locally as a live call would be
+(temperature, effort, max_tokens_per_call) and counted by ``count_tokens`` (free), so a refused
+key, an unknown default model or an option the API refuses stops the whole batch with one
+error instead of failing every item; an item's own model the service does not know fails that
+item alone, before it is sent. Every call to the service (create, list, retrieve, results,
+count_tokens) that fails as the service may recover from (lost connection, timeout, 429, 5xx,
+529) is tried again with a backoff a bounded number of times (``call_attempts``); any other
+failure, or the last one, stops the batch as the error a live call would have raised (one line
+with a hint, ``_stopped``): what is journaled stays, and running the command again continues.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from .. import api
-from ..backends.anthropic import map_error, request_params, usage_of
+from ..backends.anthropic import (
+    api_version,
+    map_error,
+    refusal_error,
+    request_params,
+    request_refusal,
+    usage_of,
+)
 from ..backends.base import Backend, BackendEvent, RoundEnd, RoundRequest, retry_after
 from ..catalogue import ANTHROPIC_DEFAULT_MODEL, ModelSpec, find_model, lookup_model
 from ..engine import Action, Answered, Call, Done, Engine, Sleep, Slept
 from ..errors import (
+    AuthenticationError,
     AutocontinueError,
     BackendError,
     BackendUnavailableError,
-    ContextWindowError,
+    ConfigurationError,
     InvalidRequestError,
-    PrefillNotSupportedError,
     TransientBackendError,
+    UnknownModelError,
 )
 from ..events import Event, Result, RoundFinished
 from ..journal import Journal
@@ -82,8 +102,27 @@ _COUNTED = ("model", "messages", "system", "thinking", "tools", "tool_choice", "
 #: Token counts asked at once while checking a job.
 _COUNT_CONCURRENCY = 8
 
+#: Tries of a call to the service that failed as the service may recover from (lost
+#: connection, timeout, 429, 5xx, 529), and the first wait between them in seconds (doubling,
+#: at most ``_CALL_BACKOFF_MAX``): about two minutes of outage before a batch stops.
+CALL_ATTEMPTS = 7
+CALL_BACKOFF = 1.0
+_CALL_BACKOFF_MAX = 60.0
+
 _TRANSIENT = {"overloaded_error", "api_error", "rate_limit_error", "timeout_error"}
-_CONTEXT_MARKERS = ("prompt is too long", "exceed context limit", "context window")
+#: The HTTP status a live call gets with each error type an errored batch result names.
+_STATUS_OF = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "billing_error": 402,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+}
+#: What a bare item asks when the batch's options are checked (``_preflight``; never sent).
+_BARE_PROMPT = "Say hello."
+#: What to do when the batch stopped for a failure the service may recover from.
+_AGAIN = "what the batch has done is journaled: run the same command again later to continue"
 
 
 def custom_id(item: BatchItem, round_index: int) -> str:
@@ -174,14 +213,19 @@ class ServiceDriver:
     create_timeout: float = CREATE_TIMEOUT
     clock_skew: float = CLOCK_SKEW
     list_delay: float = LIST_DELAY
+    #: ``CALL_ATTEMPTS`` and ``CALL_BACKOFF`` for this driver (small in tests).
+    call_attempts: int = CALL_ATTEMPTS
+    call_backoff: float = CALL_BACKOFF
     #: The results of jobs confirmed by ``find_landed`` (downloaded to confirm them), kept
     #: until they are collected so that they are not downloaded a second time.
     _kept: dict[str, dict[str, Any]] = field(default_factory=dict, init=False, repr=False)
 
     async def run(self, records: list[Any]) -> None:
         backend = BatchesBackend(self.client, beta_300k=self.beta_300k)
+        bare = self._bare_request(backend) if records else None  # before any item fails for it
         active = [a for a in (self._open(backend, record) for record in records) if a is not None]
         if active:
+            await self._preflight(bare, [a for a in active if not a.done])
             await self._settle_intents(active)
         pending = [job for job in self.store.jobs(self.batch_id) if job.state == "submitted"]
         while True:
@@ -242,6 +286,83 @@ class ServiceDriver:
         self._advance(a, *engine.begin(opening, emitted))
         return a
 
+    # -- the batch's own options, checked once ------------------------------------------------
+
+    async def _preflight(self, bare: RoundRequest | None, active: list[_Item]) -> None:
+        """Stop the batch at once for a mistake of its own, before anything is sent.
+
+        A bare item with the batch's options: what its engine refuses before any call
+        (``max_tokens_per_call`` above the model's maximum), what the live backend refuses
+        before sending (temperature, effort) and what ``count_tokens`` (free) refuses for its
+        first request (a wrong key, an unknown default model, an option the API rejects) would
+        fail every item alike, so it is raised here, once. Each other model the items ask for
+        is counted once too: one the service does not know fails its items now, as a live call
+        would, and the others go on. Anything else (a count that failed as the service may
+        recover from, a base URL without ``count_tokens``) is left to the calls that follow.
+        ``bare`` is that first request (``_bare_request``, which raised the local refusals
+        before any item was opened).
+        """
+        if bare is None or not active:
+            return
+        asked = {a.request.model for a in active if a.request is not None}
+        error = await self._counted(bare)
+        if (
+            error is not None
+            and _about_the_batch(error)
+            and (bare.model in asked or not isinstance(error, UnknownModelError))
+        ):
+            raise error
+        for model in sorted(asked - {bare.model}):
+            error = await self._counted(replace(bare, model=model))
+            if isinstance(error, AuthenticationError):
+                raise error
+            if not isinstance(error, UnknownModelError):
+                continue
+            for a in active:
+                if a.request is not None and a.request.model == model:
+                    a.action, a.sent_id = None, None
+                    self._advance(a, *a.engine.step(copy.copy(error)))
+
+    def _bare_request(self, backend: Backend) -> RoundRequest | None:
+        """The first request of a bare item with the batch's options, or what refuses them."""
+        options = {k: v for k, v in self.defaults.items() if v is not None}
+        if "stop_sequences" in options:
+            options["stop_sequences"] = tuple(options["stop_sequences"])
+        try:
+            settings = Options(**{**options, "backend": backend}).validate()
+            engine, opening, emitted = api.prepare(_BARE_PROMPT, settings)
+        except ConfigurationError:
+            raise
+        except AutocontinueError:
+            return None
+        _events, action = engine.begin(opening, emitted)
+        if isinstance(action, Done):
+            if isinstance(action.error, ConfigurationError):
+                action.error.partial = None
+                raise action.error
+            return None
+        if not isinstance(action, Call):
+            return None
+        refusal = request_refusal(action.request, api_version(self.client))
+        if refusal is not None:
+            raise refusal
+        return action.request
+
+    async def _counted(self, request: RoundRequest) -> AutocontinueError | None:
+        """What ``count_tokens`` refuses for ``request`` (None if it counted it, or has no answer)."""
+        count = getattr(getattr(self.client, "messages", None), "count_tokens", None)
+        if count is None:
+            return None
+        params = {k: v for k, v in batch_params(request).items() if k in _COUNTED}
+        try:
+            await count(**params)
+        except Exception as error:
+            mapped = _mapped(error, request.model)
+            if not isinstance(mapped, AutocontinueError):
+                raise
+            return mapped
+        return None
+
     # -- one job ----------------------------------------------------------------------------
 
     def _advance(self, a: _Item, events: list[Event], action: Action | None) -> None:
@@ -258,6 +379,10 @@ class ServiceDriver:
             else:
                 assert action.result is not None
                 self._finish(a, action.result)
+            return
+        refusal = request_refusal(action.request, api_version(self.client))
+        if refusal is not None:  # what the live backend refuses before sending it
+            self._advance(a, *a.engine.step(refusal))
             return
         a.action = action
         a.sent_id = custom_id(a.item, action.request.round_index)
@@ -298,9 +423,12 @@ class ServiceDriver:
             except Exception as error:
                 landed, retry = _create_failure(error)
                 if attempt == _CREATE_ATTEMPTS - 1 or not retry:
-                    if not landed and isinstance(getattr(error, "status_code", None), int):
-                        self.store.drop_intent(intent.id)  # the service refused it: no job to find
-                    raise _mapped(error, model) from None
+                    if not landed and (
+                        _never_sent(error) or isinstance(getattr(error, "status_code", None), int)
+                    ):
+                        # The service refused it, or it never left this machine: no job to find.
+                        self.store.drop_intent(intent.id)
+                    raise self._stopped(error, "creating a Message Batches job", model) from None
                 wait = retry_after(error)
                 # A lost connection or timeout: the request may still reach the service, so its
                 # job is looked for until the create could no longer land. A 5xx was the
@@ -388,10 +516,8 @@ class ServiceDriver:
         counts: dict[str, int] = {}
         told: set[str] = set()
         while True:
-            async for job in self.client.messages.batches.list(limit=100):
+            for job in await self._call("listing the service's Message Batches", lambda: self._listed(since)):
                 created = _seconds(job.created_at)
-                if created < since:
-                    break  # newest first: the rest are older still
                 if created <= until and job.id not in known and _requests_in(job) == len(wanted):
                     candidates.setdefault(str(job.id), created)
             confirmed: list[tuple[str, dict[str, Any]]] = []
@@ -399,12 +525,21 @@ class ServiceDriver:
             for service_id in sorted(candidates, key=lambda sid: abs(candidates[sid] - intent.created)):
                 if service_id in decided:
                     continue
-                job = await self.client.messages.batches.retrieve(service_id)
-                if job.processing_status != "ended":
-                    running[service_id] = str(job.processing_status)
+                try:
+                    job = await self._retrieve(service_id)
+                    if job.processing_status != "ended":
+                        running[service_id] = str(job.processing_status)
+                        continue
+                    decided.add(service_id)
+                    results = await self._results(service_id)
+                except _Vanished:
+                    decided.add(service_id)
+                    self._warn(
+                        f"service job {service_id} may have been this round's but was deleted before "
+                        "it could be checked: the round is sent again (if it was this batch's job, "
+                        "the round is billed twice)"
+                    )
                     continue
-                decided.add(service_id)
-                results = await self._results(service_id)
                 refusal = await self._refusal(results, wanted, ours, counts)
                 if refusal is None:
                     confirmed.append((service_id, results))
@@ -470,7 +605,10 @@ class ServiceDriver:
         async def count(cid: str) -> int:
             async with gate:
                 params = {k: v for k, v in ours[cid].items() if k in _COUNTED}
-                return int((await self.client.messages.count_tokens(**params)).input_tokens)
+                counted = await self._call(
+                    "counting tokens", lambda: self.client.messages.count_tokens(**params), params["model"]
+                )
+                return int(counted.input_tokens)
 
         got = await asyncio.gather(*(count(cid) for cid in missing), return_exceptions=True)
         for cid, value in zip(missing, got):
@@ -509,7 +647,10 @@ class ServiceDriver:
         console) is ``canceling`` while its in-flight requests end, and is waited through."""
         canceling = False
         while True:
-            job = await self.client.messages.batches.retrieve(service_id)
+            try:
+                job = await self._retrieve(service_id)
+            except _Vanished as gone:
+                raise _vanished_error(service_id, gone.error) from None
             if job.processing_status == "ended":
                 return
             if job.processing_status == "canceling" and not canceling:
@@ -525,20 +666,86 @@ class ServiceDriver:
         if kept is not None:  # confirmed by find_landed: it has ended, and these are its results
             return kept
         await self._wait_ended(service_id)
-        return await self._results(service_id)
+        try:
+            return await self._results(service_id)
+        except _Vanished as gone:
+            raise _vanished_error(service_id, gone.error) from None
 
     async def _results(self, service_id: str) -> dict[str, Any]:
-        """An ended job's results by custom id (one download)."""
-        results = await self.client.messages.batches.results(service_id)
-        return {line.custom_id: line.result async for line in results}
+        """An ended job's results by custom id (one download, again whole if it broke off)."""
+
+        async def download() -> dict[str, Any]:
+            results = await self.client.messages.batches.results(service_id)
+            return {line.custom_id: line.result async for line in results}
+
+        return await self._call(f"downloading the results of service job {service_id}", download, job=True)
+
+    async def _retrieve(self, service_id: str) -> Any:
+        return await self._call(
+            f"polling service job {service_id}",
+            lambda: self.client.messages.batches.retrieve(service_id),
+            job=True,
+        )
+
+    async def _listed(self, since: float) -> list[Any]:
+        """The service's batches created since ``since`` (epoch seconds), newest first, every page."""
+        jobs = []
+        async for job in self.client.messages.batches.list(limit=100):
+            if _seconds(job.created_at) < since:
+                break  # newest first: the rest are older still
+            jobs.append(job)
+        return jobs
+
+    async def _call(
+        self, what: str, call: Callable[[], Awaitable[Any]], model: str = "", *, job: bool = False
+    ) -> Any:
+        """``call()``, tried again with a doubling backoff (or what ``retry-after`` asks) while it
+        fails as the service may recover from, at most ``call_attempts`` times; then, or on any
+        other failure, the batch stops with the error a live call would have raised (``_stopped``).
+        ``job``: the call is about one service job, and its 404 means the job is gone
+        (``_Vanished``), not a wrong base URL."""
+        for attempt in range(self.call_attempts):
+            try:
+                return await call()
+            except Exception as error:
+                mapped = _mapped(error, model)
+                if not isinstance(mapped, AutocontinueError):
+                    raise  # not the service's answer (a bug, or a test's stand-in for a kill)
+                if job and getattr(error, "status_code", None) == 404:
+                    raise _Vanished(mapped) from None
+                if not isinstance(mapped, TransientBackendError) or attempt == self.call_attempts - 1:
+                    raise self._stopped(error, what, model) from None
+                wait = retry_after(error)
+                await asyncio.sleep(
+                    wait if wait is not None else min(_CALL_BACKOFF_MAX, self.call_backoff * 2**attempt)
+                )
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _stopped(self, error: Exception, what: str, model: str) -> Exception:
+        """The error that stops the batch, in one line with a hint: the service's answer as a
+        live call would have raised it, saying what the batch was doing; a failure the service
+        may recover from says that running the command again continues."""
+        mapped = _mapped(error, model)
+        if not isinstance(mapped, AutocontinueError):
+            return mapped
+        mapped.message = f"{what} failed: {mapped.message}"
+        mapped.args = (mapped.message,)
+        if isinstance(mapped, TransientBackendError) or (
+            type(mapped) is BackendError and getattr(mapped, "status_code", None) is None
+        ):
+            where = getattr(self.client, "base_url", None)
+            check = f"check the network and the base URL ({where})" if where else "check the network"
+            mapped.hint = f"{mapped.hint + '; ' if mapped.hint else ''}{check}; {_AGAIN}"
+        return mapped
 
     def _apply(self, active: list[_Item], results: dict[str, Any], sent: set[str] | None) -> None:
         for a in active:
             if a.done or (sent is not None and a.sent_id not in sent):
                 continue  # planned after the resumed job was sent: it goes into the next one
             result = results.get(a.sent_id or "")
+            model = a.request.model if a.request is not None else ""
             a.action, a.sent_id = None, None
-            self._advance(a, *a.engine.step(_happened(result)))
+            self._advance(a, *a.engine.step(_happened(result, model)))
 
     # -- ends -------------------------------------------------------------------------------
 
@@ -558,6 +765,17 @@ class ServiceDriver:
             if isinstance(event, RoundFinished):
                 self.journal.record_round(a.run_id, event.report, a.engine.state.text, a.engine.state.held)
             self.on_event(a.item.id, event)
+
+
+def _about_the_batch(error: AutocontinueError) -> bool:
+    """Whether ``error``, met by the bare item of the batch's options, would fail every item:
+    the key or the account refused, the model unknown, an option refused (a prompt too long is
+    not: the bare prompt is short, and an item's own may not be)."""
+    if isinstance(error, (AuthenticationError, ConfigurationError, InvalidRequestError)):
+        return True
+    return isinstance(error, BackendError) and (
+        error.status_code == 402 or error.error_type in ("billing_error", "permission_error")
+    )
 
 
 def _our_requests(active: list[_Item]) -> dict[str, Any]:
@@ -591,10 +809,23 @@ def _mapped(error: Exception, model: str) -> Exception:
 def _create_failure(error: Exception) -> tuple[bool, bool]:
     """(whether the service may have made the job anyway, whether to try the create again)."""
     lost = any(kind.__name__ == "APIConnectionError" for kind in type(error).__mro__)  # and timeouts
+    if lost and _never_sent(error):
+        return False, True
     status = getattr(error, "status_code", None)
     if lost or (isinstance(status, int) and status >= 500):
         return True, True
     return False, status in (408, 409, 429)
+
+
+def _never_sent(error: BaseException) -> bool:
+    """Whether a failed call never reached the service: its connection could not be opened
+    (refused, no such host, a connect timeout), so nothing of it was sent."""
+    cause: BaseException | None = error
+    while cause is not None:
+        if any(kind.__name__ in ("ConnectError", "ConnectTimeout") for kind in type(cause).__mro__):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 def _seconds(moment: Any) -> float:
@@ -612,10 +843,10 @@ def _requests_in(job: Any) -> int:
     )
 
 
-def _happened(result: Any) -> Answered | BackendError:
-    """A job's result for one request, as the engine takes it."""
+def _happened(result: Any, model: str) -> Answered | AutocontinueError:
+    """A job's result for one request (on ``model``), as the engine takes it."""
     if getattr(result, "type", None) != "succeeded":
-        return _error_of(result)
+        return _error_of(result, model)
     message = result.message
     text = "".join(block.text for block in message.content if getattr(block, "type", "") == "text")
     end = RoundEnd(
@@ -627,8 +858,9 @@ def _happened(result: Any) -> Answered | BackendError:
     return Answered(text, end)
 
 
-def _error_of(result: Any) -> BackendError:
-    """An errored, expired or canceled result as the error a live call would have raised."""
+def _error_of(result: Any, model: str) -> AutocontinueError:
+    """An errored, expired or canceled result as the error a live call would have raised
+    (``refusal_error`` of the Anthropic backend, with the status a live call gets for its type)."""
     kind = getattr(result, "type", None)
     if kind == "canceled":
         return TransientBackendError(
@@ -640,10 +872,25 @@ def _error_of(result: Any) -> BackendError:
     error_type, message = inner.type, inner.message
     if error_type in _TRANSIENT:
         return TransientBackendError(message, error_type=error_type)
-    if "does not support assistant message prefill" in message:
-        return PrefillNotSupportedError(message, status_code=400, error_type=error_type)
-    if any(marker in message for marker in _CONTEXT_MARKERS):
-        return ContextWindowError(message, status_code=400, error_type=error_type)
-    if error_type == "invalid_request_error":
-        return InvalidRequestError(message, status_code=400, error_type=error_type)
-    return BackendError(message, error_type=error_type)
+    common = {"status_code": _STATUS_OF.get(error_type), "request_id": None, "error_type": error_type}
+    error = refusal_error(message, common["status_code"], model, common)
+    return error if isinstance(error, AutocontinueError) else BackendError(message, **common)
+
+
+class _Vanished(Exception):
+    """A call about one service job was answered 404: the job is not on the service."""
+
+    def __init__(self, error: AutocontinueError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+def _vanished_error(service_id: str, error: AutocontinueError) -> BackendError:
+    """A job this batch sent is not on the service (deleted, or another workspace's key)."""
+    return BackendError(
+        f"service job {service_id} of this batch is not on the service (404 Not Found)",
+        status_code=404,
+        request_id=getattr(error, "request_id", None),
+        hint="resume with the API key (workspace) and base URL the batch was started with; if the "
+        "job was deleted on the service its answers are gone: start over with --fresh",
+    )
