@@ -14,7 +14,8 @@
     │   │   └── MaxTokensExceededError  max_tokens above the model's maximum; .max_tokens_allowed
     │   └── TransientBackendError     429, 5xx, 529, connection lost: worth retrying
     │       └── StreamInterruptedError  a stream broke after some text arrived
-    └── JournalError                  the run journal is unreadable, corrupt or too new
+    ├── JournalError                  the run journal is unreadable, corrupt or too new
+    └── OutputError                   the output file cannot be written (disk full, reader gone)
 
 SDK and llama.cpp errors are converted once, at the backend boundary, with ``raise ... from``;
 the limits a refusal names are parsed there too, into the fields above (None when not known),
@@ -41,6 +42,7 @@ __all__ = [
     "TransientBackendError",
     "StreamInterruptedError",
     "JournalError",
+    "OutputError",
 ]
 
 
@@ -167,3 +169,12 @@ class StreamInterruptedError(TransientBackendError):
 
 class JournalError(AutocontinueError):
     """The run journal cannot be read or written."""
+
+
+class OutputError(AutocontinueError):
+    """The output (``-o FILE``, a batch's output) cannot be written: disk full, an I/O error, a
+    FIFO whose reader went away. The text is kept in the journal; ``.path`` is the output."""
+
+    def __init__(self, message: str, *, path: str | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.path = path

@@ -7,11 +7,14 @@ a regular file where the device was): a character device (``/dev/null``, a termi
 or an open descriptor (``/dev/fd/N``, ``/dev/stdout``, a shell's ``>(...)``), opened to append
 so it never truncates what the shell gave. ``output_problem`` says in one line why a path
 cannot take the output, before anything is spent; ``same_file`` tells the caller when the
-output would overwrite a file it must keep (the input, the journal).
+output would overwrite a file it must keep (the input, the journal). A write that fails later
+(disk full, an I/O error, a FIFO whose reader went away) is an ``OutputError`` naming the file
+and the OS error (``cannot_write``).
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import stat
@@ -19,11 +22,29 @@ import tempfile
 from pathlib import Path
 from typing import IO
 
-__all__ = ["in_place", "real_target", "output_problem", "same_file", "write_into", "open_into"]
+from .errors import OutputError
+
+__all__ = [
+    "in_place",
+    "real_target",
+    "output_problem",
+    "same_file",
+    "write_into",
+    "open_into",
+    "cannot_write",
+]
 
 #: A directory of open descriptors: /dev/fd and /dev/stdout lead here.
 _FD_DIR = re.compile(r"^/proc/(self|thread-self|\d+)(/task/\d+)?/fd$")
 _LINK_HOPS = 40
+#: What to do first, for the errors a write of the output meets.
+_FIRST_STEP = {
+    errno.ENOSPC: "free some space",
+    errno.EDQUOT: "free some space (the disk quota is full)",
+    errno.EFBIG: "free some space or raise the file size limit",
+    errno.EPIPE: "keep a reader on it until the end",
+    errno.EIO: "check the disk or device",
+}
 
 
 def _descriptor(path: str | os.PathLike[str]) -> bool:
@@ -112,6 +133,19 @@ def write_into(path: str | os.PathLike[str], text: str) -> None:
             out.write(text)
         return
     _replace(real_target(path), text)
+
+
+def cannot_write(path: str | os.PathLike[str], exc: OSError, then: str) -> OutputError:
+    """``exc``, met writing the output ``path``, as one line naming the file and the OS error;
+    the hint says what to do first, ``then`` how the text is had again."""
+    reason = exc.strerror or str(exc)
+    code = errno.errorcode.get(exc.errno or 0)
+    if code:
+        reason += f" ({code})"
+    first = _FIRST_STEP.get(exc.errno or 0, "check the output")
+    return OutputError(
+        f"cannot write the output {path}: {reason}", path=str(path), hint=f"{first}, then {then}"
+    )
 
 
 def _replace(target: Path, text: str) -> None:

@@ -9,7 +9,10 @@ from the journal first (``rewrite``), so it ends equal to an uninterrupted batch
 written into the file named (``outfile``): a regular file (or a symlink's target) is replaced
 atomically, a device, FIFO or ``/dev/fd/N`` is written into as it is. ``check_targets`` refuses,
 before anything is spent, an output that cannot be written or would overwrite the input or the
-journal.
+journal. A write that fails mid-batch (disk full, an I/O error, a FIFO whose reader went away)
+raises ``OutputError``: each item is journaled as finished before its line is written, so the
+same command run again rewrites every finished line and runs only the rest. A closed stdout
+stays a ``BrokenPipeError`` (the CLI ends as for ``run``).
 """
 
 from __future__ import annotations
@@ -24,13 +27,15 @@ from pathlib import Path
 from typing import IO, Any
 
 from .. import jsontext
-from ..errors import ConfigurationError
-from ..outfile import in_place, open_into, output_problem, real_target, same_file, write_into
+from ..errors import ConfigurationError, OutputError
+from ..outfile import cannot_write, in_place, open_into, output_problem, real_target, same_file, write_into
 from ..usage import Usage
 
 __all__ = ["ItemResult", "OutputWriter", "item_file_name", "check_targets"]
 
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
+#: How the answers are had again after the output failed (the hint's second half).
+RERUN = "rerun the same command: finished items are kept in the journal"
 
 
 @dataclass
@@ -114,11 +119,16 @@ class OutputWriter:
         self.output_dir = output_dir
         self._stream = stream
         self._file: IO[str] | None = None
+        #: The error that broke the output; later lines are not written (they are journaled).
+        self.failed: OutputError | None = None
 
     def rewrite(self, results: list[ItemResult]) -> None:
         """Start the output afresh holding ``results`` (the items a resumed batch already has)."""
         if self.output_dir is not None:
-            self.output_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                self.output_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise self._broken(self.output_dir, exc) from None
             for result in results:
                 self.write(result)
             return
@@ -137,18 +147,29 @@ class OutputWriter:
                 write_into(target, text)
                 self._file = open(target, "a", encoding="utf-8")  # noqa: SIM115 - held open for the batch
         except OSError as exc:
-            raise ConfigurationError(
-                f"cannot write the output {self.path}: {exc.strerror or exc}",
-                hint="choose a file you can write to",
-            ) from None
+            error = self._broken(self.path, exc)
+            self.close()  # quietly: what it still buffers cannot be written either
+            raise error from None
 
     def write(self, result: ItemResult) -> None:
+        """Write ``result``'s line (or file); OutputError if it cannot, and after that nothing."""
+        if self.failed is not None:
+            return
         if self.output_dir is not None:
             self._write_item_file(result)
             return
         out = self._target()
-        out.write(result.to_line())
-        out.flush()
+        try:
+            out.write(result.to_line())
+            out.flush()
+        except OSError as exc:
+            if isinstance(exc, BrokenPipeError) and self.path is None:
+                raise  # stdout was closed: the CLI ends as run does (exit 141)
+            raise self._broken(self.path or "stdout", exc) from None
+
+    def _broken(self, where: Path | str, exc: OSError) -> OutputError:
+        self.failed = cannot_write(where, exc, RERUN)
+        return self.failed
 
     def _target(self) -> IO[str]:
         if self._file is None:
@@ -161,11 +182,19 @@ class OutputWriter:
 
     def _write_item_file(self, result: ItemResult) -> None:
         assert self.output_dir is not None
-        write_into(
-            self.output_dir / item_file_name(result.id), jsontext.dumps(result.to_dict(), indent=1) + "\n"
-        )
+        target = self.output_dir / item_file_name(result.id)
+        try:
+            write_into(target, jsontext.dumps(result.to_dict(), indent=1) + "\n")
+        except OSError as exc:
+            raise self._broken(target, exc) from None
 
     def close(self) -> None:
-        if self._file is not None and self._file not in (sys.stdout, self._stream):
-            self._file.close()
-        self._file = None
+        """Close the output file (a broken one quietly: its error was raised already)."""
+        file, self._file = self._file, None
+        if file is None or file in (sys.stdout, self._stream):
+            return
+        try:
+            file.close()
+        except OSError as exc:
+            if self.failed is None:
+                raise self._broken(self.path or "stdout", exc) from None

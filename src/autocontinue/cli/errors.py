@@ -19,6 +19,7 @@ from ..errors import (
     BackendUnavailableError,
     ConfigurationError,
     JournalError,
+    OutputError,
     TransientBackendError,
     one_line,
 )
@@ -71,7 +72,8 @@ EXIT_CODES = (
     (
         EXIT_USAGE,
         "bad input, option, configuration, credentials, unknown model, a request the API "
-        "refuses, or a journal problem (not resumable: change what the message says)",
+        "refuses, a journal problem, or an output that cannot be written (disk full) (not "
+        "resumable: change what the message says)",
     ),
     (
         EXIT_BACKEND,
@@ -90,6 +92,7 @@ _FALLBACK_HINTS: tuple[tuple[type[BaseException], str], ...] = (
     (ConfigurationError, "see: autocontinue run --help"),
     (BackendUnavailableError, "reinstall autocontinue with the extra for this backend"),
     (JournalError, "pass --journal PATH or --no-journal"),
+    (OutputError, "free some space or choose another output, then run the same command again"),
     (BackendError, "check the model, the endpoint and the request options"),
     (AutocontinueError, "see: autocontinue --help"),
 )
@@ -128,7 +131,7 @@ def error_line(error: AutocontinueError) -> str:
 
 def exit_code_for(error: BaseException) -> int:
     """The exit code for an exception that ended a command."""
-    if isinstance(error, (ConfigurationError, BackendUnavailableError, JournalError)):
+    if isinstance(error, (ConfigurationError, BackendUnavailableError, JournalError, OutputError)):
         return EXIT_USAGE
     if isinstance(error, BackendError):
         return EXIT_BACKEND if resumable(error) else EXIT_USAGE

@@ -20,7 +20,6 @@ from .errors import (
     EXIT_PIPE,
     EXIT_TERMINATED,
     RESUMABLE_STOPS,
-    CommandFailed,
     describe_bug,
     error_line,
     exit_code_for,
@@ -143,12 +142,7 @@ def _finish(
     on_result: Callable[[Result], None] | None,
 ) -> int:
     """Write the answer's file or JSON, say the summary, and return the exit code."""
-    try:
-        output.finish(result)
-    except CommandFailed as error:
-        if run_id:
-            error.hint = f"the answer is kept in the journal: autocontinue show {run_id} > FILE"
-        raise
+    output.finish(result)  # OutputError if the -o file cannot be written: the journal keeps it
     if on_result is not None:
         on_result(result)
     budget = result.stop_reason in BUDGET_STOPS

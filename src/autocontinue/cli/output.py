@@ -9,8 +9,7 @@ import click
 
 from .. import jsontext
 from ..events import Result, TextDelta
-from ..outfile import write_into
-from .errors import CommandFailed
+from ..outfile import cannot_write, write_into
 from .terminal import for_stream
 
 __all__ = ["AnswerOutput", "write_atomically"]
@@ -46,7 +45,7 @@ class AnswerOutput:
     def finish(self, result: Result) -> None:
         """Write the file or the JSON; end a streamed answer with a newline on a terminal."""
         if self.out_file is not None:
-            write_atomically(self.out_file, result.text)
+            write_atomically(self.out_file, result.text, run_id=result.run_id)
         if self.as_json:
             self.print_json(result.to_dict())
         elif self.streams and self._last and not self._last.endswith("\n") and sys.stdout.isatty():
@@ -57,13 +56,16 @@ class AnswerOutput:
         click.echo(jsontext.dumps(data))
 
 
-def write_atomically(path: Path, text: str) -> None:
+def write_atomically(path: Path, text: str, *, run_id: str | None = None) -> None:
     """Write ``text`` as the whole of ``path``, never half of it: a regular file (a symlink's
-    target) through a temporary file and a rename, a device, FIFO or descriptor straight."""
+    target) through a temporary file and a rename, a device, FIFO or descriptor straight.
+    OutputError (disk full, a reader gone) says how to get the answer of run ``run_id`` again."""
     try:
         write_into(path, text)
     except OSError as exc:
-        raise CommandFailed(
-            f"cannot write {path}: {exc.strerror or exc}",
-            hint="the answer is kept in the journal: autocontinue show RUN_ID > FILE",
-        ) from None
+        then = (
+            f"get the answer kept in the journal: autocontinue show {run_id} > FILE"
+            if run_id
+            else "run it again (nothing was journaled)"
+        )
+        raise cannot_write(path, exc, then) from None

@@ -1,0 +1,172 @@
+"""When the output fails mid-way: disk full, an I/O error, a reader gone.
+
+A write that fails once the run is paid for (ENOSPC, EIO, EPIPE) used to end in an internal
+error (exit 70); it is now one line naming the file and the OS error, exit 2, and the answers
+are kept: a batch's items are journaled before their lines are written, so the same command
+run again writes them without a new call. The disk is never filled: ``/dev/full`` answers every
+write with ENOSPC (the test checks it is still a device afterwards) and a FIFO whose reader
+closes gives EPIPE. The real CLI runs in a subprocess against the emulator over real HTTP.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import stat
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from conftest import emulator_stats
+
+from autocontinue import OutputError
+from autocontinue.batch.output import ItemResult, OutputWriter
+
+MODEL = "claude-haiku-4-5"
+FULL = "/dev/full"
+
+
+@pytest.fixture(scope="module")
+def emulator():
+    from autocontinue.emulator import run_emulator
+
+    with run_emulator(length=120) as url:
+        yield url
+
+
+@pytest.fixture(autouse=True)
+def _dev_full_stays_a_device():
+    yield
+    assert stat.S_ISCHR(os.lstat(FULL).st_mode), "/dev/full was replaced"
+
+
+def _popen_args(url: str, home: Path, *args: str) -> dict[str, object]:
+    env = {**os.environ, "ANTHROPIC_BASE_URL": url, "ANTHROPIC_API_KEY": "test-key"}
+    env["AUTOCONTINUE_HOME"] = str(home)
+    env.pop("AUTOCONTINUE_DEBUG", None)
+    return {"args": [sys.executable, "-m", "autocontinue", *args], "env": env, "stdin": subprocess.DEVNULL}
+
+
+def _cli(url: str, home: Path, *args: str, **extra: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(  # type: ignore[call-overload, no-any-return]
+        **_popen_args(url, home, *args), capture_output=True, text=True, timeout=300, **extra
+    )
+
+
+def _input(path: Path, ids: tuple[str, ...]) -> Path:
+    path.write_text("".join(json.dumps({"id": i, "prompt": f"Tell {i}"}) + "\n" for i in ids), "utf-8")
+    return path
+
+
+def _one_line(done: subprocess.CompletedProcess[str], *fragments: str) -> str:
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr and "internal error" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "(hint: " in lines[0], done.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
+def _ids(text: str) -> list[str]:
+    return sorted(json.loads(line)["id"] for line in text.splitlines())
+
+
+# -- disk full and a reader gone: one line, exit 2, the answers kept ----------------------------
+
+
+def test_a_batch_whose_output_disk_is_full_exits_2_and_the_rerun_writes_the_item_without_a_call(
+    emulator, tmp_path
+):
+    source = _input(tmp_path / "in.jsonl", ("a",))
+    done = _cli(emulator, tmp_path, "batch", str(source), "-o", FULL, "--model", MODEL, "-q")
+    line = _one_line(
+        done, FULL, "No space left on device (ENOSPC)", "free some space", "rerun the same command"
+    )
+    assert line.startswith("autocontinue: cannot write the output")
+
+    calls = emulator_stats(emulator)["requests"]
+    out = tmp_path / "out.jsonl"
+    again = _cli(emulator, tmp_path, "batch", str(source), "-o", str(out), "--model", MODEL, "-q")
+    assert again.returncode == 0, again.stderr
+    assert _ids(out.read_text("utf-8")) == ["a"]  # the item whose line failed was journaled
+    assert emulator_stats(emulator)["requests"] == calls  # and is not paid for again
+
+
+class _ReadsOneLine(threading.Thread):
+    """Reads the first line from a FIFO, then closes it: the writer's next write gets EPIPE."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(daemon=True)
+        self.path, self.first = path, b""
+
+    def run(self) -> None:
+        with open(self.path, "rb") as fifo:
+            self.first = fifo.readline()
+
+
+def test_a_fifo_whose_reader_quits_mid_batch_exits_2_and_the_rerun_writes_every_line(emulator, tmp_path):
+    source = _input(tmp_path / "in.jsonl", ("a", "b"))
+    fifo = tmp_path / "answers.fifo"
+    os.mkfifo(fifo)
+    reader = _ReadsOneLine(fifo)
+    reader.start()
+    command = ["batch", str(source), "-o", str(fifo), "--model", MODEL, "-q", "--concurrency", "1"]
+    done = _cli(emulator, tmp_path, *command)
+    _one_line(done, str(fifo), "Broken pipe (EPIPE)", "keep a reader on it", "rerun the same command")
+    reader.join(timeout=30)
+    first = json.loads(reader.first)["id"]  # the first line got through before the reader quit
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+
+    calls = emulator_stats(emulator)["requests"]
+    out = tmp_path / "out.jsonl"
+    again = _cli(emulator, tmp_path, *command[:3], str(out), *command[4:])
+    assert again.returncode == 0, again.stderr
+    assert _ids(out.read_text("utf-8")) == ["a", "b"]
+    assert emulator_stats(emulator)["requests"] == calls  # both were journaled as finished
+    assert first in ("a", "b")
+
+
+def test_run_whose_output_disk_is_full_exits_2_and_names_the_run_to_show(emulator, tmp_path):
+    done = _cli(emulator, tmp_path, "Tell a story", "-o", FULL, "--model", MODEL, "-q")
+    line = _one_line(done, FULL, "ENOSPC", "free some space", "autocontinue show ")
+    run_id = line.split("autocontinue show ")[1].split()[0]
+    shown = _cli(emulator, tmp_path, "show", run_id)
+    assert shown.returncode == 0 and shown.stdout.strip(), shown.stderr
+
+
+def test_the_writer_raises_output_error_once_then_keeps_quiet():
+    writer = OutputWriter(Path(FULL))
+    writer.rewrite([])
+    with pytest.raises(OutputError) as caught:
+        writer.write(ItemResult(id="a", text="x"))
+    assert caught.value.path == FULL and "ENOSPC" in caught.value.message and caught.value.hint
+    writer.write(ItemResult(id="b", text="y"))  # journaled; the rerun writes it
+    writer.close()  # what is still buffered is dropped without a second error
+
+
+def test_an_output_dir_on_a_full_disk_is_an_output_error(tmp_path, monkeypatch):
+    # Mocked: os.replace raising EIO (no faulty disk here); the rest is the real writer.
+    def failing(src: object, dst: object) -> None:
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr(os, "replace", failing)
+    writer = OutputWriter(output_dir=tmp_path / "out")
+    writer.rewrite([])
+    with pytest.raises(OutputError, match=r"a\.json: Input/output error \(EIO\)"):
+        writer.write(ItemResult(id="a", text="x"))
+    assert [p.name for p in (tmp_path / "out").iterdir()] == []  # no temporary left
+
+
+def test_a_closed_stdout_stays_a_broken_pipe_for_the_cli_to_end_as_run_does():
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    with os.fdopen(write_end, "w") as stream:
+        writer = OutputWriter(stream=stream)
+        with pytest.raises(BrokenPipeError):
+            writer.write(ItemResult(id="a", text="x"))
+        with pytest.raises(BrokenPipeError):
+            stream.close()  # the line it buffered
