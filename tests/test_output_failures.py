@@ -1,4 +1,4 @@
-"""When the output fails mid-way: disk full, an I/O error, a reader gone.
+"""When the output fails mid-way (disk full, an I/O error, a reader gone), and after a kill -9.
 
 A write that fails once the run is paid for (ENOSPC, EIO, EPIPE) used to end in an internal
 error (exit 70); it is now one line naming the file and the OS error, exit 2, and the answers
@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import signal
 import stat
 import subprocess
 import sys
@@ -170,3 +171,38 @@ def test_a_closed_stdout_stays_a_broken_pipe_for_the_cli_to_end_as_run_does():
             writer.write(ItemResult(id="a", text="x"))
         with pytest.raises(BrokenPipeError):
             stream.close()  # the line it buffered
+
+
+# -- kill -9 in the middle of a rewrite ----------------------------------------------------------
+
+_KILLED_MID_WRITE = """
+import os, sys
+from pathlib import Path
+from autocontinue import outfile
+fd, temp = outfile._temporary_beside(Path(sys.argv[1]))
+os.write(fd, b"half an output")
+print(temp, flush=True)
+os.kill(os.getpid(), 9)
+"""
+
+
+def test_a_temporary_left_by_a_killed_writer_is_removed_by_the_next_write(tmp_path):
+    from autocontinue.outfile import write_into
+
+    target = tmp_path / "out.jsonl"
+    killed = subprocess.run(
+        [sys.executable, "-c", _KILLED_MID_WRITE, str(target)], capture_output=True, text=True, timeout=60
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    left = Path(killed.stdout.strip())
+    assert left.exists() and left.name.startswith(".out.jsonl.")
+    alive = tmp_path / f".out.jsonl.{os.getppid()}.abcd1234.tmp"  # a live writer's: kept
+    other = tmp_path / f".other.jsonl.{left.name.split('.')[3]}.abcd1234.tmp"  # another output's
+    foreign = tmp_path / ".out.jsonl.tmp"  # not our pattern
+    for path in (alive, other, foreign):
+        path.write_text("x")
+
+    write_into(target, "whole\n")
+    assert target.read_text() == "whole\n"
+    assert not left.exists()
+    assert alive.exists() and other.exists() and foreign.exists()

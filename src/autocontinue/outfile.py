@@ -10,15 +10,20 @@ cannot take the output, before anything is spent; ``same_file`` tells the caller
 output would overwrite a file it must keep (the input, the journal). A write that fails later
 (disk full, an I/O error, a FIFO whose reader went away) is an ``OutputError`` naming the file
 and the OS error (``cannot_write``).
+
+A temporary file is named ``.<target>.<pid>.<random>.tmp``: one left by a process killed
+mid-write (kill -9) is removed by the next write of the same target once its pid is gone.
 """
 
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import re
 import stat
 import tempfile
+from contextlib import suppress
 from pathlib import Path
 from typing import IO
 
@@ -37,6 +42,8 @@ __all__ = [
 #: A directory of open descriptors: /dev/fd and /dev/stdout lead here.
 _FD_DIR = re.compile(r"^/proc/(self|thread-self|\d+)(/task/\d+)?/fd$")
 _LINK_HOPS = 40
+#: Our temporary files: ``.<target>.<pid>.<8 random characters of mkstemp>.tmp``.
+_TEMPORARY = re.compile(r"\.(?P<target>.+)\.(?P<pid>\d+)\.[a-z0-9_]{8}\.tmp")
 #: What to do first, for the errors a write of the output meets.
 _FIRST_STEP = {
     errno.ENOSPC: "free some space",
@@ -100,7 +107,7 @@ def output_problem(path: str | os.PathLike[str]) -> tuple[str, str] | None:
     if real.exists() and not os.access(real, os.W_OK):
         return "is not writable", "choose another file"
     try:  # the rename needs a new file beside the target (root passes os.access even on /proc)
-        fd, probe = tempfile.mkstemp(dir=real.parent, prefix=f".{real.name}.", suffix=".tmp")
+        fd, probe = _temporary_beside(real)
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
@@ -148,9 +155,49 @@ def cannot_write(path: str | os.PathLike[str], exc: OSError, then: str) -> Outpu
     )
 
 
+def _temporary_beside(target: Path) -> tuple[int, str]:
+    """A new temporary file beside ``target`` (its descriptor and path), named with our pid;
+    ours left by dead processes for the same target are removed first."""
+    _remove_stale_temporaries(target)
+    return tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp")
+
+
+def _remove_stale_temporaries(target: Path) -> None:
+    for name, pid in _temporaries_in(str(target.parent)).pop(target.name, []):
+        if not _alive(pid):
+            with suppress(OSError):
+                os.unlink(target.parent / name)
+
+
+@functools.lru_cache(maxsize=16)
+def _temporaries_in(directory: str) -> dict[str, list[tuple[str, int]]]:
+    """Our temporary files in ``directory`` by the target they were for, read once a process
+    (a batch's output directory is not listed again for each item)."""
+    found: dict[str, list[tuple[str, int]]] = {}
+    with suppress(OSError):
+        for name in os.listdir(directory):
+            match = _TEMPORARY.fullmatch(name)
+            if match:
+                found.setdefault(match["target"], []).append((name, int(match["pid"])))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    """True unless no process ``pid`` exists (one we may not signal is alive)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
 def _replace(target: Path, text: str) -> None:
     """``target`` holds ``text`` (its mode kept if it existed), or is left as it was."""
-    fd, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    fd, temp = _temporary_beside(target)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
             handle.write(text)
