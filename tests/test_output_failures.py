@@ -1,4 +1,5 @@
-"""When the output fails mid-way (disk full, an I/O error, a reader gone), and after a kill -9.
+"""When the output fails mid-way (disk full, an I/O error, a reader gone), after a kill -9, and
+on resume.
 
 A write that fails once the run is paid for (ENOSPC, EIO, EPIPE) used to end in an internal
 error (exit 70); it is now one line naming the file and the OS error, exit 2, and the answers
@@ -18,6 +19,7 @@ import stat
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -25,6 +27,7 @@ from conftest import emulator_stats
 
 from autocontinue import OutputError
 from autocontinue.batch.output import ItemResult, OutputWriter
+from autocontinue.journal import Journal
 
 MODEL = "claude-haiku-4-5"
 FULL = "/dev/full"
@@ -206,3 +209,64 @@ def test_a_temporary_left_by_a_killed_writer_is_removed_by_the_next_write(tmp_pa
     assert target.read_text() == "whole\n"
     assert not left.exists()
     assert alive.exists() and other.exists() and foreign.exists()
+
+
+# -- resume after -o /dev/fd/N ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def slow_emulator():
+    from autocontinue.emulator import run_emulator
+
+    with run_emulator(length=400, decode_rate=150) as url:
+        yield url
+
+
+def test_a_run_to_dev_fd_resumes_to_stdout(slow_emulator, tmp_path):
+    read_end, write_end = os.pipe()
+    args = _popen_args(
+        slow_emulator, tmp_path, "Tell a long story", "-o", f"/dev/fd/{write_end}", "--model", MODEL,
+        "--max-tokens-per-call", "60",
+    )  # fmt: skip
+    proc = subprocess.Popen(**args, pass_fds=(write_end,), stderr=subprocess.PIPE)  # type: ignore[call-overload]
+    os.close(write_end)
+    journal = Journal(tmp_path / "journal.sqlite3")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # a round journaled: the run is worth resuming
+        record = journal.latest_unfinished() if (tmp_path / "journal.sqlite3").exists() else None
+        if record is not None and record.rounds:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    os.close(read_end)
+    assert proc.returncode == 143, err
+    record = journal.latest_unfinished()
+    assert record is not None and record.output is None  # another process's pipe: not recorded
+
+    resumed = _cli(slow_emulator, tmp_path, "resume", record.id)
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stdout.startswith(record.text) and len(resumed.stdout) > len(record.text)
+    assert "/proc/" not in resumed.stderr
+
+
+def test_a_regular_output_is_recorded_as_given_made_absolute(emulator, tmp_path):
+    (tmp_path / "real.md").write_text("")
+    (tmp_path / "link.md").symlink_to(tmp_path / "real.md")
+    done = _cli(emulator, tmp_path, "Tell a story", "-o", "link.md", "--model", MODEL, "-q", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    record = Journal(tmp_path / "journal.sqlite3").list_runs(1)[0]
+    assert record.output == str(tmp_path / "link.md")
+
+
+def test_a_descriptor_an_older_version_recorded_is_not_written_again_by_resume(emulator, tmp_path):
+    import sqlite3
+
+    done = _cli(emulator, tmp_path, "Tell a story", "-o", str(tmp_path / "a.md"), "--model", MODEL, "-q")
+    assert done.returncode == 0, done.stderr
+    run_id = Journal(tmp_path / "journal.sqlite3").list_runs(1)[0].id
+    with sqlite3.connect(tmp_path / "journal.sqlite3") as db:  # as recorded before the fix
+        db.execute("UPDATE runs SET output = '/proc/999999999/fd/5' WHERE id = ?", (run_id,))
+    resumed = _cli(emulator, tmp_path, "resume", run_id)
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stdout == (tmp_path / "a.md").read_text("utf-8")

@@ -8,6 +8,7 @@ import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import AutocontinueError, ContextWindowError, JournalError
@@ -179,7 +180,7 @@ def _recorder(
 
     if resume_from is not None:
         return RunRecorder.resuming(journal, resume_from, checkpoint)
-    out_file = str(output.out_file.resolve()) if output.out_file else None
+    out_file = _recorded_output(output.out_file)
     return RunRecorder(
         journal,
         backend=request["backend"],
@@ -187,6 +188,18 @@ def _recorder(
         request=request,
         output=out_file,
     )
+
+
+def _recorded_output(out_file: Path | None) -> str | None:
+    """The -o path a later ``resume`` writes again: a regular file's, made absolute; None for a
+    device, FIFO or descriptor (``/dev/fd/N`` is another process's pipe, gone by then)."""
+    if out_file is None:
+        return None
+    from ..outfile import in_place
+
+    if in_place(out_file):
+        return None
+    return os.path.abspath(out_file.expanduser())
 
 
 _INTERRUPTS: dict[type[BaseException], tuple[int, str]] = {

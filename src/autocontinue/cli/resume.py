@@ -58,8 +58,8 @@ def resume(
     assert journal is not None
     record = find_run(journal, run_id) if run_id else journal.latest_unfinished()
     if output is None and record is not None and record.output:
-        output = record.output
-        if not quiet and not record.finished:
+        output = _recorded_file(record.output, quiet)
+        if output and not quiet and not record.finished:
             say(f"writing the answer to {output} (the run's -o FILE)")
     out_file = check_output_path(output)
     answer = AnswerOutput(out_file=out_file, as_json=as_json)
@@ -87,6 +87,18 @@ def resume(
         record.request, journal=journal, output=answer, quiet=quiet, resume_from=record, checkpoint=checkpoint
     )
     raise SystemExit(code)
+
+
+def _recorded_file(path: str, quiet: bool) -> str | None:
+    """The run's -o FILE to write again; None (stdout) for one an older version recorded that
+    was written in place: a device, a FIFO, or ``/proc/PID/fd/N`` of a process now gone."""
+    from ..outfile import in_place
+
+    if not in_place(path):
+        return path
+    if not quiet:
+        say(f"the run's -o {path} is not a file to write again; printing the answer here")
+    return None
 
 
 def resume_point(record: RunRecord) -> Checkpoint:
