@@ -314,3 +314,26 @@ def test_an_item_counts_as_running_once_its_call_is_sent_not_while_it_waits(star
     asyncio.run(run())
     assert samples and time.monotonic() - started < 60
     assert all(running == calls == 1 for running, calls in samples), samples
+
+
+@pytest.mark.parametrize("via", ["live", "batches"])
+def test_a_default_only_the_unused_default_model_refuses_does_not_stop_items_that_name_their_own(
+    start_emulator, tmp_path, via
+):
+    """--effort on a default model that takes none is every item's mistake only when an item
+    runs on that model: items that all name models taking it run, and a batch whose items all
+    name the refusing model is refused once."""
+    url = start_emulator(length=150)
+    own = [{"id": f"o{i}", "prompt": f"Write report {i}", "model": "claude-sonnet-4-6"} for i in range(3)]
+    source = _write(tmp_path / "own.jsonl", own)
+    args = [str(source), "--model", MODEL, "--effort", "low", "--max-tokens-per-call", "200", "-q"]
+    if via == "batches":
+        args += ["--via", "batches", "--poll-interval", "0.05"]
+    done = _batch([*args, "-o", str(tmp_path / "own.out")], url, tmp_path, "k")
+    assert done.returncode == 0, done.stderr
+    assert sorted(_lines(tmp_path / "own.out")) == ["o0", "o1", "o2"]
+
+    refusing = _write(tmp_path / "haiku.jsonl", [{**item, "model": MODEL} for item in own])
+    done = _batch([str(refusing), *args[1:], "-o", str(tmp_path / "haiku.out")], url, tmp_path, "k")
+    assert done.returncode == 2, done.stderr
+    assert len(done.stderr.splitlines()) == 1 and "effort" in done.stderr

@@ -339,7 +339,7 @@ async def run_items(
     An error about the whole batch stops it: items not started stay so, items waiting for a
     call are stopped, calls in flight finish their round; then that error is raised, once.
     """
-    check_defaults(runner.options_for)
+    check_defaults(runner.options_for, [record.item for record in todo])
     guard = runner.guard
     slots = asyncio.Semaphore(concurrency)
 

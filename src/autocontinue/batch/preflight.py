@@ -25,7 +25,8 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import api
-from ..engine import Done
+from ..backends.base import RoundRequest
+from ..engine import Call, Done
 from ..errors import (
     AuthenticationError,
     AutocontinueError,
@@ -37,34 +38,64 @@ from ..errors import (
 from ..options import Options
 from .items import BatchItem
 
-__all__ = ["BatchGuard", "BatchStopped", "about_the_batch", "check_defaults"]
+__all__ = ["BatchGuard", "BatchStopped", "about_the_batch", "bare_item", "check_defaults", "first_call"]
 
 #: What the bare item of ``check_defaults`` asks (never sent).
-_BARE_PROMPT = "Say hello."
+BARE_PROMPT = "Say hello."
 
 
 class BatchStopped(Exception):
     """An item was stopped because the batch was (``BatchGuard.error`` says why)."""
 
 
-def check_defaults(options_for: Callable[[BatchItem], dict[str, Any]]) -> None:
-    """Raise once what the batch's own options get wrong, before any item runs.
+def bare_item(items: list[BatchItem] | None = None) -> BatchItem | None:
+    """The item whose first call stands for every item of ``items`` when the batch's own
+    options are checked: a bare prompt on the batch's default model when one of them names
+    none, on the one model they all name otherwise. None when every item names its own model
+    and they differ: a default one model refuses is not every item's mistake then, and each
+    item reports its own."""
+    items = list(items or ())
+    if items and all(item.options.get("model") for item in items):
+        models = {str(item.options["model"]) for item in items}
+        if len(models) != 1:
+            return None
+        return BatchItem(id="", prompt=BARE_PROMPT, options={"model": models.pop()})
+    return BatchItem(id="", prompt=BARE_PROMPT)
 
-    ``options_for`` gives an item's run options (the batch's, the item's own over them, the
-    shared backend). Only mistakes of configuration are raised here; anything else (a server
-    that could not be asked how it continues) each item meets, and reports, itself.
+
+def first_call(options: dict[str, Any]) -> RoundRequest | None:
+    """The first request a bare prompt with run ``options`` would send (it is never sent).
+
+    What refuses the options before any call is raised (ConfigurationError, a backend that
+    cannot be used); None when something else would stop the run first (a server that could
+    not be asked how it continues): each item meets, and reports, that itself.
     """
-    bare = BatchItem(id="", prompt=_BARE_PROMPT)
     try:
-        engine, opening, emitted = api.prepare(bare.prompt, Options(**options_for(bare)).validate())
+        engine, opening, emitted = api.prepare(BARE_PROMPT, Options(**options).validate())
     except (ConfigurationError, BackendUnavailableError):
         raise
     except AutocontinueError:
-        return
+        return None
     _events, action = engine.begin(opening, emitted)
-    if isinstance(action, Done) and isinstance(action.error, ConfigurationError):
-        action.error.partial = None
-        raise action.error
+    if isinstance(action, Done):
+        if isinstance(action.error, ConfigurationError):
+            action.error.partial = None
+            raise action.error
+        return None
+    return action.request if isinstance(action, Call) else None
+
+
+def check_defaults(
+    options_for: Callable[[BatchItem], dict[str, Any]], items: list[BatchItem] | None = None
+) -> None:
+    """Raise once what the batch's own options get wrong, before any item of ``items`` runs.
+
+    ``options_for`` gives an item's run options (the batch's, the item's own over them, the
+    shared backend); the bare item is ``bare_item(items)``'s.
+    """
+    bare = bare_item(items)
+    if bare is not None:
+        first_call(options_for(bare))
 
 
 def about_the_batch(error: BaseException, model: str, default_model: str) -> bool:

@@ -72,6 +72,7 @@ from .items import BatchItem
 from .live import failed_result, result_of, resume_point
 from .models import BETA_300K, allows_300k, batch_spec
 from .output import ItemResult
+from .preflight import bare_item, first_call
 from .store import BatchStore, JobIntent
 
 __all__ = ["BatchesBackend", "ServiceDriver", "custom_id", "batch_params", "CLOCK_SKEW"]
@@ -119,8 +120,6 @@ _STATUS_OF = {
     "not_found_error": 404,
     "request_too_large": 413,
 }
-#: What a bare item asks when the batch's options are checked (``_preflight``; never sent).
-_BARE_PROMPT = "Say hello."
 #: What to do when the batch stopped for a failure the service may recover from.
 _AGAIN = "what the batch has done is journaled: run the same command again later to continue"
 
@@ -222,7 +221,9 @@ class ServiceDriver:
 
     async def run(self, records: list[Any]) -> None:
         backend = BatchesBackend(self.client, beta_300k=self.beta_300k)
-        bare = self._bare_request(backend) if records else None  # before any item fails for it
+        bare = (
+            self._bare_request(backend, [r.item for r in records]) if records else None
+        )  # before any item fails for it
         active = [a for a in (self._open(backend, record) for record in records) if a is not None]
         if active:
             await self._preflight(bare, [a for a in active if not a.done])
@@ -323,30 +324,22 @@ class ServiceDriver:
                     a.action, a.sent_id = None, None
                     self._advance(a, *a.engine.step(copy.copy(error)))
 
-    def _bare_request(self, backend: Backend) -> RoundRequest | None:
-        """The first request of a bare item with the batch's options, or what refuses them."""
-        options = {k: v for k, v in self.defaults.items() if v is not None}
+    def _bare_request(self, backend: Backend, items: list[Any]) -> RoundRequest | None:
+        """The first request of a bare item with the batch's options (``preflight.bare_item``),
+        or what refuses them."""
+        bare = bare_item(items)
+        if bare is None:
+            return None
+        options = {k: v for k, v in {**self.defaults, **bare.options}.items() if v is not None}
         if "stop_sequences" in options:
             options["stop_sequences"] = tuple(options["stop_sequences"])
-        try:
-            settings = Options(**{**options, "backend": backend}).validate()
-            engine, opening, emitted = api.prepare(_BARE_PROMPT, settings)
-        except ConfigurationError:
-            raise
-        except AutocontinueError:
+        request = first_call({**options, "backend": backend})
+        if request is None:
             return None
-        _events, action = engine.begin(opening, emitted)
-        if isinstance(action, Done):
-            if isinstance(action.error, ConfigurationError):
-                action.error.partial = None
-                raise action.error
-            return None
-        if not isinstance(action, Call):
-            return None
-        refusal = request_refusal(action.request, api_version(self.client))
+        refusal = request_refusal(request, api_version(self.client))
         if refusal is not None:
             raise refusal
-        return action.request
+        return request
 
     async def _counted(self, request: RoundRequest) -> AutocontinueError | None:
         """What ``count_tokens`` refuses for ``request`` (None if it counted it, or has no answer)."""
