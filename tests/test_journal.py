@@ -262,3 +262,10 @@ def test_a_run_id_taken_in_the_same_second_is_drawn_again_not_reported_as_a_brok
     assert journal.start_run(backend="local", model="m", request={}) == "20260101-000000-beef"
     with pytest.raises(JournalError, match="already exists"):
         journal.start_run(backend="local", model="m", request={}, run_id=first)
+
+
+def test_a_round_of_a_run_that_is_gone_is_a_journal_error_not_a_raw_sqlite_one(journal):
+    """Only start_run answers a clash itself; any other broken constraint is the journal's
+    one-line error (a raw sqlite3.IntegrityError would be an internal error)."""
+    with pytest.raises(JournalError):
+        journal.record_round("20260101-000000-gone", _round(0), "text", "")

@@ -173,14 +173,18 @@ class Journal:
         self.close()
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One committed transaction; sqlite errors become JournalError."""
+    def _write(self, *, clash_ok: bool = False) -> Iterator[sqlite3.Connection]:
+        """One committed transaction; sqlite errors become JournalError. With ``clash_ok`` a
+        row that is there already (``sqlite3.IntegrityError``: a run id taken) is raised as it
+        is, for the caller to answer."""
         with self._lock:
             try:
                 with _transaction(self._conn):
                     yield self._conn
-            except sqlite3.IntegrityError:
-                raise  # a row that is there already (a run id taken): the caller's to answer
+            except sqlite3.IntegrityError as exc:
+                if clash_ok:
+                    raise
+                raise self._corrupt(exc) from None
             except sqlite3.DatabaseError as exc:
                 raise self._corrupt(exc) from None
 
@@ -210,7 +214,7 @@ class Journal:
         for _ in range(20):
             candidate = run_id or new_run_id(now)
             try:
-                with self._write() as conn:
+                with self._write(clash_ok=True) as conn:
                     conn.execute(
                         "INSERT INTO runs (id, created, updated, state, backend, model, request, host, pid,"
                         " proc_start, output) VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?)",
