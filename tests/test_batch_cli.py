@@ -189,13 +189,24 @@ def test_an_item_stopped_by_a_budget_exits_1_and_a_failed_item_exits_3(start_emu
         tmp_path,
     )
     assert budget.returncode == 1 and _lines(tmp_path / "o.jsonl")[0]["stop_reason"] == "max_rounds"
+    # One item's own unknown model fails that item alone (every item naming it would be the
+    # whole batch's mistake: refused once, exit 2, in test_batch_preflight.py).
     source.write_text(
-        json.dumps({"id": "bad", "prompt": "p", "model": "gpt-nothing"}) + "\n", encoding="utf-8"
+        json.dumps({"id": "bad", "prompt": "p", "model": "gpt-nothing"})
+        + "\n"
+        + json.dumps({"id": "good", "prompt": "p", "max_rounds": 1})
+        + "\n",
+        encoding="utf-8",
     )
-    failed = _run([str(source), "-o", str(tmp_path / "f.jsonl"), "--model", MODEL], url, tmp_path)
+    failed = _run(
+        [str(source), "-o", str(tmp_path / "f.jsonl"), "--model", MODEL, "--max-tokens-per-call", "100"],
+        url,
+        tmp_path,
+    )
     assert failed.returncode == 3
     assert "item bad failed" in failed.stderr and "--resume" in failed.stderr
-    assert _lines(tmp_path / "f.jsonl")[0]["error"]
+    rows = {row["id"]: row for row in _lines(tmp_path / "f.jsonl")}
+    assert rows["bad"]["error"] and not rows["good"]["error"]
 
 
 def test_the_progress_line_counts_items_tokens_dollars_and_time_left():
