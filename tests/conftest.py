@@ -7,7 +7,9 @@
 * ``start_emulator(**options)``: starts an emulator with custom options (same keywords as
   ``run_emulator``) and stops it when the test ends;
 * ``cli_on_terminal(args, env)``: the CLI in a subprocess with stderr (and stdout, unless told)
-  on a real pseudo-terminal, and what the terminal was shown.
+  on a real pseudo-terminal, and what the terminal was shown;
+* ``batch_env(home, **extra)`` and ``batch_cli(*args, env=...)``: an environment without any
+  ANTHROPIC_ / OPENAI_ variable, and ``autocontinue batch`` in a subprocess with it.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -82,6 +85,24 @@ def emulator_stats(url: str) -> dict:
     """``GET /emulator/stats`` as a dict."""
     with urllib.request.urlopen(f"{url}/emulator/stats") as response:
         return json.load(response)
+
+
+def batch_env(home: Path, **extra: str) -> dict[str, str]:
+    """The environment of a CLI subprocess: no ANTHROPIC_ / OPENAI_ variable, its own home."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "OPENAI_"))}
+    return {**env, "AUTOCONTINUE_HOME": str(home), **extra}
+
+
+def batch_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``autocontinue batch ARGS`` in a subprocess (stdin closed), its output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "autocontinue", "batch", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def reset_emulator(url: str) -> None:

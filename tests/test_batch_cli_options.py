@@ -8,7 +8,6 @@ about ``--base-url``.
 from __future__ import annotations
 
 import json
-import os
 import re
 import sqlite3
 import subprocess
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import click
 import pytest
-from conftest import emulator_stats
+from conftest import batch_cli, batch_env, emulator_stats
 
 from autocontinue.batch.items import parse_lines
 from autocontinue.batch.runner import batch_key
@@ -29,22 +28,6 @@ from autocontinue.cli.run import run as run_command
 MODEL = "claude-haiku-4-5"
 #: Nothing listens here: a call that goes to the environment's endpoint fails.
 NOWHERE = "http://127.0.0.1:9"
-
-
-def _env(home: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "OPENAI_"))}
-    return {**env, "AUTOCONTINUE_HOME": str(home), **extra}
-
-
-def _batch(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "autocontinue", "batch", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 def _input(path: Path, n: int = 3) -> Path:
@@ -118,17 +101,17 @@ def test_seed_takes_any_whole_number_as_for_run(tmp_path):
 def test_until_stop_and_the_other_run_options_reach_every_item(start_emulator, tmp_path):
     url = start_emulator(length=300)
     source, journal = _input(tmp_path / "in.jsonl"), tmp_path / "j.sqlite3"
-    env = _env(tmp_path / "home", ANTHROPIC_API_KEY="k", ANTHROPIC_BASE_URL=NOWHERE)
+    env = batch_env(tmp_path / "home", ANTHROPIC_API_KEY="k", ANTHROPIC_BASE_URL=NOWHERE)
     # claude-sonnet-4-6 takes an effort setting (claude-haiku-4-5 refuses one).
     common = [str(source), "--model", "claude-sonnet-4-6", "--max-tokens-per-call", "20", "--base-url", url]
     common += ["--journal", str(journal), "-q"]
-    until = _batch(
+    until = batch_cli(
         *common, "-o", str(tmp_path / "u.jsonl"), "--until", "·40", "--no-cache", "--effort", "low", env=env
     )
     assert until.returncode == 0, until.stderr
     for line in _lines(tmp_path / "u.jsonl"):  # the emulator's words are numbered: word·40
         assert line["stop_reason"] == "until" and line["text"].endswith("·40"), line
-    stop = _batch(*common, "-o", str(tmp_path / "s.jsonl"), "--stop", "·30", "--stop", "·99", env=env)
+    stop = batch_cli(*common, "-o", str(tmp_path / "s.jsonl"), "--stop", "·30", "--stop", "·99", env=env)
     assert stop.returncode == 0, stop.stderr
     for line in _lines(tmp_path / "s.jsonl"):
         assert line["stop_reason"] == "stop_sequence" and "·29" in line["text"], line
@@ -143,9 +126,9 @@ def test_via_batches_sends_its_jobs_to_the_base_url_and_honours_until(start_emul
     # Before, the Message Batches client went where ANTHROPIC_BASE_URL said, whatever the option.
     url = start_emulator(length=300)
     source, out = _input(tmp_path / "in.jsonl"), tmp_path / "out.jsonl"
-    env = _env(tmp_path / "home", ANTHROPIC_API_KEY="k", ANTHROPIC_BASE_URL=NOWHERE)
+    env = batch_env(tmp_path / "home", ANTHROPIC_API_KEY="k", ANTHROPIC_BASE_URL=NOWHERE)
     args = [str(source), "--via", "batches", "--poll-interval", "0.05", "--base-url", url, "-o", str(out)]
-    done = _batch(*args, "--model", MODEL, "--max-tokens-per-call", "20", "--until", "·40", "-q", env=env)
+    done = batch_cli(*args, "--model", MODEL, "--max-tokens-per-call", "20", "--until", "·40", "-q", env=env)
     assert done.returncode == 0, done.stderr
     for line in _lines(out):
         assert line["stop_reason"] == "until" and line["text"].endswith("·40"), line
@@ -171,9 +154,9 @@ def test_backend_openai_with_base_url_and_server_runs_every_item_there(start_emu
     source, journal = _input(tmp_path / "in.jsonl"), tmp_path / "j.sqlite3"
     args = [str(source), "--backend", "openai", "--base-url", f"{url}/vllm/v1", "--model", "emulated"]
     args += ["--max-tokens-per-call", "40", "--journal", str(journal)]
-    env = _env(tmp_path / "home")  # no ANTHROPIC_* nor OPENAI_*: --base-url is the only endpoint
-    probed = _batch(*args, "-o", str(tmp_path / "p.jsonl"), env=env)
-    told = _batch(*args, "-o", str(tmp_path / "t.jsonl"), "--server", "openai", env=env)
+    env = batch_env(tmp_path / "home")  # no ANTHROPIC_* nor OPENAI_*: --base-url is the only endpoint
+    probed = batch_cli(*args, "-o", str(tmp_path / "p.jsonl"), env=env)
+    told = batch_cli(*args, "-o", str(tmp_path / "t.jsonl"), "--server", "openai", env=env)
     assert probed.returncode == told.returncode == 0, probed.stderr + told.stderr
     for out in ("p.jsonl", "t.jsonl"):
         assert [line["stop_reason"] for line in _lines(tmp_path / out)] == ["end_turn"] * 3
@@ -190,18 +173,18 @@ def test_backend_openai_with_base_url_and_server_runs_every_item_there(start_emu
 def test_options_a_batch_cannot_honour_are_refused_in_one_line_before_any_call(start_emulator, tmp_path):
     url = start_emulator(length=200)
     source = _input(tmp_path / "in.jsonl")
-    env = _env(tmp_path / "home", ANTHROPIC_API_KEY="k", ANTHROPIC_BASE_URL=url)
+    env = batch_env(tmp_path / "home", ANTHROPIC_API_KEY="k", ANTHROPIC_BASE_URL=url)
     # Message Batches are Anthropic's: nothing there reads how an OpenAI server continues.
-    server = _batch(str(source), "--via", "batches", "--server", "vllm", env=env)
+    server = batch_cli(str(source), "--via", "batches", "--server", "vllm", env=env)
     _one_line_refusal(server, "--server", "Message Batches")
-    _one_line_refusal(_batch(str(source), "--base-url", "ftp://x", env=env), "--base-url")
+    _one_line_refusal(batch_cli(str(source), "--base-url", "ftp://x", env=env), "--base-url")
     # One backend serves the whole batch: an item's own endpoint would silently not apply.
     own = tmp_path / "own.jsonl"
     own.write_text(
         '{"id": "a", "prompt": "p"}\n{"id": "b", "prompt": "p", "base_url": "http://127.0.0.1:9"}\n',
         encoding="utf-8",
     )
-    _one_line_refusal(_batch(str(own), "--base-url", url, env=env), "'b'", "line 2", "base_url")
+    _one_line_refusal(batch_cli(str(own), "--base-url", url, env=env), "'b'", "line 2", "base_url")
     assert emulator_stats(url)["requests"] == 0
     with urllib.request.urlopen(f"{url}/emulator/batches") as response:
         assert json.load(response)["batches"] == 0
@@ -210,13 +193,13 @@ def test_options_a_batch_cannot_honour_are_refused_in_one_line_before_any_call(s
 def test_a_resumed_batch_refuses_an_option_it_was_not_started_with(start_emulator, tmp_path):
     url = start_emulator(length=200)
     source, out = _input(tmp_path / "in.jsonl", 2), str(tmp_path / "out.jsonl")
-    env = _env(tmp_path / "home", ANTHROPIC_API_KEY="k", ANTHROPIC_BASE_URL=url)
-    first = _batch(str(source), "--model", MODEL, "--until", "·40", "-o", out, env=env)
+    env = batch_env(tmp_path / "home", ANTHROPIC_API_KEY="k", ANTHROPIC_BASE_URL=url)
+    first = batch_cli(str(source), "--model", MODEL, "--until", "·40", "-o", out, env=env)
     assert first.returncode == 0, first.stderr
     batch_id = _batch_id(first)
-    changed = _batch("--resume", batch_id, "--until", "·50", "-o", out, env=env)
+    changed = batch_cli("--resume", batch_id, "--until", "·50", "-o", out, env=env)
     _one_line_refusal(changed, batch_id, "until")
-    same = _batch("--resume", batch_id, "--until", "·40", "--model", MODEL, "-o", out, env=env)
+    same = batch_cli("--resume", batch_id, "--until", "·40", "--model", MODEL, "-o", out, env=env)
     assert same.returncode == 0 and _batch_id(same) == batch_id, same.stderr
 
 
@@ -226,11 +209,11 @@ def test_a_resumed_batch_refuses_an_option_it_was_not_started_with(start_emulato
 def test_the_same_command_finds_its_batch_and_a_changed_option_makes_a_new_one(start_emulator, tmp_path):
     url = start_emulator(length=200)
     source, journal = _input(tmp_path / "in.jsonl", 2), tmp_path / "j.sqlite3"
-    env = _env(tmp_path / "home", ANTHROPIC_API_KEY="k", ANTHROPIC_BASE_URL=url)
+    env = batch_env(tmp_path / "home", ANTHROPIC_API_KEY="k", ANTHROPIC_BASE_URL=url)
     old_flags = [str(source), "--model", MODEL, "--max-tokens-per-call", "100", "--journal", str(journal)]
 
     def ran(*more: str) -> str:
-        done = _batch(*old_flags, *more, "-o", str(tmp_path / "o.jsonl"), env=env)
+        done = batch_cli(*old_flags, *more, "-o", str(tmp_path / "o.jsonl"), env=env)
         assert done.returncode == 0, done.stderr
         return _batch_id(done)
 

@@ -8,7 +8,6 @@ test is about what a terminal is shown); nothing is mocked.
 from __future__ import annotations
 
 import json
-import os
 import re
 import sqlite3
 import subprocess
@@ -16,28 +15,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import cli_on_terminal, emulator_stats
+from conftest import batch_cli, batch_env, cli_on_terminal, emulator_stats
 
 from autocontinue.batch import runner
 from autocontinue.cli.batch import batch as batch_command
 
 MODEL = "claude-haiku-4-5"
-
-
-def _env(home: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "OPENAI_"))}
-    return {**env, "AUTOCONTINUE_HOME": str(home), **extra}
-
-
-def _batch(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "autocontinue", "batch", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 def _input(path: Path, ids: list[str], **options: object) -> Path:
@@ -74,7 +57,7 @@ def test_a_closed_stdout_stops_the_batch_in_one_line_and_a_resume_finishes_it(st
     slow = [json.dumps({"id": f"s{i}", "prompt": f"Write report {i}"}) for i in range(4)]
     source.write_text("\n".join([quick, *slow]) + "\n", encoding="utf-8")
     args = [str(source), "--model", MODEL, "--max-tokens-per-call", "100"]
-    env = _env(tmp_path, ANTHROPIC_BASE_URL=url, ANTHROPIC_API_KEY="k")
+    env = batch_env(tmp_path, ANTHROPIC_BASE_URL=url, ANTHROPIC_API_KEY="k")
     proc = subprocess.Popen(
         [sys.executable, "-m", "autocontinue", "batch", *args],
         env=env,
@@ -101,9 +84,9 @@ def test_a_closed_stdout_stops_the_batch_in_one_line_and_a_resume_finishes_it(st
     assert "running" not in {state for _, state in states}, states  # every item stopped cleanly
     assert any(state == "interrupted" for _, state in states), states
     assert kept > 0  # the landed rounds of the stopped items are journaled
-    resumed = _batch("--resume", batch_id, "-o", str(tmp_path / "out.jsonl"), "-q", env=env)
+    resumed = batch_cli("--resume", batch_id, "-o", str(tmp_path / "out.jsonl"), "-q", env=env)
     assert resumed.returncode == 1, resumed.stderr  # the quick item stopped at max_rounds
-    reference = _batch(*args, "--fresh", "-q", env={**env, "AUTOCONTINUE_HOME": str(tmp_path / "ref")})
+    reference = batch_cli(*args, "--fresh", "-q", env={**env, "AUTOCONTINUE_HOME": str(tmp_path / "ref")})
     got = _lines((tmp_path / "out.jsonl").read_text())
     assert [d["id"] for d in got] == ["a-quick", "s0", "s1", "s2", "s3"]
     assert [d["text"] for d in got] == [d["text"] for d in _lines(reference.stdout)]
@@ -114,16 +97,16 @@ def test_a_closed_stdout_stops_the_batch_in_one_line_and_a_resume_finishes_it(st
 
 def test_resume_with_another_input_is_refused_and_with_its_own_input_it_is_not(start_emulator, tmp_path):
     url = start_emulator(length=150)
-    env = _env(tmp_path, ANTHROPIC_BASE_URL=url, ANTHROPIC_API_KEY="k")
+    env = batch_env(tmp_path, ANTHROPIC_BASE_URL=url, ANTHROPIC_API_KEY="k")
     first = _input(tmp_path / "r1.jsonl", ["a", "b"])
     other = _input(tmp_path / "r2.jsonl", ["c", "d"])
-    done = _batch(str(first), "-o", str(tmp_path / "r1.out"), "--model", MODEL, env=env)
+    done = batch_cli(str(first), "-o", str(tmp_path / "r1.out"), "--model", MODEL, env=env)
     assert done.returncode == 0, done.stderr
     batch_id = _batch_id(done.stderr)
-    wrong = _batch(str(other), "--resume", batch_id, "-o", str(tmp_path / "r2.out"), env=env)
+    wrong = batch_cli(str(other), "--resume", batch_id, "-o", str(tmp_path / "r2.out"), env=env)
     _one_line_refusal(wrong, "is not the input of batch", batch_id)
     assert not (tmp_path / "r2.out").exists()
-    again = _batch(str(first), "--resume", batch_id, "-o", str(tmp_path / "again.out"), "-q", env=env)
+    again = batch_cli(str(first), "--resume", batch_id, "-o", str(tmp_path / "again.out"), "-q", env=env)
     assert again.returncode == 0, again.stderr
     assert (tmp_path / "again.out").read_text() == (tmp_path / "r1.out").read_text()
 
@@ -139,7 +122,7 @@ def test_escape_sequences_in_ids_and_errors_never_reach_stderr(start_emulator, t
     # A failing item (an unknown model) whose id and error text hold escape sequences: its
     # line, the live line and the summary show them as visible escapes, never raw.
     url = start_emulator(length=150)
-    env = _env(tmp_path, ANTHROPIC_BASE_URL=url, ANTHROPIC_API_KEY="k")
+    env = batch_env(tmp_path, ANTHROPIC_BASE_URL=url, ANTHROPIC_API_KEY="k")
     source = tmp_path / "in.jsonl"
     lines = [{"id": EVIL_ID, "prompt": "Write", "model": EVIL_MODEL}, {"id": "ok", "prompt": "Write"}]
     source.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
@@ -174,26 +157,28 @@ def test_a_secret_in_the_base_url_never_reaches_the_journal_and_a_resume_asks_fo
     out = str(tmp_path / "out.jsonl")
     # No API key yet: the batch is journaled, then refused before any call; it waits for a resume.
     args = ["-o", out, "--model", MODEL, "--backend", "anthropic", "--base-url", secret_url]
-    first = _batch(str(source), *args, env=_env(tmp_path))
+    first = batch_cli(str(source), *args, env=batch_env(tmp_path))
     _one_line_refusal(first, "no Anthropic API key")
     assert _holds(tmp_path, b"S3CRET") == []
     with sqlite3.connect(tmp_path / "journal.sqlite3") as conn:
         ((batch_id, settings),) = conn.execute("SELECT id, settings FROM batches").fetchall()
     assert json.loads(settings)["options"]["base_url"] == url  # redacted, the endpoint kept
-    env = _env(tmp_path, ANTHROPIC_API_KEY="k")
+    env = batch_env(tmp_path, ANTHROPIC_API_KEY="k")
     # No URL holding the secret: refused in one line, nothing sent.
-    refused = _batch("--resume", batch_id, "-o", out, env=env)
+    refused = batch_cli("--resume", batch_id, "-o", out, env=env)
     _one_line_refusal(refused, "secret", "--base-url")
     assert emulator_stats(url)["requests"] == 0
     # Another URL (its redacted form differs) is refused, without showing its secret.
-    elsewhere = _batch("--resume", batch_id, "-o", out, "--base-url", "http://u:OTHER@127.0.0.1:9", env=env)
+    elsewhere = batch_cli(
+        "--resume", batch_id, "-o", out, "--base-url", "http://u:OTHER@127.0.0.1:9", env=env
+    )
     _one_line_refusal(elsewhere, "base_url")
     assert "OTHER" not in elsewhere.stderr
     # The same URL given again is accepted (here it goes on to need the key), and so is
     # ANTHROPIC_BASE_URL holding it.
-    again = _batch("--resume", batch_id, "-o", out, "--base-url", secret_url, env=_env(tmp_path))
+    again = batch_cli("--resume", batch_id, "-o", out, "--base-url", secret_url, env=batch_env(tmp_path))
     _one_line_refusal(again, "no Anthropic API key")
-    resumed = _batch("--resume", batch_id, "-o", out, "-q", env={**env, "ANTHROPIC_BASE_URL": secret_url})
+    resumed = batch_cli("--resume", batch_id, "-o", out, "-q", env={**env, "ANTHROPIC_BASE_URL": secret_url})
     assert resumed.returncode == 0, resumed.stderr
     assert [d["error"] for d in _lines(Path(out).read_text())] == [None, None]
     assert emulator_stats(url)["requests"] >= 2
@@ -206,7 +191,7 @@ def test_a_secret_in_the_base_url_never_reaches_the_journal_and_a_resume_asks_fo
 def test_the_strict_refusal_names_the_cli_flag(tmp_path):
     source = tmp_path / "in.jsonl"
     source.write_text('{"id": "a", "prompt": "x"}\n{not json\n', encoding="utf-8")
-    done = _batch(str(source), "--strict", "--model", MODEL, env=_env(tmp_path))
+    done = batch_cli(str(source), "--strict", "--model", MODEL, env=batch_env(tmp_path))
     _one_line_refusal(done, "line 2", "--strict")
     assert "leave out strict" not in done.stderr
 
@@ -224,12 +209,12 @@ def test_a_batch_that_knew_no_limit_and_hit_none_does_not_talk_about_throttling(
     pytest.importorskip("openai")
     url = start_emulator(length=150, openai_models=(MODEL,))
     source = _input(tmp_path / "in.jsonl", ["a", "b"])
-    env = _env(tmp_path, ANTHROPIC_BASE_URL=url, ANTHROPIC_API_KEY="k", OPENAI_API_KEY="k")
+    env = batch_env(tmp_path, ANTHROPIC_BASE_URL=url, ANTHROPIC_API_KEY="k", OPENAI_API_KEY="k")
     openai = ["--backend", "openai", "--base-url", f"{url}/vllm/v1", "--model", MODEL]
-    done = _batch(str(source), "-o", str(tmp_path / "o.jsonl"), *openai, env=env)
+    done = batch_cli(str(source), "-o", str(tmp_path / "o.jsonl"), *openai, env=env)
     assert done.returncode == 0 and "items in" in done.stderr, done.stderr
     assert "throttled" not in done.stderr, done.stderr
-    told = _batch(str(source), "-o", str(tmp_path / "a.jsonl"), "--model", MODEL, env=env)
+    told = batch_cli(str(source), "-o", str(tmp_path / "a.jsonl"), "--model", MODEL, env=env)
     assert told.returncode == 0 and "0 of 2 calls throttled (429)" in told.stderr, told.stderr
 
 
@@ -238,6 +223,6 @@ def test_a_local_batch_summary_does_not_talk_about_throttling(tmp_path):
     source = tmp_path / "prompts.txt"
     source.write_text("Name a colour.\nName an animal.\n", encoding="utf-8")
     args = ["--backend", "local", "--max-tokens-per-call", "8", "--max-rounds", "1", "--seed", "1"]
-    done = _batch(str(source), "-o", str(tmp_path / "o.jsonl"), *args, env=_env(tmp_path))
+    done = batch_cli(str(source), "-o", str(tmp_path / "o.jsonl"), *args, env=batch_env(tmp_path))
     assert done.returncode in (0, 1), done.stderr
     assert "items in" in done.stderr and "throttled" not in done.stderr, done.stderr

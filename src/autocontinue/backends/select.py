@@ -88,12 +88,17 @@ def backend_for(options: Any, *, client: Any = None) -> Backend:
     )
 
 
+def check_client_or_url(client: Any, base_url: str | None) -> None:
+    """A client carries its own base URL: both given is refused (one place says so)."""
+    if client is not None and base_url:
+        raise ConfigurationError("give client= or base_url=, not both", hint="set the base URL on the client")
+
+
 def _anthropic(client: Any, base_url: str | None) -> Backend:
     """The anthropic backend; a ``base_url`` without a client is where its own client goes."""
     from .anthropic import AnthropicBackend
 
-    if client is not None and base_url:
-        raise ConfigurationError("give client= or base_url=, not both", hint="set the base URL on the client")
+    check_client_or_url(client, base_url)
     if client is None and base_url:
         made = AnthropicBackend(None)  # checks the key, as without a base URL
         # The copy shares (and closing it closes) the connection pool of the client it made.

@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..backends.base import Backend
-from ..backends.select import backend_for, infer_backend
+from ..backends.select import backend_for, check_client_or_url, infer_backend
 from ..errors import ConfigurationError, MissingCredentialsError
 from ..events import Event
 from ..journal import Journal, default_journal_path, redact_url
@@ -237,8 +237,7 @@ def _check_via_backend(via: str, backend: Any, client: Any, options: dict[str, A
             "--server is for OpenAI-compatible servers; --via batches runs on Anthropic's Message Batches",
             hint="drop --server, or drop --via batches and use --backend openai",
         )
-    if client is not None and options.get("base_url"):
-        raise ConfigurationError("give client= or base_url=, not both", hint="set the base URL on the client")
+    check_client_or_url(client, options.get("base_url"))
 
 
 def _make_output_dir(path: Path) -> None:

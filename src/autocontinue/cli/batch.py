@@ -34,7 +34,7 @@ from .errors import (
     say,
     warn,
 )
-from .execute import _silence_stdout as silence_stdout
+from .execute import silence_stdout
 from .inputs import check_output_path, check_url, clean_prefill
 from .options import cli_options, options_from_cli
 from .terminal import visible

@@ -227,7 +227,7 @@ def _fail(
         state, code, message, again = "failed", EXIT_BUG, describe_bug(error), True
         detail = message
     if isinstance(error, BrokenPipeError):
-        _silence_stdout()
+        silence_stdout()
         if recorder is not None and recorder.new_run and recorder.rounds_finished == 0 and _discard(recorder):
             say(message + "; nothing was finished, so the run was not kept")
             return code
@@ -299,7 +299,7 @@ def _isatty(stream: Any) -> bool:
         return False
 
 
-def _silence_stdout() -> None:
+def silence_stdout() -> None:
     """After EPIPE, point stdout at /dev/null so the exit flush does not complain."""
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
