@@ -229,3 +229,36 @@ def test_the_same_command_finds_its_batch_and_a_changed_option_makes_a_new_one(s
     with sqlite3.connect(journal) as conn:
         (key,) = conn.execute("SELECT key FROM batches WHERE id = ?", (first,)).fetchone()
     assert key == want
+
+
+# -- which endpoint a batch ran on ------------------------------------------------------------
+
+
+def _calls(url: str) -> int:
+    return int(emulator_stats(url)["requests"])
+
+
+def test_a_batch_with_nothing_left_to_run_needs_no_key(start_emulator, tmp_path):
+    # Every item finished (in this batch, or in earlier ones for a reordered input): the rerun
+    # writes the answers and the summary without a backend, so without a key, and exits 0.
+    url = start_emulator(length=200)
+    source, journal, out = _input(tmp_path / "in.jsonl", 2), tmp_path / "j.sqlite3", tmp_path / "o.jsonl"
+    flags = ["--model", MODEL, "--backend", "anthropic", "--base-url", url, "--journal", str(journal)]
+    flags += ["-o", str(out)]
+    done = batch_cli(str(source), *flags, env=batch_env(tmp_path / "home", ANTHROPIC_API_KEY="k"))
+    assert done.returncode == 0, done.stderr
+    answers = out.read_text(encoding="utf-8")
+    before = _calls(url)
+    keyless = batch_env(tmp_path / "home")
+    again = batch_cli(str(source), *flags, env=keyless)
+    assert again.returncode == 0, again.stderr
+    assert _batch_id(again) == _batch_id(done)
+    assert sorted(out.read_text(encoding="utf-8").splitlines()) == sorted(answers.splitlines())
+    lines = source.read_text(encoding="utf-8").splitlines()
+    reordered = tmp_path / "reordered.jsonl"
+    reordered.write_text("\n".join(reversed(lines)) + "\n", encoding="utf-8")
+    taken = batch_cli(str(reordered), *flags, env=keyless)
+    assert taken.returncode == 0, taken.stderr
+    assert _batch_id(taken) != _batch_id(done)
+    assert sorted(out.read_text(encoding="utf-8").splitlines()) == sorted(answers.splitlines())
+    assert _calls(url) == before

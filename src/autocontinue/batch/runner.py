@@ -498,7 +498,9 @@ async def _run(
     outcome = BatchResult(batch_id, [], bad, journal=runs.path)
     store.set_state(batch_id, "running")
     try:
-        if via == "batches":
+        if not todo:
+            pass  # every item is finished (here or in earlier batches): no backend, no key needed
+        elif via == "batches":
             outcome.service_jobs = await _run_service(
                 store,
                 runs,
