@@ -238,6 +238,50 @@ def _calls(url: str) -> int:
     return int(emulator_stats(url)["requests"])
 
 
+def test_a_base_url_differing_only_in_its_secret_is_another_batch(start_emulator, tmp_path):
+    # The journal keeps the base URL redacted, so alice@ and bob@ look the same there: their
+    # digests (never the URL) tell the two accounts apart, and bob's answers are bob's.
+    url = start_emulator(length=200)
+    source, journal = _input(tmp_path / "in.jsonl", 2), tmp_path / "j.sqlite3"
+    env = batch_env(tmp_path / "home", ANTHROPIC_API_KEY="k")
+    flags = [str(source), "--model", MODEL, "--backend", "anthropic", "--journal", str(journal)]
+    flags += ["-o", str(tmp_path / "o.jsonl")]
+
+    def ran(user: str) -> str:
+        done = batch_cli(*flags, "--base-url", url.replace("http://", f"http://{user}@"), env=env)
+        assert done.returncode == 0, done.stderr
+        return _batch_id(done)
+
+    alice = ran("alice:pw")
+    before = _calls(url)
+    assert ran("bob:pw2") != alice
+    assert _calls(url) > before  # bob's items were run, not taken from alice's batch
+    assert ran("alice:pw") == alice  # the same URL again: the same batch
+    with sqlite3.connect(journal) as conn:
+        settings = " ".join(s for (s,) in conn.execute("SELECT settings FROM batches"))
+    assert "alice" not in settings and "pw" not in settings and "bob" not in settings
+
+
+def test_another_endpoint_from_the_environment_is_another_batch(start_emulator, tmp_path):
+    # Without --base-url the endpoint is ANTHROPIC_BASE_URL: a rerun against another one runs
+    # there (neither the earlier batch nor its items are taken as its answers).
+    first, second = start_emulator(length=200), start_emulator(length=200)
+    source, journal = _input(tmp_path / "in.jsonl", 2), tmp_path / "j.sqlite3"
+    flags = [str(source), "--model", MODEL, "--journal", str(journal), "-o", str(tmp_path / "o.jsonl")]
+
+    def ran(url: str) -> str:
+        done = batch_cli(
+            *flags, env=batch_env(tmp_path / "home", ANTHROPIC_API_KEY="k", ANTHROPIC_BASE_URL=url)
+        )
+        assert done.returncode == 0, done.stderr
+        return _batch_id(done)
+
+    earlier = ran(first)
+    assert ran(second) != earlier
+    assert _calls(second) > 0
+    assert ran(first) == earlier
+
+
 def test_a_batch_with_nothing_left_to_run_needs_no_key(start_emulator, tmp_path):
     # Every item finished (in this batch, or in earlier ones for a reordered input): the rerun
     # writes the answers and the summary without a backend, so without a key, and exits 0.

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 from ..backends.base import Backend
 from ..backends.select import backend_for, check_client_or_url, infer_backend
+from ..catalogue import ANTHROPIC_DEFAULT_MODEL, LOCAL_DEFAULT_MODEL
 from ..errors import ConfigurationError, MissingCredentialsError
 from ..events import Event
 from ..journal import Journal, default_journal_path, redact_url
@@ -170,6 +171,9 @@ def _comparable(record: dict[str, Any]) -> dict[str, Any]:
 #: The batch settings' mark that its base URL held a secret, which the journal does not keep.
 _SECRET_URL = "base_url_secret"
 
+#: The batch settings' record of the endpoint (a digest) and default model the batch ran on.
+_EFFECTIVE = "effective"
+
 
 def _holds_secret(url: str | None) -> bool:
     """True if ``url`` carries what the journal must not keep (user:password, a query)."""
@@ -187,6 +191,40 @@ def _journaled(options: dict[str, Any]) -> dict[str, Any]:
     if not options.get("base_url"):
         return options
     return {**options, "base_url": redact_url(str(options["base_url"]))}
+
+
+def _url_digest(url: str) -> str:
+    """A sha256 of the full URL (its user, password and query included): two endpoints whose
+    redacted forms are equal still differ by it, and the journal never keeps the URL itself."""
+    return hashlib.sha256(str(url).encode()).hexdigest()
+
+
+def _effective(options: dict[str, Any], via: str, backend: Any, client: Any) -> dict[str, str]:
+    """What decides the answers but the journaled options leave out: the endpoint actually
+    used (a digest of --base-url, else of ANTHROPIC_BASE_URL / OPENAI_BASE_URL, else of the
+    client's base URL) and, when no model is named, the catalogue's default model of the
+    backend. A reused answer must come from the same endpoint and model."""
+    name = _backend_name(backend)
+    if via == "batches":
+        name = "anthropic"
+    elif name is None:
+        name = "local" if options.get("model_path") else infer_backend(client, options.get("base_url"))
+    url = options.get("base_url")
+    if not url and client is not None:
+        url = getattr(client, "base_url", None)
+    if not url:
+        env = {"anthropic": "ANTHROPIC_BASE_URL", "openai": "OPENAI_BASE_URL"}.get(name)
+        url = os.environ.get(env) if env else None
+    found: dict[str, str] = {}
+    if url:
+        found["endpoint"] = _url_digest(str(url))
+    if not options.get("model"):
+        model = {"anthropic": ANTHROPIC_DEFAULT_MODEL, "local": LOCAL_DEFAULT_MODEL}.get(name)
+        if name == "local" and options.get("model_path"):
+            model = None  # the file is the model
+        if model:
+            found["default_model"] = model
+    return found
 
 
 def _without_url(item: BatchItem) -> BatchItem:
@@ -255,16 +293,25 @@ def _make_output_dir(path: Path) -> None:
         )
 
 
-def batch_key(items: list[BatchItem], defaults: dict[str, Any], via: str, backend: str | None = None) -> str:
+def batch_key(
+    items: list[BatchItem],
+    defaults: dict[str, Any],
+    via: str,
+    backend: str | None = None,
+    url_digest: str | None = None,
+) -> str:
     """Same input, options, mode and backend: same key (a plain rerun finds its batch by it).
 
     A backend named other than anthropic is part of the key (the same input on another
     backend is another batch); anthropic and an unnamed one leave it out, so the keys of
-    batches journaled before the backend counted stay as they were.
+    batches journaled before the backend counted stay as they were. ``url_digest`` (of the
+    full --base-url, whose journaled form is redacted) tells apart two endpoints that differ
+    only in a query or user; a batch without a base URL leaves it out, and keeps its key.
     """
     named = {"backend": backend} if backend not in (None, "anthropic") else {}
+    url = {"base_url_digest": url_digest} if url_digest else {}
     blob = json.dumps(
-        {"items": [i.to_record() for i in items], "defaults": defaults, "via": via, **named},
+        {"items": [i.to_record() for i in items], "defaults": defaults, "via": via, **named, **url},
         sort_keys=True,
         ensure_ascii=False,
         default=str,
@@ -334,6 +381,7 @@ async def abatch(
                 _backend_name(backend),
                 on_note,
                 secret_url=_holds_secret(options.get("base_url")),
+                effective=_effective(options, via, backend, client),
             )
             return await _run(
                 store,
@@ -393,6 +441,7 @@ def _find_or_create(
     on_note: Callable[[str], None] | None = None,
     *,
     secret_url: bool = False,
+    effective: dict[str, str] | None = None,
 ) -> str:
     if resume:
         record = store.get(resume)
@@ -403,11 +452,22 @@ def _find_or_create(
         _check_resumed_options(record.id, record.settings.get("options", {}), options)
         _check_resumed_items(store, record.id, items)
         return record.id
-    key = batch_key(items, options, via, backend)
-    earlier = None if fresh else store.latest_with_key(key)
+    effective = effective or {}
+    given_url = effective.get("endpoint") if options.get("base_url") else None
+    key = batch_key(items, options, via, backend, given_url)
+    # The endpoint from the environment and the default model are not in the key (batches
+    # journaled before they counted keep their keys): an earlier batch that recorded others is
+    # another batch. One that recorded none predates them and is taken as before.
+    earlier = (
+        None
+        if fresh
+        else store.latest_with_key(key, lambda b: b.settings.get(_EFFECTIVE, effective) == effective)
+    )
     if earlier is not None:
         return earlier.id
     settings: dict[str, Any] = {"options": options, "via": via, **({"backend": backend} if backend else {})}
+    if effective:
+        settings[_EFFECTIVE] = effective  # digests and a model name, never the URL
     if secret_url:
         settings[_SECRET_URL] = True
     if fresh:

@@ -22,7 +22,7 @@ import hashlib
 import json
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -242,9 +242,12 @@ class BatchStore:
         rows = self._rows("SELECT * FROM batches WHERE id = ?", (batch_id,))
         return _batch(rows[0]) if rows else None
 
-    def latest_with_key(self, key: str) -> BatchRecord | None:
-        rows = self._rows("SELECT * FROM batches WHERE key = ? ORDER BY created DESC LIMIT 1", (key,))
-        return _batch(rows[0]) if rows else None
+    def latest_with_key(
+        self, key: str, match: Callable[[BatchRecord], bool] | None = None
+    ) -> BatchRecord | None:
+        """The newest batch with ``key`` (of those ``match`` accepts, when given)."""
+        rows = self._rows("SELECT * FROM batches WHERE key = ? ORDER BY created DESC", (key,))
+        return next((b for b in map(_batch, rows) if match is None or match(b)), None)
 
     def set_state(self, batch_id: str, state: str) -> None:
         with self._write() as conn:
