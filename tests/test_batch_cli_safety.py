@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -183,6 +184,49 @@ def test_a_secret_in_the_base_url_never_reaches_the_journal_and_a_resume_asks_fo
     assert [d["error"] for d in _lines(Path(out).read_text())] == [None, None]
     assert emulator_stats(url)["requests"] >= 2
     assert _holds(tmp_path, b"S3CRET") == []  # nor in the items' runs
+    for done in (first, refused, elsewhere, again, resumed):
+        assert "S3CRET" not in done.stderr, done.stderr  # nor on stderr
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.mark.parametrize("journaled", [True, False])
+def test_a_failed_message_batches_call_names_the_base_url_without_its_secret(tmp_path, journaled):
+    # Before: the hint printed the base URL as given, user, password and token included; and
+    # under --no-journal it promised that running the command again continues the batch.
+    secret_url = f"http://user:S3CRET-pw@127.0.0.1:{_closed_port()}/v1?token=S3CRET-tok"
+    source = _input(tmp_path / "in.jsonl", ["a"])
+    args = ["-o", str(tmp_path / "out.jsonl"), "--via", "batches", "--model", MODEL]
+    args += ["--backend", "anthropic", "--base-url", secret_url, *([] if journaled else ["--no-journal"])]
+    done = _batch(str(source), *args, env=_env(tmp_path, ANTHROPIC_API_KEY="k"))
+    assert done.returncode == 3, done.stderr
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "S3CRET" not in done.stderr and "user:" not in done.stderr, done.stderr
+    assert "base URL (http://127.0.0.1:" in done.stderr, done.stderr
+    assert ("run the same command again later to continue" in done.stderr) is journaled, done.stderr
+
+
+@pytest.mark.parametrize("journaled", [True, False])
+def test_a_live_batch_stopped_by_the_key_promises_a_resume_only_when_journaled(
+    start_emulator, tmp_path, journaled
+):
+    # Before: --no-journal said "resume with: autocontinue batch --resume b..." for a journal
+    # that was in a deleted temporary directory.
+    url = start_emulator(length=150, api_key="right-key")
+    source = _input(tmp_path / "in.jsonl", ["a", "b"])
+    args = ["-o", str(tmp_path / "out.jsonl"), "--model", MODEL, "--backend", "anthropic", "--base-url", url]
+    done = _batch(
+        str(source),
+        *args,
+        *([] if journaled else ["--no-journal"]),
+        env=_env(tmp_path, ANTHROPIC_API_KEY="wrong"),
+    )
+    _one_line_refusal(done, "x-api-key", "check ANTHROPIC_API_KEY")
+    assert ("resume with: autocontinue batch --resume b" in done.stderr) is journaled, done.stderr
 
 
 # -- 5. the small print ----------------------------------------------------------------------

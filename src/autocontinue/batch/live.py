@@ -217,6 +217,9 @@ class ItemRunner:
     on_run: Callable[[str, str], None]
     #: Told each item's start, and whether its model's prices are known.
     on_start: Callable[[str, bool], None] | None = None
+    #: Whether the batch can be resumed (False: its journal is thrown away at the end, so a
+    #: stop's hint promises no resume).
+    resumable: bool = True
     #: The batch's guard: the paced backend's (its calls go through it), else one of its own.
     guard: BatchGuard = field(init=False)
 
@@ -302,7 +305,7 @@ class ItemRunner:
     def _stopping(self, error: AutocontinueError) -> AutocontinueError:
         """``error`` as the batch reports it: no item's text, and how to go on once it is fixed."""
         error.partial = None
-        if not isinstance(error, UnknownModelError):  # the key or the account: fixed, it resumes
+        if self.resumable and not isinstance(error, UnknownModelError):  # fixed, it resumes
             hint = error.hint or "check the credentials and the account"
             error.hint = f"{hint}, then resume with: autocontinue batch --resume {self.batch_id}"
         return error

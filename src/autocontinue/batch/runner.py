@@ -342,6 +342,7 @@ async def abatch(
     on_warning: Callable[[str], None] | None = None,
     on_note: Callable[[str], None] | None = None,
     driver_options: dict[str, Any] | None = None,
+    resumable: bool = True,
     **options: Any,
 ) -> BatchResult:
     """Run every item of ``inputs`` to its end; see ``batch``."""
@@ -405,6 +406,7 @@ async def abatch(
                 on_warning=on_warning,
                 # on_note is also a ServiceDriver field (it tells why a Message Batches run waits)
                 driver_options={**(driver_options or {}), **({"on_note": on_note} if on_note else {})},
+                resumable=resumable,
             )
         finally:
             store.close()
@@ -520,6 +522,7 @@ async def _run(
     on_batch: Any,
     on_warning: Any = None,
     driver_options: dict[str, Any] | None = None,
+    resumable: bool = True,
 ) -> BatchResult:
     record = store.get(batch_id)
     assert record is not None
@@ -574,7 +577,7 @@ async def _run(
                 done,
                 progress,
                 on_warning,
-                driver_options or {},
+                {"resumable": resumable, **(driver_options or {})},
             )
         else:
             outcome.calls, outcome.throttled, outcome.paced = await _run_live(
@@ -590,6 +593,7 @@ async def _run(
                 event,
                 done,
                 progress,
+                resumable,
             )
     except BaseException:
         store.set_state(batch_id, "interrupted")
@@ -617,6 +621,7 @@ async def _run_live(
     event: Any,
     done: Any,
     progress: BatchProgress,
+    resumable: bool = True,
 ) -> tuple[int, int, bool]:
     pacer = Pacer(given=dict(limits or {}))
     shared, owned = _live_backend(backend, client, defaults, pacer)
@@ -630,6 +635,7 @@ async def _run_live(
         on_event=event,
         on_run=lambda item_id, run_id: store.set_run(batch_id, item_id, run_id),
         on_start=progress.on_start,
+        resumable=resumable,
     )
     try:
         await run_items(runner, todo, concurrency, done)

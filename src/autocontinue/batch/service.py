@@ -66,7 +66,7 @@ from ..errors import (
     UnknownModelError,
 )
 from ..events import Event, Result, RoundFinished
-from ..journal import Journal
+from ..journal import Journal, redact_url
 from ..options import Options
 from .items import BatchItem
 from .live import failed_result, result_of, resume_point
@@ -142,7 +142,8 @@ class BatchesBackend(Backend):
         return batch_spec(lookup_model(model), beta_300k=self.beta_300k)
 
     def endpoint_key(self) -> str:
-        return f"batches:{getattr(self.client, 'base_url', '')}"
+        where = str(getattr(self.client, "base_url", "") or "")
+        return f"batches:{redact_url(where) if where else ''}"
 
     def stream_round(self, request: RoundRequest) -> Iterator[BackendEvent]:
         raise BackendUnavailableError(
@@ -215,6 +216,9 @@ class ServiceDriver:
     #: ``CALL_ATTEMPTS`` and ``CALL_BACKOFF`` for this driver (small in tests).
     call_attempts: int = CALL_ATTEMPTS
     call_backoff: float = CALL_BACKOFF
+    #: Whether the batch can be resumed (False: its journal is thrown away at the end, so a
+    #: stop's hint promises no rerun that continues it).
+    resumable: bool = True
     #: The results of jobs confirmed by ``find_landed`` (downloaded to confirm them), kept
     #: until they are collected so that they are not downloaded a second time.
     _kept: dict[str, dict[str, Any]] = field(default_factory=dict, init=False, repr=False)
@@ -726,9 +730,12 @@ class ServiceDriver:
         if isinstance(mapped, TransientBackendError) or (
             type(mapped) is BackendError and getattr(mapped, "status_code", None) is None
         ):
-            where = getattr(self.client, "base_url", None)
-            check = f"check the network and the base URL ({where})" if where else "check the network"
-            mapped.hint = f"{mapped.hint + '; ' if mapped.hint else ''}{check}; {_AGAIN}"
+            where = str(getattr(self.client, "base_url", "") or "")
+            check = (
+                f"check the network and the base URL ({redact_url(where)})" if where else "check the network"
+            )
+            again = f"; {_AGAIN}" if self.resumable else ""
+            mapped.hint = f"{mapped.hint + '; ' if mapped.hint else ''}{check}{again}"
         return mapped
 
     def _apply(self, active: list[_Item], results: dict[str, Any], sent: set[str] | None) -> None:

@@ -176,6 +176,7 @@ def batch(
                     on_bad_line=view.bad_line,
                     on_warning=view.warning,
                     on_note=view.note,
+                    resumable=not no_journal,
                     **run_options,
                 )
             )
