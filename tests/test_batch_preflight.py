@@ -337,3 +337,20 @@ def test_a_default_only_the_unused_default_model_refuses_does_not_stop_items_tha
     done = _batch([str(refusing), *args[1:], "-o", str(tmp_path / "haiku.out")], url, tmp_path, "k")
     assert done.returncode == 2, done.stderr
     assert len(done.stderr.splitlines()) == 1 and "effort" in done.stderr
+
+
+def test_one_rule_says_which_errors_are_the_batchs_the_bare_items_and_a_real_items():
+    # The live and Message Batches paths used two rules: a permission_error only stopped a
+    # Message Batches batch, a live one failed each item in turn. Now one function decides.
+    from autocontinue.batch.preflight import about_the_batch
+    from autocontinue.errors import BackendError, InvalidRequestError, UnknownModelError
+
+    permission = BackendError("not allowed", error_type="permission_error")
+    assert about_the_batch(permission, "m", "m") and about_the_batch(permission, bare=True)
+    refused = InvalidRequestError("bad option", status_code=400, error_type="invalid_request_error")
+    assert about_the_batch(refused, bare=True)  # the bare request carries only the batch's options
+    assert not about_the_batch(refused, "m", "m")  # a real item's may be its own (its prompt)
+    assert about_the_batch(ConfigurationError("bad"), bare=True)
+    assert not about_the_batch(ConfigurationError("bad"), "m", "m")
+    unknown = UnknownModelError("no such model")
+    assert about_the_batch(unknown, "m", "m") and not about_the_batch(unknown, "own", "m")

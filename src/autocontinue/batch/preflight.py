@@ -33,6 +33,7 @@ from ..errors import (
     BackendError,
     BackendUnavailableError,
     ConfigurationError,
+    InvalidRequestError,
     UnknownModelError,
 )
 from ..options import Options
@@ -98,20 +99,28 @@ def check_defaults(
         first_call(options_for(bare))
 
 
-def about_the_batch(error: BaseException, model: str, default_model: str) -> bool:
+def about_the_batch(
+    error: BaseException, model: str = "", default_model: str = "", *, bare: bool = False
+) -> bool:
     """Whether ``error``, met by an item on ``model``, is about the batch and not the item.
 
-    The key (401/403) and the account's billing (402 ``billing_error``) fail every item alike;
-    so does a model the service does not know when it is the batch's default. An item's own
-    unknown model, a too-long prompt or a service that kept failing are the item's.
+    The key (401/403, ``permission_error``) and the account's billing (402 ``billing_error``)
+    fail every item alike; so does a model the service does not know when it is the batch's
+    default. With ``bare`` the error was met by the bare item (``bare_item``: the batch's own
+    options on the model the items use, a short prompt): its model unknown, or an option the
+    configuration or the API refuses, are the batch's too. A real item's refused option or
+    request may be its own (its own options, a too-long prompt), as are its own unknown model
+    and a service that kept failing.
     """
     if isinstance(error, AuthenticationError):
         return True
+    if isinstance(error, BackendError) and (
+        error.status_code == 402 or error.error_type in ("billing_error", "permission_error")
+    ):
+        return True
     if isinstance(error, UnknownModelError):
-        return model == default_model
-    if isinstance(error, BackendError):
-        return error.status_code == 402 or error.error_type == "billing_error"
-    return False
+        return bare or model == default_model
+    return bare and isinstance(error, (ConfigurationError, InvalidRequestError))
 
 
 class BatchGuard:

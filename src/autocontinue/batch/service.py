@@ -60,8 +60,6 @@ from ..errors import (
     AutocontinueError,
     BackendError,
     BackendUnavailableError,
-    ConfigurationError,
-    InvalidRequestError,
     TransientBackendError,
     UnknownModelError,
 )
@@ -72,7 +70,7 @@ from .items import BatchItem
 from .live import failed_result, result_of, resume_point
 from .models import BETA_300K, allows_300k, batch_spec
 from .output import ItemResult
-from .preflight import bare_item, first_call
+from .preflight import about_the_batch, bare_item, first_call
 from .store import BatchStore, JobIntent
 
 __all__ = ["BatchesBackend", "ServiceDriver", "custom_id", "batch_params", "CLOCK_SKEW"]
@@ -313,7 +311,7 @@ class ServiceDriver:
         error = await self._counted(bare)
         if (
             error is not None
-            and _about_the_batch(error)
+            and about_the_batch(error, bare=True)
             and (bare.model in asked or not isinstance(error, UnknownModelError))
         ):
             raise error
@@ -765,17 +763,6 @@ class ServiceDriver:
             if isinstance(event, RoundFinished):
                 self.journal.record_round(a.run_id, event.report, a.engine.state.text, a.engine.state.held)
             self.on_event(a.item.id, event)
-
-
-def _about_the_batch(error: AutocontinueError) -> bool:
-    """Whether ``error``, met by the bare item of the batch's options, would fail every item:
-    the key or the account refused, the model unknown, an option refused (a prompt too long is
-    not: the bare prompt is short, and an item's own may not be)."""
-    if isinstance(error, (AuthenticationError, ConfigurationError, InvalidRequestError)):
-        return True
-    return isinstance(error, BackendError) and (
-        error.status_code == 402 or error.error_type in ("billing_error", "permission_error")
-    )
 
 
 def _our_requests(active: list[_Item]) -> dict[str, Any]:
