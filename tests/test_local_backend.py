@@ -44,6 +44,12 @@ FRANCE = [
     {"role": "assistant", "content": "The capital of France is"},
 ]
 STORY = [{"role": "user", "content": "Tell me a short story about a robot."}]
+#: Greedy without a repeat penalty, SmolLM2 counts on to any max_tokens (2,000 tried; STORY
+#: ends its turn after 255): a round that was not stopped runs to its end.
+COUNTING = [
+    {"role": "user", "content": "Count from 1 to 5000, separated by commas."},
+    {"role": "assistant", "content": "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,"},
+]
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +60,11 @@ def backend():
 @pytest.fixture(scope="module")
 def greedy():
     return LocalBackend(seed=7, temperature=0.0)
+
+
+@pytest.fixture(scope="module")
+def counter():
+    return LocalBackend(seed=7, temperature=0.0, repeat_penalty=1.0)
 
 
 def run_round(backend, messages, max_tokens, **options):
@@ -546,17 +557,16 @@ async def test_an_async_round_runs_on_while_its_reader_holds_the_first_delta(gre
     assert first.text + "".join(e.text for e in rest if isinstance(e, BackendDelta)) == again
 
 
-async def test_an_async_round_closed_early_stops_and_frees_the_model(greedy):
-    request = RoundRequest(model=greedy.default_model, messages=STORY, max_tokens=300)
-    loaded = greedy._loaded()
-    stream = greedy.astream_round(request)
+async def test_an_async_round_closed_early_stops_and_frees_the_model(counter):
+    request = RoundRequest(model=counter.default_model, messages=COUNTING, max_tokens=1000)
+    loaded = counter._loaded()
+    stream = counter.astream_round(request)
     assert isinstance(await stream.__anext__(), BackendDelta)
     await stream.aclose()
     assert not loaded.lock.locked()
     kept = sum(len(chunk.tokens) for chunk in loaded.history)
-    prompt = greedy.count_tokens(RoundRequest(model=greedy.default_model, messages=STORY, max_tokens=1))
-    assert kept < prompt + 300  # it stopped, not ran on to max_tokens
-    _, end, _ = run_round(greedy, STORY, 3)
+    assert kept < counter.count_tokens(request) + 1000  # it stopped, not ran on to max_tokens
+    _, end, _ = run_round(counter, COUNTING, 3)
     assert end.usage.reused_prompt_tokens > 0
 
 
@@ -622,3 +632,100 @@ def test_every_async_round_runs_on_one_thread_whatever_the_event_loop(greedy):
     second = asyncio.run(_eval_threads(greedy, request))
     assert len(first) == 1 and first == second
     assert threading.get_ident() not in first
+
+
+def _sync_eval_threads(backend, request):
+    """The threads that evaluated tokens during one sync round (``eval`` observed, still run)."""
+    llm = backend._loaded().llm
+    seen: set[int] = set()
+    real = llm.eval
+
+    def observed(tokens):
+        seen.add(threading.get_ident())
+        return real(tokens)
+
+    llm.eval = observed
+    try:
+        events = list(backend.stream_round(request))
+    finally:
+        del llm.eval
+    assert isinstance(events[-1], RoundEnd)
+    return seen
+
+
+def test_a_sync_round_after_an_async_one_runs_on_the_same_model_thread(greedy):
+    # A sync round on the caller's thread beside async rounds on the model thread kept two
+    # OpenMP teams in the process, and with more teams than cores both decoded ~1.7x slower.
+    request = RoundRequest(model=greedy.default_model, messages=STORY, max_tokens=4)
+    async_threads = asyncio.run(_eval_threads(greedy, request))
+    sync_threads = _sync_eval_threads(greedy, request)
+    assert len(sync_threads) == 1 and sync_threads == async_threads
+    assert threading.get_ident() not in sync_threads
+
+
+def test_a_sync_round_dropped_mid_stream_stops_and_frees_the_model_thread(counter):
+    request = RoundRequest(model=counter.default_model, messages=COUNTING, max_tokens=1000)
+    loaded = counter._loaded()
+    stream = counter.stream_round(request)
+    assert isinstance(next(stream), BackendDelta)
+    del stream  # a reader that stops without closing: the generator's cleanup stops the round
+    assert not loaded.lock.locked()
+    kept = sum(len(chunk.tokens) for chunk in loaded.history)
+    assert kept < counter.count_tokens(request) + 1000  # it stopped, not ran on to max_tokens
+    _, end, _ = run_round(counter, STORY, 3)  # the model thread takes the next round
+    assert end.stop_reason == "max_tokens"
+
+
+def test_a_sync_round_raises_the_rounds_error_and_frees_the_model(greedy):
+    request = RoundRequest(model=greedy.default_model, messages=STORY, max_tokens=10**6)
+    with pytest.raises(ContextWindowError):
+        list(greedy.stream_round(request))
+    assert not greedy._loaded().lock.locked()
+    _, end, _ = run_round(greedy, STORY, 2)
+    assert end.stop_reason == "max_tokens"
+
+
+def test_a_sync_round_started_on_the_model_thread_runs_there_inline(greedy):
+    from autocontinue.backends.local.backend import _MODEL_THREAD
+
+    # Handing it to the model thread from the model thread would wait on itself for ever.
+    request = RoundRequest(model=greedy.default_model, messages=STORY, max_tokens=3)
+    events = _MODEL_THREAD.submit(lambda: list(greedy.stream_round(request))).result(timeout=60)
+    assert isinstance(events[-1], RoundEnd) and events[-1].usage.output_tokens == 3
+
+
+CTRL_C_DURING_A_SYNC_ROUND = """
+import os, signal, threading, time
+from autocontinue.backends.base import RoundEnd, RoundRequest
+from autocontinue.backends.local import LocalBackend
+
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as under a terminal
+backend = LocalBackend(seed=7, temperature=0.0, repeat_penalty=1.0)
+events = 0
+try:
+    for _ in backend.stream_round(RoundRequest(model=backend.default_model, messages=COUNTING, max_tokens=1000)):
+        events += 1
+        if events == 1:
+            threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT)).start()
+    print("not interrupted")
+except KeyboardInterrupt:
+    tokens = sum(len(chunk.tokens) for chunk in backend._loaded().history)
+    print("interrupted", tokens, backend._loaded().lock.locked())
+    request = RoundRequest(model=backend.default_model, messages=COUNTING, max_tokens=2)
+    ends = [e for e in backend.stream_round(request) if isinstance(e, RoundEnd)]
+    print("next round", ends[0].stop_reason)
+"""
+
+
+def test_ctrl_c_during_a_sync_round_stops_it_and_the_next_round_runs():
+    import subprocess
+    import sys
+
+    script = f"COUNTING = {COUNTING!r}\n{CTRL_C_DURING_A_SYNC_ROUND}"
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr
+    first, second = done.stdout.splitlines()
+    word, tokens, locked = first.split()
+    assert word == "interrupted" and locked == "False"
+    assert int(tokens) < 1000  # the round stopped at the interrupt, not at max_tokens
+    assert second == "next round max_tokens"

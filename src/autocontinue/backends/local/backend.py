@@ -3,7 +3,7 @@
 It puts the parts together for each round: the model (``model.py``), the prompt planned
 against the last round's tokens (``prompt.py``), the sampler and its token loop
 (``sampler.py``); one round holds the model's lock from the first token evaluated to the last
-token sampled.
+token sampled, and every round, sync or async, runs on the process's one model thread.
 """
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import queue
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 from ...catalogue import LOCAL_DEFAULT_MODEL, ModelSpec, find_model
@@ -33,12 +34,47 @@ from .threads import default_threads
 
 __all__ = ["LocalBackend"]
 
-#: The one thread that runs every async round of every local model in this process.
+
+class _ThreadFlag(threading.local):
+    #: True on ``_MODEL_THREAD``, where a round runs inline (a hand-off would wait on itself).
+    active = False
+
+
+_ON_MODEL_THREAD = _ThreadFlag()
+
+
+def _mark_model_thread() -> None:
+    _ON_MODEL_THREAD.active = True
+
+
+#: The one thread that runs every round, sync or async, of every local model in this process.
 #: libgomp keeps an idle OpenMP team for each thread that ever ran the model, and once the
 #: teams outnumber the cores it stops spinning at barriers (ggml waits at one per graph node)
 #: and sleeps instead: rounds stepped from the event loop's changing worker threads decoded
 #: SmolLM2 on 2 cores 1.6-2x slower (9 -> 15-19 ms a token) than rounds on a single thread.
-_MODEL_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="autocontinue-local")
+_MODEL_THREAD = ThreadPoolExecutor(
+    max_workers=1, thread_name_prefix="autocontinue-local", initializer=_mark_model_thread
+)
+
+#: What the model thread hands its reader: (event, None), then (None, the round's error or None).
+_Item = tuple[BackendEvent | None, BaseException | None]
+
+
+def _feed(
+    events: Generator[BackendEvent, None, None], put: Callable[[_Item], None], stopped: threading.Event
+) -> None:
+    """Run a round on the model thread, passing each event to ``put`` until ``stopped`` is set."""
+    try:
+        for event in events:
+            if stopped.is_set():
+                break
+            put((event, None))
+    except BaseException as exc:  # handed to the reader, raised there
+        put((None, exc))
+    else:
+        put((None, None))
+    finally:
+        events.close()
 
 
 class LocalBackend(Backend):
@@ -168,9 +204,31 @@ class LocalBackend(Backend):
     # -- one round
 
     def stream_round(self, request: RoundRequest) -> Iterator[BackendEvent]:
-        loaded = self._loaded()
-        with loaded.lock:
-            yield from self._round(loaded, request)
+        """The round runs on the model's own thread (``_MODEL_THREAD``); its events come through a queue.
+
+        A sync round on the caller's thread after async rounds (which run on the model thread)
+        kept two OpenMP teams in the process, and both kinds of round decoded about 1.7x slower
+        (docs/benchmarks.md, 9b). The model does not wait for its reader; a reader that stops
+        (``close``, a dropped generator, Ctrl-C in the main thread) stops the round at its next
+        event, and the model's lock is free when the generator has finished.
+        """
+        if _ON_MODEL_THREAD.active:  # already there (a round started from the model thread)
+            yield from self._model_round(request)
+            return
+        events: queue.SimpleQueue[_Item] = queue.SimpleQueue()
+        stopped = threading.Event()
+        worker = _MODEL_THREAD.submit(_feed, self._model_round(request), events.put, stopped)
+        try:
+            while True:
+                event, error = events.get()
+                if error is not None:
+                    raise error
+                if event is None:
+                    return
+                yield event
+        finally:
+            stopped.set()
+            worker.result()
 
     async def astream_round(self, request: RoundRequest) -> AsyncIterator[BackendEvent]:
         """The round runs whole on the model's own thread and hands its events to the loop as they come.
@@ -182,35 +240,19 @@ class LocalBackend(Backend):
         token, and the model's lock is free when this returns.
         """
         loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[tuple[BackendEvent | None, BaseException | None]] = asyncio.Queue()
+        events: asyncio.Queue[_Item] = asyncio.Queue()
         stopped = threading.Event()
 
-        def put(event: BackendEvent | None, error: BaseException | None = None) -> None:
+        def put(item: _Item) -> None:
             try:
-                loop.call_soon_threadsafe(queue.put_nowait, (event, error))
+                loop.call_soon_threadsafe(events.put_nowait, item)
             except RuntimeError:  # the loop is closed: nobody is reading any more
                 stopped.set()
 
-        def produce() -> None:
-            events = self.stream_round(request)
-            try:
-                for event in events:
-                    if stopped.is_set():
-                        break
-                    put(event)
-            except BaseException as exc:  # handed to the reader, raised there
-                put(None, exc)
-            else:
-                put(None)
-            finally:
-                close = getattr(events, "close", None)
-                if close is not None:
-                    close()
-
-        worker = loop.run_in_executor(_MODEL_THREAD, produce)
+        worker = loop.run_in_executor(_MODEL_THREAD, _feed, self._model_round(request), put, stopped)
         try:
             while True:
-                event, error = await queue.get()
+                event, error = await events.get()
                 if error is not None:
                     raise error
                 if event is None:
@@ -219,6 +261,12 @@ class LocalBackend(Backend):
         finally:
             stopped.set()
             await asyncio.shield(worker)
+
+    def _model_round(self, request: RoundRequest) -> Generator[BackendEvent, None, None]:
+        """One round under the model's lock, on the thread that steps it (the model thread)."""
+        loaded = self._loaded()
+        with loaded.lock:
+            yield from self._round(loaded, request)
 
     def _round(self, loaded: LoadedModel, request: RoundRequest) -> Iterator[BackendEvent]:
         chunks, open_turn = self._plan(loaded, request)
