@@ -655,7 +655,7 @@ def _sync_eval_threads(backend, request):
 
 def test_a_sync_round_after_an_async_one_runs_on_the_same_model_thread(greedy):
     # A sync round on the caller's thread beside async rounds on the model thread kept two
-    # OpenMP teams in the process, and with more teams than cores both decoded ~1.7x slower.
+    # OpenMP teams in the process, and with more teams than cores both decoded at ~0.55x.
     request = RoundRequest(model=greedy.default_model, messages=STORY, max_tokens=4)
     async_threads = asyncio.run(_eval_threads(greedy, request))
     sync_threads = _sync_eval_threads(greedy, request)

@@ -207,7 +207,7 @@ class LocalBackend(Backend):
         """The round runs on the model's own thread (``_MODEL_THREAD``); its events come through a queue.
 
         A sync round on the caller's thread after async rounds (which run on the model thread)
-        kept two OpenMP teams in the process, and both kinds of round decoded about 1.7x slower
+        kept two OpenMP teams in the process, and both kinds of round then decoded at about 0.55x
         (docs/benchmarks.md, 9b). The model does not wait for its reader; a reader that stops
         (``close``, a dropped generator, Ctrl-C in the main thread) stops the round at its next
         event, and the model's lock is free when the generator has finished.
