@@ -202,7 +202,7 @@ def test_a_failed_message_batches_call_names_the_base_url_without_its_secret(tmp
     source = _input(tmp_path / "in.jsonl", ["a"])
     args = ["-o", str(tmp_path / "out.jsonl"), "--via", "batches", "--model", MODEL]
     args += ["--backend", "anthropic", "--base-url", secret_url, *([] if journaled else ["--no-journal"])]
-    done = _batch(str(source), *args, env=_env(tmp_path, ANTHROPIC_API_KEY="k"))
+    done = batch_cli(str(source), *args, env=batch_env(tmp_path, ANTHROPIC_API_KEY="k"))
     assert done.returncode == 3, done.stderr
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
     assert "S3CRET" not in done.stderr and "user:" not in done.stderr, done.stderr
@@ -219,11 +219,11 @@ def test_a_live_batch_stopped_by_the_key_promises_a_resume_only_when_journaled(
     url = start_emulator(length=150, api_key="right-key")
     source = _input(tmp_path / "in.jsonl", ["a", "b"])
     args = ["-o", str(tmp_path / "out.jsonl"), "--model", MODEL, "--backend", "anthropic", "--base-url", url]
-    done = _batch(
+    done = batch_cli(
         str(source),
         *args,
         *([] if journaled else ["--no-journal"]),
-        env=_env(tmp_path, ANTHROPIC_API_KEY="wrong"),
+        env=batch_env(tmp_path, ANTHROPIC_API_KEY="wrong"),
     )
     _one_line_refusal(done, "x-api-key", "check ANTHROPIC_API_KEY")
     assert ("resume with: autocontinue batch --resume b" in done.stderr) is journaled, done.stderr
