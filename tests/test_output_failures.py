@@ -142,6 +142,70 @@ def test_run_whose_output_disk_is_full_exits_2_and_names_the_run_to_show(emulato
     assert shown.returncode == 0 and shown.stdout.strip(), shown.stderr
 
 
+def _cli_to(url: str, home: Path, stdout: object, *args: str) -> subprocess.CompletedProcess[str]:
+    """The CLI with ``stdout`` as its descriptor 1 (stderr captured)."""
+    return subprocess.run(  # type: ignore[call-overload, no-any-return]
+        **_popen_args(url, home, *args), stdout=stdout, stderr=subprocess.PIPE, text=True, timeout=300
+    )
+
+
+def _to_closed_stdout(url: str, home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The CLI with stdout a pipe whose reader is gone before it writes (as ``| head -c 0``)."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        return _cli_to(url, home, write_end, *args)
+    finally:
+        os.close(write_end)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("batch", "IN", "-o", "/dev/stdout"),
+        ("batch", "IN", "-o", "/dev/fd/1"),
+        ("batch", "IN", "-o", "/proc/self/fd/1"),
+        ("batch", "IN"),
+        ("Tell a story", "-o", "/dev/stdout"),
+        ("Tell a story", "-o", "/dev/fd/1"),
+        ("Tell a story",),
+    ],
+    ids=["batch-dev-stdout", "batch-dev-fd-1", "batch-proc-fd-1", "batch-stdout",
+         "run-dev-stdout", "run-dev-fd-1", "run-stdout"],
+)  # fmt: skip
+def test_a_closed_stdout_named_as_the_output_ends_as_a_closed_stdout(emulator, tmp_path, command):
+    """``-o /dev/stdout | head`` used to be an OutputError (exit 2, "keep a reader on it"),
+    while plain stdout exits 141: the same pipe now ends the same way, resumable."""
+    source = _input(tmp_path / "in.jsonl", ("a",))
+    args = [str(source) if part == "IN" else part for part in command]
+    done = _to_closed_stdout(emulator, tmp_path, *args, "--model", MODEL, "-q")
+    assert done.returncode == 141, done.stderr
+    assert "Traceback" not in done.stderr and "keep a reader" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("autocontinue: stdout was closed"), done.stderr
+    if command[0] == "batch":
+        assert "autocontinue batch --resume" in lines[0], lines[0]
+    elif "-o" in command:  # the run was done before its file was written: its answer is kept
+        assert "autocontinue show " in lines[0], lines[0]
+
+
+def test_epipe_on_the_file_stdout_is_by_samestat_is_a_closed_stdout(emulator, tmp_path):
+    """A FIFO given by its own name that is also descriptor 1 is the process's stdout."""
+    source = _input(tmp_path / "in.jsonl", ("a", "b"))
+    fifo = tmp_path / "answers.fifo"
+    os.mkfifo(fifo)
+    reader = _ReadsOneLine(fifo)
+    reader.start()
+    with open(fifo, "wb") as stdout:  # opens once the reader has: both ends are the one pipe
+        done = _cli_to(
+            emulator, tmp_path, stdout, "batch", str(source), "-o", str(fifo), "--model", MODEL,
+            "-q", "--concurrency", "1",
+        )  # fmt: skip
+    reader.join(timeout=30)
+    assert done.returncode == 141, done.stderr
+    assert "stdout was closed" in done.stderr and "Traceback" not in done.stderr
+
+
 def test_the_writer_raises_output_error_once_then_keeps_quiet():
     writer = OutputWriter(Path(FULL))
     writer.rewrite([])
@@ -190,8 +254,11 @@ os.kill(os.getpid(), 9)
 
 
 def test_a_temporary_left_by_a_killed_writer_is_removed_by_the_next_write(tmp_path):
+    from autocontinue import outfile
+    from autocontinue.journal.records import process_start
     from autocontinue.outfile import write_into
 
+    outfile._temporaries_in.cache_clear()
     target = tmp_path / "out.jsonl"
     killed = subprocess.run(
         [sys.executable, "-c", _KILLED_MID_WRITE, str(target)], capture_output=True, text=True, timeout=60
@@ -199,16 +266,24 @@ def test_a_temporary_left_by_a_killed_writer_is_removed_by_the_next_write(tmp_pa
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     left = Path(killed.stdout.strip())
     assert left.exists() and left.name.startswith(".out.jsonl.")
-    alive = tmp_path / f".out.jsonl.{os.getppid()}.abcd1234.tmp"  # a live writer's: kept
-    other = tmp_path / f".other.jsonl.{left.name.split('.')[3]}.abcd1234.tmp"  # another output's
+    assert left.name.startswith(f".out.jsonl.{outfile._host_tag()}.")
+    host, pid_start = left.name.split(".")[3:5]
+    dead_pid = pid_start.split("-")[0]
+    parent = f"{os.getppid()}-{process_start(os.getppid())}"
+    alive = tmp_path / f".out.jsonl.{host}.{parent}.abcd1234.tmp"  # a live writer's: kept
+    reused = tmp_path / f".out.jsonl.{host}.{os.getppid()}-1.abcd1234.tmp"  # its pid, reused: gone
+    remote = tmp_path / f".out.jsonl.otherhost.{pid_start}.abcd1234.tmp"  # another host's: kept
+    other = tmp_path / f".other.jsonl.{host}.{pid_start}.abcd1234.tmp"  # another output's: kept
+    older = tmp_path / f".out.jsonl.{dead_pid}.abcd1234.tmp"  # the older pattern: kept
     foreign = tmp_path / ".out.jsonl.tmp"  # not our pattern
-    for path in (alive, other, foreign):
+    kept = (alive, remote, other, older, foreign)
+    for path in (*kept, reused):
         path.write_text("x")
 
     write_into(target, "whole\n")
     assert target.read_text() == "whole\n"
-    assert not left.exists()
-    assert alive.exists() and other.exists() and foreign.exists()
+    assert not left.exists() and not reused.exists()
+    assert [path.name for path in kept if not path.exists()] == []
 
 
 # -- resume after -o /dev/fd/N ------------------------------------------------------------------

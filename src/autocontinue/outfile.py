@@ -11,16 +11,27 @@ output would overwrite a file it must keep (the input, the journal). A write tha
 (disk full, an I/O error, a FIFO whose reader went away) is an ``OutputError`` naming the file
 and the OS error (``cannot_write``).
 
-A temporary file is named ``.<target>.<pid>.<random>.tmp``: one left by a process killed
-mid-write (kill -9) is removed by the next write of the same target once its pid is gone.
+A temporary file is named ``.<target>.<host>.<pid>-<start>.<random>.tmp`` (``<host>`` this
+machine's name made safe, ``<start>`` when the process started, ``x`` if unknown): one left by
+a process killed mid-write (kill -9) is removed by the next write of the same target on the
+same host once that process is gone (``journal.records.owner_alive``: a reused pid with another
+start time is gone too). Another host's temporary files are never removed (a shared directory:
+its pids are not ours to check), nor are names of the older ``.<target>.<pid>.<random>.tmp``
+pattern.
+
+EPIPE on a path that is this process's stdout (``/dev/stdout``, ``/dev/fd/1``, or the same
+file as descriptor 1) is the closed stdout it is: ``stdout_closed`` tells the caller to let the
+``BrokenPipeError`` through, so the CLI ends as for plain stdout (exit 141).
 """
 
 from __future__ import annotations
 
 import errno
 import functools
+import hashlib
 import os
 import re
+import socket
 import stat
 import tempfile
 from contextlib import suppress
@@ -28,6 +39,7 @@ from pathlib import Path
 from typing import IO
 
 from .errors import OutputError
+from .journal.records import owner_alive, process_start
 
 __all__ = [
     "in_place",
@@ -37,13 +49,19 @@ __all__ = [
     "write_into",
     "open_into",
     "cannot_write",
+    "stdout_closed",
 ]
 
 #: A directory of open descriptors: /dev/fd and /dev/stdout lead here.
 _FD_DIR = re.compile(r"^/proc/(self|thread-self|\d+)(/task/\d+)?/fd$")
 _LINK_HOPS = 40
-#: Our temporary files: ``.<target>.<pid>.<8 random characters of mkstemp>.tmp``.
-_TEMPORARY = re.compile(r"\.(?P<target>.+)\.(?P<pid>\d+)\.[a-z0-9_]{8}\.tmp")
+#: Our temporary files: ``.<target>.<host>.<pid>-<start>.<8 random characters of mkstemp>.tmp``.
+_TEMPORARY = re.compile(
+    r"\.(?P<target>.+)\.(?P<host>[A-Za-z0-9_-]+)\.(?P<pid>\d+)-(?P<start>\d+|x)\.[a-z0-9_]{8}\.tmp"
+)
+_UNSAFE_HOST = re.compile(r"[^A-Za-z0-9-]")
+#: The paths that name this process's stdout whatever it is.
+_STDOUT_NAMES = ("/dev/stdout", "/dev/fd/1", "/proc/self/fd/1")
 #: What to do first, for the errors a write of the output meets.
 _FIRST_STEP = {
     errno.ENOSPC: "free some space",
@@ -155,44 +173,61 @@ def cannot_write(path: str | os.PathLike[str], exc: OSError, then: str) -> Outpu
     )
 
 
+def stdout_closed(path: str | os.PathLike[str], exc: BaseException) -> bool:
+    """True if ``exc``, met writing ``path``, is EPIPE on this process's own stdout (the caller
+    lets the ``BrokenPipeError`` through, as for plain stdout)."""
+    return isinstance(exc, BrokenPipeError) and _is_stdout(path)
+
+
+def _is_stdout(path: str | os.PathLike[str]) -> bool:
+    target = Path(path).expanduser()
+    if os.path.abspath(target) in _STDOUT_NAMES:
+        return True
+    try:
+        return os.path.samestat(os.fstat(1), os.stat(target))
+    except OSError:
+        return False
+
+
+@functools.lru_cache(maxsize=1)
+def _host_tag() -> str:
+    """This host's name as a part of a file name: letters, digits and ``-``, at most 40
+    characters; a name changed to fit gets a short hash of the whole so two hosts stay apart."""
+    host = socket.gethostname() or "localhost"
+    tag = _UNSAFE_HOST.sub("_", host)
+    if tag != host or len(tag) > 40:
+        tag = f"{tag[:31]}_{hashlib.sha1(host.encode()).hexdigest()[:8]}"
+    return tag
+
+
 def _temporary_beside(target: Path) -> tuple[int, str]:
-    """A new temporary file beside ``target`` (its descriptor and path), named with our pid;
-    ours left by dead processes for the same target are removed first."""
+    """A new temporary file beside ``target`` (its descriptor and path), named with our host,
+    pid and start time; ours left by gone processes for the same target are removed first."""
     _remove_stale_temporaries(target)
-    return tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp")
+    started = process_start(os.getpid()) or "x"
+    prefix = f".{target.name}.{_host_tag()}.{os.getpid()}-{started}."
+    return tempfile.mkstemp(dir=target.parent, prefix=prefix, suffix=".tmp")
 
 
 def _remove_stale_temporaries(target: Path) -> None:
-    for name, pid in _temporaries_in(str(target.parent)).pop(target.name, []):
-        if not _alive(pid):
+    for name, pid, started in _temporaries_in(str(target.parent)).pop(target.name, []):
+        if not owner_alive(socket.gethostname(), pid, started, 0.0):
             with suppress(OSError):
                 os.unlink(target.parent / name)
 
 
 @functools.lru_cache(maxsize=16)
-def _temporaries_in(directory: str) -> dict[str, list[tuple[str, int]]]:
-    """Our temporary files in ``directory`` by the target they were for, read once a process
-    (a batch's output directory is not listed again for each item)."""
-    found: dict[str, list[tuple[str, int]]] = {}
+def _temporaries_in(directory: str) -> dict[str, list[tuple[str, int, str | None]]]:
+    """This host's temporary files in ``directory`` by the target they were for, read once a
+    process (a batch's output directory is not listed again for each item)."""
+    found: dict[str, list[tuple[str, int, str | None]]] = {}
     with suppress(OSError):
         for name in os.listdir(directory):
             match = _TEMPORARY.fullmatch(name)
-            if match:
-                found.setdefault(match["target"], []).append((name, int(match["pid"])))
+            if match and match["host"] == _host_tag():
+                started = None if match["start"] == "x" else match["start"]
+                found.setdefault(match["target"], []).append((name, int(match["pid"]), started))
     return found
-
-
-def _alive(pid: int) -> bool:
-    """True unless no process ``pid`` exists (one we may not signal is alive)."""
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True
 
 
 def _replace(target: Path, text: str) -> None:

@@ -12,7 +12,8 @@ before anything is spent, an output that cannot be written or would overwrite th
 journal. A write that fails mid-batch (disk full, an I/O error, a FIFO whose reader went away)
 raises ``OutputError``: each item is journaled as finished before its line is written, so the
 same command run again rewrites every finished line and runs only the rest. A closed stdout
-stays a ``BrokenPipeError`` (the CLI ends as for ``run``).
+stays a ``BrokenPipeError`` (the CLI ends as for ``run``), also when it was named as the
+output (``-o /dev/stdout``, ``/dev/fd/1``, or the file descriptor 1 is).
 """
 
 from __future__ import annotations
@@ -22,13 +23,23 @@ import os
 import re
 import sys
 from collections.abc import Iterable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 from .. import jsontext
 from ..errors import ConfigurationError, OutputError
-from ..outfile import cannot_write, in_place, open_into, output_problem, real_target, same_file, write_into
+from ..outfile import (
+    cannot_write,
+    in_place,
+    open_into,
+    output_problem,
+    real_target,
+    same_file,
+    stdout_closed,
+    write_into,
+)
 from ..usage import Usage
 
 __all__ = ["ItemResult", "OutputWriter", "item_file_name", "check_targets"]
@@ -147,6 +158,9 @@ class OutputWriter:
                 write_into(target, text)
                 self._file = open(target, "a", encoding="utf-8")  # noqa: SIM115 - held open for the batch
         except OSError as exc:
+            if stdout_closed(self.path, exc):
+                self._drop()
+                raise  # -o /dev/stdout that was closed: as a closed stdout (exit 141)
             error = self._broken(self.path, exc)
             self.close()  # quietly: what it still buffers cannot be written either
             raise error from None
@@ -165,7 +179,17 @@ class OutputWriter:
         except OSError as exc:
             if isinstance(exc, BrokenPipeError) and self.path is None:
                 raise  # stdout was closed: the CLI ends as run does (exit 141)
+            if self.path is not None and stdout_closed(self.path, exc):
+                self._drop()
+                raise  # -o /dev/stdout (or the file stdout is) was closed: the same
             raise self._broken(self.path or "stdout", exc) from None
+
+    def _drop(self) -> None:
+        """Forget a file on a closed stdout: nothing it still buffers can be written."""
+        file, self._file = self._file, None
+        if file is not None and file not in (sys.stdout, self._stream):
+            with suppress(OSError):
+                file.close()
 
     def _broken(self, where: Path | str, exc: OSError) -> OutputError:
         self.failed = cannot_write(where, exc, RERUN)
@@ -196,5 +220,7 @@ class OutputWriter:
         try:
             file.close()
         except OSError as exc:
+            if self.path is not None and stdout_closed(self.path, exc):
+                raise
             if self.failed is None:
                 raise self._broken(self.path or "stdout", exc) from None

@@ -120,7 +120,13 @@ def execute(
                 _close(events)
                 return _fail(error, recorder, run_id, output)
     assert result is not None, "the engine ended without a Finished event"
-    return _finish(result, output, quiet, progress.elapsed, run_id, budget_exit, on_result)
+    try:
+        return _finish(result, output, quiet, progress.elapsed, run_id, budget_exit, on_result)
+    except BrokenPipeError:  # -o /dev/stdout closed once the run was done: as a closed stdout
+        silence_stdout()
+        kept = f"; the answer is kept: autocontinue show {run_id} > FILE" if run_id else ""
+        say(f"stdout was closed{kept}")
+        return EXIT_PIPE
 
 
 def _refuse_if_nothing_fits(result: Result) -> None:

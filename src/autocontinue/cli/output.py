@@ -9,7 +9,7 @@ import click
 
 from .. import jsontext
 from ..events import Result, TextDelta
-from ..outfile import cannot_write, write_into
+from ..outfile import cannot_write, stdout_closed, write_into
 from .terminal import for_stream
 
 __all__ = ["AnswerOutput", "write_atomically"]
@@ -59,10 +59,13 @@ class AnswerOutput:
 def write_atomically(path: Path, text: str, *, run_id: str | None = None) -> None:
     """Write ``text`` as the whole of ``path``, never half of it: a regular file (a symlink's
     target) through a temporary file and a rename, a device, FIFO or descriptor straight.
-    OutputError (disk full, a reader gone) says how to get the answer of run ``run_id`` again."""
+    OutputError (disk full, a reader gone) says how to get the answer of run ``run_id`` again;
+    EPIPE on this process's own stdout stays a ``BrokenPipeError``, as on plain stdout."""
     try:
         write_into(path, text)
     except OSError as exc:
+        if stdout_closed(path, exc):
+            raise  # -o /dev/stdout was closed: the CLI ends as for a closed stdout (exit 141)
         then = (
             f"get the answer kept in the journal: autocontinue show {run_id} > FILE"
             if run_id
