@@ -154,3 +154,29 @@ def test_a_batch_and_a_single_run_take_their_backend_from_options_in_one_place(m
     assert str(from_mapping.client.base_url) == str(from_options.client.base_url)
     with pytest.raises(ConfigurationError, match="server="):
         backend_for({"backend": "local", "server": "llama-server"})
+
+
+def test_an_item_whose_run_finished_before_the_batch_heard_of_it_is_taken_from_the_journal(
+    start_emulator, env, tmp_path
+):
+    """A kill -9 between the run's journal entry ending "finished" and the batch's item row
+    being marked: the rerun takes the answer from the journal and sends nothing (it claimed
+    the finished run and stopped the whole batch with "finished by another process")."""
+    import sqlite3
+
+    url = start_emulator(length=300)
+    env(url)
+    journal = tmp_path / "j.sqlite3"
+    args = dict(journal=str(journal), model=MODEL, max_tokens_per_call=200)
+    first = autocontinue.batch(_items(3), output=str(tmp_path / "a.jsonl"), **args)
+    with sqlite3.connect(journal) as db:  # as the killed process left it
+        db.execute(
+            "UPDATE batch_items SET status = 'running', result = NULL WHERE batch_id = ?", (first.batch_id,)
+        )
+    billed = emulator_stats(url)
+    again = autocontinue.batch(_items(3), output=str(tmp_path / "b.jsonl"), **args)
+    assert again.batch_id == first.batch_id and not again.failed
+    assert emulator_stats(url) == billed
+    assert sorted((tmp_path / "a.jsonl").read_text().splitlines()) == sorted(
+        (tmp_path / "b.jsonl").read_text().splitlines()
+    )

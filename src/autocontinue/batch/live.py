@@ -245,6 +245,10 @@ class ItemRunner:
 
     async def run(self, item: BatchItem, run_id: str | None) -> ItemResult:
         record = self.journal.get(run_id) if run_id else None
+        if record is not None and record.state == "finished":
+            # Killed after its run was journaled finished, before the batch heard of it: the
+            # answer is in the journal, nothing is sent (claiming the run would be refused).
+            return result_of(item, record.result(), record.id)
         checkpoint = resume_point(record) if record else None
         recorder = self._recorder(item, record, checkpoint)
         run_id = recorder.start()
