@@ -30,6 +30,8 @@ import sys
 import time
 from typing import Any
 
+from bench.local_batch import PROMPTS as LOCAL_BATCH_PROMPTS
+
 __all__ = ["ORDERS", "run", "main"]
 
 #: The arms each kind of process runs, in order.
@@ -38,14 +40,8 @@ ORDERS = {
     "async_first": ("b_async_alone", "c_sync_after_async"),
 }
 
-PROMPTS = (
-    "Describe a lighthouse keeper's day.",
-    "Explain how rivers shape valleys.",
-    "Write a short story about a fox and a crow.",
-    "Give advice to a new gardener.",
-    "Describe the night sky in winter.",
-    "Explain why bread rises.",
-)
+#: The local batch bench's first six prompts (the same texts, so the two benches compare).
+PROMPTS = LOCAL_BATCH_PROMPTS[:6]
 
 
 def _requests(backend: Any, rounds: int, tokens: int) -> list[Any]:
